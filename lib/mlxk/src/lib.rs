@@ -2,3 +2,11 @@
 //! Everything here builds and tests without libmlx, so probe/gate/memmon/memplot/report-*
 //! stay light.
 pub mod cli;
+pub mod gguf;
+pub mod policy;
+pub mod probe;
+pub mod records;
+pub mod resolve;
+pub mod safetensors;
+pub mod sys;
+pub mod table;

@@ -1,0 +1,224 @@
+//! The JSON Lines records the tools exchange (DESIGN.md, "Wire format"). Every record carries
+//! `"type"`. Filters work on `serde_json::Value` so that fields they do not know pass through.
+
+use serde::{Deserialize, Serialize};
+
+/// `{"type":"model", …}` written by mlxk-probe and passed on (with `gate`) by mlxk-gate.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ModelRecord {
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `org/name` for a cache entry, the folder name for a plain folder.
+    pub id: String,
+    pub path: String,
+    /// Snapshot hash of a cache entry; null for a plain folder.
+    pub revision: Option<String>,
+    pub framework: Framework,
+    /// `safetensors`, `gguf`, `pytorch_bin` or `none`: what the weights are stored as.
+    pub weight_format: String,
+    pub model_type: Option<String>,
+    pub quantization: Quantization,
+    pub size_bytes: u64,
+    pub context_length: Option<u64>,
+    /// Where `context_length` came from, e.g. `config.json:max_position_embeddings`, or
+    /// `default` when nothing declared it.
+    pub context_length_source: String,
+    pub capabilities: Vec<Capability>,
+    pub health: Health,
+    pub memory: MemoryEstimate,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Framework {
+    Mlx,
+    Gguf,
+    Pytorch,
+    Unknown,
+}
+
+impl Framework {
+    pub fn label(self) -> &'static str {
+        match self {
+            Framework::Mlx => "MLX",
+            Framework::Gguf => "GGUF",
+            Framework::Pytorch => "PyTorch",
+            Framework::Unknown => "unknown",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Capability {
+    Text,
+    Chat,
+    Vision,
+    Audio,
+    Embeddings,
+}
+
+impl Capability {
+    pub fn label(self) -> &'static str {
+        match self {
+            Capability::Text => "text",
+            Capability::Chat => "chat",
+            Capability::Vision => "vision",
+            Capability::Audio => "audio",
+            Capability::Embeddings => "embeddings",
+        }
+    }
+}
+
+/// How the weights are stored.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct Quantization {
+    /// `affine` (MLX quantized), `gguf`, or `none`.
+    pub method: String,
+    pub bits: Option<u32>,
+    pub group_size: Option<u32>,
+    /// Layers whose quantization differs from the global setting (MLX per-layer overrides).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub overrides: u32,
+    /// The dtype holding most weight bytes (`bfloat16`, `float16`, `float32`, `uint32` packed).
+    pub dtype: Option<String>,
+    /// GGUF tensor types present, e.g. `["F32", "Q4_1", "Q8_0"]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gguf_types: Vec<String>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+impl Quantization {
+    /// Short label for tables: `4bit/g64`, `Q4_1`, `bf16`, `-`.
+    pub fn label(&self) -> String {
+        match self.method.as_str() {
+            "affine" => match (self.bits, self.group_size) {
+                (Some(b), Some(g)) => format!("{b}bit/g{g}"),
+                (Some(b), None) => format!("{b}bit"),
+                _ => "affine".into(),
+            },
+            "gguf" => {
+                // The most specific (quantized) type names the file; F32 norms are incidental.
+                let quantized: Vec<&String> = self
+                    .gguf_types
+                    .iter()
+                    .filter(|t| !t.starts_with('F') && *t != "BF16")
+                    .collect();
+                match quantized.as_slice() {
+                    [] => self
+                        .gguf_types
+                        .first()
+                        .cloned()
+                        .unwrap_or_else(|| "gguf".into()),
+                    [one] => (*one).clone(),
+                    many => many
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join("+"),
+                }
+            }
+            _ => match self.dtype.as_deref() {
+                Some("bfloat16") => "bf16".into(),
+                Some("float16") => "f16".into(),
+                Some("float32") => "f32".into(),
+                Some(other) => other.into(),
+                None => "-".into(),
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct Health {
+    pub ok: bool,
+    pub problems: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MemoryEstimate {
+    /// Bytes the weights take in memory once loaded under the dtype policy.
+    pub estimate_bytes: u64,
+    /// What the policy loads them as, e.g. `float32 (upcast from bfloat16 on CPU)`.
+    pub dtype: String,
+}
+
+/// The `gate` object mlxk-gate adds to a model record.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Gate {
+    pub decision: Decision,
+    /// `text`, `vision` or `audio`; null when no backend can run the model.
+    pub backend: Option<String>,
+    pub reasons: Vec<String>,
+    pub available_bytes: Option<u64>,
+    pub ratio: Option<f64>,
+    pub threshold: f64,
+    /// The memory facts behind `available_bytes`.
+    pub memory: Option<crate::sys::MemorySnapshot>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Decision {
+    Allow,
+    Warn,
+    Block,
+}
+
+impl Decision {
+    pub fn label(self) -> &'static str {
+        match self {
+            Decision::Allow => "allow",
+            Decision::Warn => "warn",
+            Decision::Block => "block",
+        }
+    }
+}
+
+/// `{"type":"error", …}`: any tool, in JSON mode, for a failure tied to one input.
+pub fn error_record(code: &str, message: &str, model: Option<&str>) -> serde_json::Value {
+    let mut v = serde_json::json!({"type": "error", "code": code, "message": message});
+    if let Some(m) = model {
+        v["model"] = serde_json::Value::String(m.to_string());
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantization_labels() {
+        let q = Quantization {
+            method: "affine".into(),
+            bits: Some(4),
+            group_size: Some(64),
+            ..Default::default()
+        };
+        assert_eq!(q.label(), "4bit/g64");
+        let g = Quantization {
+            method: "gguf".into(),
+            gguf_types: vec!["F32".into(), "Q4_1".into(), "Q8_0".into()],
+            ..Default::default()
+        };
+        assert_eq!(g.label(), "Q4_1+Q8_0");
+        let f = Quantization {
+            method: "none".into(),
+            dtype: Some("bfloat16".into()),
+            ..Default::default()
+        };
+        assert_eq!(f.label(), "bf16");
+    }
+
+    #[test]
+    fn error_record_shape() {
+        let e = error_record("not_found", "no model matches 'x'", Some("x"));
+        assert_eq!(e["type"], "error");
+        assert_eq!(e["code"], "not_found");
+        assert_eq!(e["model"], "x");
+    }
+}

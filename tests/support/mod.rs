@@ -1,0 +1,226 @@
+//! Fixture builders for the end-to-end tests: temporary Hugging Face caches holding model
+//! folders of every shape the tools must judge, fake /proc trees, and the binaries under test.
+
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+
+/// A binary of this workspace, built by `cargo build --workspace --bins` (make test does).
+pub fn bin(name: &str) -> assert_cmd::Command {
+    let mut cmd = assert_cmd::Command::new(bin_path(name));
+    // Tests never see the developer's own cache or memory.
+    cmd.env_remove("HF_HOME")
+        .env_remove("HF_HUB_CACHE")
+        .env_remove("MLXK_SYS_ROOT");
+    cmd.env("MLXK_DEVICE", "cpu");
+    cmd
+}
+
+pub fn bin_path(name: &str) -> PathBuf {
+    // tests run from target/<profile>/deps/<test>; binaries sit in target/<profile>/.
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let p = dir.join(name);
+    assert!(
+        p.exists(),
+        "{} not built: run `cargo build --workspace --bins` first (make test does)",
+        p.display()
+    );
+    p
+}
+
+/// A temporary hub cache.
+pub struct Cache {
+    pub dir: tempfile::TempDir,
+}
+
+impl Default for Cache {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Cache {
+    pub fn new() -> Self {
+        Cache {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Creates `models--org--name/snapshots/<rev>/` (with refs/main → rev) and returns it.
+    pub fn snapshot(&self, repo: &str, rev: &str) -> PathBuf {
+        let rd = self
+            .root()
+            .join(format!("models--{}", repo.replace('/', "--")));
+        let snap = rd.join("snapshots").join(rev);
+        std::fs::create_dir_all(&snap).unwrap();
+        std::fs::create_dir_all(rd.join("refs")).unwrap();
+        std::fs::write(rd.join("refs/main"), rev).unwrap();
+        snap
+    }
+
+    pub fn repo_dir(&self, repo: &str) -> PathBuf {
+        self.root()
+            .join(format!("models--{}", repo.replace('/', "--")))
+    }
+}
+
+pub fn write(dir: &Path, name: &str, bytes: impl AsRef<[u8]>) {
+    let p = dir.join(name);
+    if let Some(parent) = p.parent() {
+        std::fs::create_dir_all(parent).unwrap();
+    }
+    std::fs::write(p, bytes).unwrap();
+}
+
+pub fn write_json(dir: &Path, name: &str, v: &Value) {
+    write(dir, name, serde_json::to_vec_pretty(v).unwrap());
+}
+
+/// A safetensors file with zero-filled tensors: (name, dtype, shape).
+pub fn safetensors(tensors: &[(&str, &str, &[u64])], format: Option<&str>) -> Vec<u8> {
+    let mut header = serde_json::Map::new();
+    if let Some(f) = format {
+        header.insert("__metadata__".into(), json!({ "format": f }));
+    }
+    let mut offset = 0u64;
+    for (name, dtype, shape) in tensors {
+        let bytes = mlxk::safetensors::dtype_bytes(dtype).unwrap() * shape.iter().product::<u64>();
+        header.insert(
+            (*name).into(),
+            json!({"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + bytes]}),
+        );
+        offset += bytes;
+    }
+    let h = serde_json::to_vec(&Value::Object(header)).unwrap();
+    let mut out = (h.len() as u64).to_le_bytes().to_vec();
+    out.extend(h);
+    out.resize(out.len() + offset as usize, 0);
+    out
+}
+
+pub const CHAT_TEMPLATE: &str =
+    "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}";
+
+/// A healthy MLX 4-bit llama: config with quantization, mlx-format safetensors, tokenizer.
+pub fn mlx_llama_4bit(dir: &Path) {
+    write_json(
+        dir,
+        "config.json",
+        &json!({"model_type": "llama", "max_position_embeddings": 2048, "hidden_size": 64,
+                "quantization": {"group_size": 64, "bits": 4}}),
+    );
+    write(
+        dir,
+        "model.safetensors",
+        safetensors(
+            &[
+                ("model.layers.0.mlp.up_proj.weight", "U32", &[128, 8]),
+                ("model.layers.0.mlp.up_proj.scales", "BF16", &[128, 1]),
+                ("model.layers.0.mlp.up_proj.biases", "BF16", &[128, 1]),
+                ("model.norm.weight", "BF16", &[64]),
+            ],
+            Some("mlx"),
+        ),
+    );
+    tokenizer(dir, true);
+}
+
+pub fn tokenizer(dir: &Path, chat: bool) {
+    write(
+        dir,
+        "tokenizer.json",
+        r#"{"version":"1.0","model":{"type":"BPE","vocab":{},"merges":[]}}"#,
+    );
+    let mut cfg = json!({"tokenizer_class": "PreTrainedTokenizerFast"});
+    if chat {
+        cfg["chat_template"] = json!(CHAT_TEMPLATE);
+    }
+    write_json(dir, "tokenizer_config.json", &cfg);
+}
+
+/// A bf16 model split in `total` shards with an index; `skip` shards are not written.
+pub fn sharded_bf16(dir: &Path, total: u32, skip: &[u32]) {
+    write_json(
+        dir,
+        "config.json",
+        &json!({"model_type": "qwen2", "max_position_embeddings": 32768}),
+    );
+    let mut map = serde_json::Map::new();
+    for i in 1..=total {
+        let file = format!("model-{i:05}-of-{total:05}.safetensors");
+        let tensor = format!("model.layers.{i}.weight");
+        map.insert(tensor.clone(), json!(file));
+        if !skip.contains(&i) {
+            write(
+                dir,
+                &file,
+                safetensors(&[(&tensor, "BF16", &[16, 16])], Some("pt")),
+            );
+        }
+    }
+    write_json(
+        dir,
+        "model.safetensors.index.json",
+        &json!({"metadata": {}, "weight_map": map}),
+    );
+    tokenizer(dir, false);
+}
+
+/// A GGUF llama with a chat template, 8 k context, Q4_1 blocks and an F32 norm.
+pub fn gguf_llama(dir: &Path, file: &str) {
+    use mlxk::gguf::writer::{Meta, build};
+    let bytes = build(
+        &[
+            ("general.architecture", Meta::Str("llama")),
+            ("llama.context_length", Meta::U32(8192)),
+            ("tokenizer.chat_template", Meta::Str(CHAT_TEMPLATE)),
+            (
+                "tokenizer.ggml.tokens",
+                Meta::StrArray(&["<unk>", "a", "<|im_end|>"]),
+            ),
+        ],
+        &[
+            ("blk.0.attn_q.weight", &[64, 64], 3),
+            ("output_norm.weight", &[64], 0),
+        ],
+    );
+    write(dir, file, bytes);
+}
+
+/// A fake system root with /proc/meminfo (kB values) and optional PSI.
+pub fn sys_root(mem_available_kb: u64, psi_some: Option<f64>) -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    write(
+        d.path(),
+        "proc/meminfo",
+        format!(
+            "MemTotal:       {} kB\nMemFree:        {} kB\nMemAvailable:   {} kB\nSwapTotal:      0 kB\nSwapFree:       0 kB\n",
+            mem_available_kb * 2,
+            mem_available_kb / 2,
+            mem_available_kb
+        ),
+    );
+    if let Some(p) = psi_some {
+        write(
+            d.path(),
+            "proc/pressure/memory",
+            format!(
+                "some avg10={p:.2} avg60=0.00 avg300=0.00 total=1\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n"
+            ),
+        );
+    }
+    d
+}
+
+/// Parses JSON Lines output.
+pub fn lines(stdout: &[u8]) -> Vec<Value> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
