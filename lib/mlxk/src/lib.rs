@@ -6,6 +6,7 @@ pub mod gguf;
 pub mod policy;
 pub mod probe;
 pub mod records;
+pub mod report;
 pub mod resolve;
 pub mod safetensors;
 pub mod sys;

@@ -1,0 +1,211 @@
+//! report-validate and report-gen end to end, over fixture files for every schema version,
+//! every invalid case, a file shaped like the Python tool's real output, and two runs.
+
+use mlxk_e2e::*;
+use std::path::PathBuf;
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/reports")
+        .join(name)
+}
+
+fn validate(args: &[&str]) -> (String, String, i32) {
+    let out = bin("report-validate")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+        out.status.code().unwrap_or(-1),
+    )
+}
+
+#[test]
+fn every_version_and_the_python_writers_file_are_valid() {
+    let (out, err, code) = validate(&[
+        "fixtures/reports/v0.1.0.jsonl",
+        "fixtures/reports/v0.2.0.jsonl",
+        "fixtures/reports/v0.2.1.jsonl",
+        "fixtures/reports/v0.2.2.jsonl",
+        "fixtures/reports/python-writer-0.2.2.jsonl",
+        "fixtures/reports/run-old_benchmark.jsonl",
+        "fixtures/reports/run-new_benchmark.jsonl",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(out, "21 records in 7 file(s): all valid\n");
+}
+
+#[test]
+fn invalid_cases_read_like_a_compiler() {
+    let (out, _, code) = validate(&["fixtures/reports/invalid.jsonl"]);
+    assert_eq!(code, 1);
+    insta::assert_snapshot!("validate_invalid", out);
+}
+
+#[test]
+fn json_mode_gives_records() {
+    let (out, _, code) = validate(&["--json", "fixtures/reports/invalid.jsonl"]);
+    assert_eq!(code, 1);
+    let recs = lines(out.as_bytes());
+    assert_eq!(recs[0]["type"], "error");
+    assert_eq!(recs[0]["file"], "fixtures/reports/invalid.jsonl");
+    assert_eq!(recs[0]["line"], 2);
+    assert_eq!(recs[0]["path"], "/");
+    let last = recs.last().unwrap();
+    assert_eq!(
+        last,
+        &serde_json::json!({"type": "summary", "files": 1, "records": 8, "invalid": 7})
+    );
+}
+
+#[test]
+fn stdin_works_and_a_terminal_is_refused() {
+    let body = std::fs::read(fixture("v0.2.2.jsonl")).unwrap();
+    let out = bin("report-validate").write_stdin(body).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "1 records in 1 file(s): all valid\n"
+    );
+    let (_, err, code) = validate(&["fixtures/reports/no-such.jsonl"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.starts_with("report-validate: cannot read fixtures/reports/no-such.jsonl"),
+        "{err}"
+    );
+}
+
+#[test]
+fn migrate_round_trip_keeps_every_field() {
+    let (out, err, code) = validate(&[
+        "--migrate",
+        "--to",
+        "0.2.2",
+        "fixtures/reports/v0.1.0.jsonl",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let migrated = lines(out.as_bytes());
+    let original = lines(&std::fs::read(fixture("v0.1.0.jsonl")).unwrap());
+    assert_eq!(migrated.len(), original.len());
+    for (m, o) in migrated.iter().zip(&original) {
+        let mut o = o.clone();
+        o["schema_version"] = "0.2.2".into();
+        assert_eq!(m, &o);
+    }
+    // The migrated output validates as 0.2.2.
+    let v = bin("report-validate").write_stdin(out).output().unwrap();
+    assert_eq!(v.status.code(), Some(0));
+}
+
+#[test]
+fn migrate_refuses_and_writes_nothing() {
+    let (out, err, code) = validate(&[
+        "--migrate",
+        "--to",
+        "0.2.2",
+        "fixtures/reports/invalid.jsonl",
+    ]);
+    assert_eq!(code, 1);
+    assert!(out.is_empty(), "nothing on stdout when refusing");
+    assert!(
+        err.contains(
+            "line 4: /: Additional properties are not allowed ('surprise' was unexpected)"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("nothing written"), "{err}");
+    let (_, err, code) = validate(&[
+        "--migrate",
+        "--to",
+        "0.1.0",
+        "fixtures/reports/v0.2.2.jsonl",
+    ]);
+    assert_eq!(code, 1);
+    assert!(err.contains("cannot migrate 0.2.2 down to 0.1.0"), "{err}");
+    let (_, _, code) = validate(&["--to", "0.2.2", "fixtures/reports/v0.2.2.jsonl"]);
+    assert_eq!(code, 2, "--to without --migrate is a usage error");
+}
+
+fn report_gen(args: &[&str]) -> (String, String, i32) {
+    let out = bin("report-gen")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+        out.status.code().unwrap_or(-1),
+    )
+}
+
+#[test]
+fn report_golden_and_deterministic() {
+    let (a, err, code) = report_gen(&["fixtures/reports/run-old_benchmark.jsonl", "-o", "-"]);
+    assert_eq!(code, 0, "{err}");
+    let (b, _, _) = report_gen(&["fixtures/reports/run-old_benchmark.jsonl", "-o", "-"]);
+    assert_eq!(a, b, "same input, same bytes");
+    insta::assert_snapshot!("report_old", a);
+}
+
+#[test]
+fn compare_golden() {
+    let (out, err, code) = report_gen(&[
+        "fixtures/reports/run-new_benchmark.jsonl",
+        "--compare",
+        "fixtures/reports/run-old_benchmark.jsonl",
+        "-o",
+        "-",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    insta::assert_snapshot!("report_compare", out);
+}
+
+#[test]
+fn default_paths_follow_the_seed() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(d.path().join("benchmarks/runs")).unwrap();
+    std::fs::copy(
+        fixture("run-old_benchmark.jsonl"),
+        d.path()
+            .join("benchmarks/runs/2026-01-30_wet_benchmark.jsonl"),
+    )
+    .unwrap();
+    std::fs::copy(
+        fixture("run-new_benchmark.jsonl"),
+        d.path()
+            .join("benchmarks/runs/2026-01-31_wet_benchmark.jsonl"),
+    )
+    .unwrap();
+    let out = bin("report-gen").current_dir(d.path()).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert_eq!(
+        path,
+        "benchmarks/reports/BENCHMARK-2.0.4-beta.9-2026-01-31.md"
+    );
+    let text = std::fs::read_to_string(d.path().join(&path)).unwrap();
+    assert!(text.contains("Source: `benchmarks/runs/2026-01-31_wet_benchmark.jsonl`"));
+}
+
+#[test]
+fn invalid_input_gives_no_report() {
+    let (out, err, code) = report_gen(&["fixtures/reports/invalid.jsonl", "-o", "-"]);
+    assert_eq!(code, 1);
+    assert!(out.is_empty());
+    assert!(
+        err.contains("fixtures/reports/invalid.jsonl:8: /: truncated last line"),
+        "{err}"
+    );
+    let d = tempfile::tempdir().unwrap();
+    let out = bin("report-gen").current_dir(d.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
