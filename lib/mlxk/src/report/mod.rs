@@ -99,13 +99,12 @@ impl Schemas {
         if let (Some(start), Some(end)) = (
             obj.get("test_start_ts").and_then(Value::as_f64),
             obj.get("test_end_ts").and_then(Value::as_f64),
-        ) {
-            if end < start {
-                problems.push(Problem::new(
-                    "/test_end_ts",
-                    &format!("test_end_ts {end} is before test_start_ts {start}"),
-                ));
-            }
+        ) && end < start
+        {
+            problems.push(Problem::new(
+                "/test_end_ts",
+                &format!("test_end_ts {end} is before test_start_ts {start}"),
+            ));
         }
         problems
     }
