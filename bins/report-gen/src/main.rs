@@ -146,11 +146,11 @@ fn main() -> ExitCode {
         print!("{text}");
         return Exit::Ok.into();
     }
-    if let Some(dir) = output.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if let Err(e) = std::fs::create_dir_all(dir) {
-            eprintln!("report-gen: cannot create {}: {e}", dir.display());
-            return Exit::Failure.into();
-        }
+    if let Some(dir) = output.parent().filter(|d| !d.as_os_str().is_empty())
+        && let Err(e) = std::fs::create_dir_all(dir)
+    {
+        eprintln!("report-gen: cannot create {}: {e}", dir.display());
+        return Exit::Failure.into();
     }
     match std::fs::write(&output, &text) {
         Ok(()) => {
