@@ -3,6 +3,8 @@
 //! stay light.
 pub mod cli;
 pub mod gguf;
+pub mod gpu;
+pub mod monitor;
 pub mod policy;
 pub mod probe;
 pub mod records;

@@ -1,0 +1,290 @@
+//! memmon end to end: real children, real signals, fake /proc trees for exact values.
+
+use mlxk_e2e::*;
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+fn run(args: &[&str]) -> (Vec<Value>, i32, String) {
+    let out = bin("memmon").args(args).output().unwrap();
+    (
+        lines(&out.stdout),
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+fn read_jsonl(path: &std::path::Path) -> (Vec<Value>, Value) {
+    let mut all = lines(&std::fs::read(path).unwrap());
+    let summary = all.pop().expect("a summary line");
+    assert!(
+        summary.get("summary").is_some(),
+        "last line is the summary: {summary}"
+    );
+    (all, summary["summary"].clone())
+}
+
+#[test]
+fn process_tree_rss_peak_matches_what_the_child_allocated() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("m.jsonl");
+    // A shell whose child touches 200 MiB: the tree's RSS must count the grandchild.
+    let script = "python3 -c \"x = b'x' * (200 * 1024 * 1024); import time; time.sleep(0.8)\"";
+    let o = bin("memmon")
+        .args(["--interval", "50", "-o"])
+        .arg(&out)
+        .args(["--", "sh", "-c", script])
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let (samples, summary) = read_jsonl(&out);
+    let want_mb = 200.0 * 1024.0 * 1024.0 / 1e6;
+    let peak = summary["proc_rss_peak_mb"].as_f64().unwrap();
+    assert!(
+        (peak - want_mb).abs() / want_mb <= 0.10,
+        "peak {peak} MB vs {want_mb} MB"
+    );
+    assert_eq!(summary["samples"].as_u64().unwrap() as usize, samples.len());
+    assert_eq!(summary["exit_code"], 0);
+    assert_eq!(summary["command"][0], "sh");
+}
+
+#[test]
+fn exit_codes_propagate() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("m.jsonl");
+    let o = bin("memmon")
+        .arg("-o")
+        .arg(&out)
+        .args(["--", "sh", "-c", "exit 3"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3));
+    assert_eq!(read_jsonl(&out).1["exit_code"], 3);
+    let o = bin("memmon")
+        .arg("-o")
+        .arg(&out)
+        .args(["--", "sh", "-c", "kill -9 $$"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(137), "128 + SIGKILL");
+}
+
+#[test]
+fn summary_is_written_when_the_command_cannot_start() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("m.jsonl");
+    let o = bin("memmon")
+        .arg("-o")
+        .arg(&out)
+        .args(["--", "/no/such/program"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(127));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.starts_with("memmon: cannot run '/no/such/program'"),
+        "{err}"
+    );
+    let (_, summary) = read_jsonl(&out);
+    assert_eq!(summary["exit_code"], 127);
+    assert!(summary["error"].as_str().unwrap().contains("No such file"));
+}
+
+/// Starts memmon around a shell that says "ready" and then waits; returns once it is ready.
+fn start_waiting_child(
+    out: &std::path::Path,
+) -> (std::process::Child, BufReader<std::process::ChildStdout>) {
+    let mut child = Command::new(bin_path("memmon"))
+        .arg("-o")
+        .arg(out)
+        .args([
+            "--interval",
+            "20",
+            "--",
+            "sh",
+            "-c",
+            "echo ready; exec sleep 30",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut reader = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    assert_eq!(
+        line, "ready\n",
+        "the command's stdout passes through untouched"
+    );
+    (child, reader)
+}
+
+#[test]
+fn sigterm_is_forwarded_and_reported() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("m.jsonl");
+    let (mut child, _r) = start_waiting_child(&out);
+    // SAFETY: signalling the memmon process this test started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(143),
+        "the command died of SIGTERM: 128 + 15"
+    );
+    assert_eq!(read_jsonl(&out).1["exit_code"], 143);
+}
+
+#[test]
+fn sigint_sent_with_kill_is_forwarded() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("m.jsonl");
+    let (mut child, _r) = start_waiting_child(&out);
+    // SAFETY: as above.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+}
+
+#[test]
+fn fixed_clock_keeps_up_at_10ms() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("m.jsonl");
+    let o = bin("memmon")
+        .arg("-o")
+        .arg(&out)
+        .args(["--interval", "10", "--duration", "1.0"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0));
+    let (samples, summary) = read_jsonl(&out);
+    let missed = summary["missed_ticks"].as_u64().unwrap();
+    let ticks = samples.len() as u64 + missed;
+    // Ticks at 0, 10, …, 1000 ms: every one is either sampled or counted as missed.
+    assert!(
+        (100..=102).contains(&ticks),
+        "{} samples + {missed} missed",
+        samples.len()
+    );
+    assert!(
+        samples.len() >= 100 - 20,
+        "kept up with most ticks: {}",
+        samples.len()
+    );
+    let span = samples.last().unwrap()["elapsed_s"].as_f64().unwrap()
+        - samples[0]["elapsed_s"].as_f64().unwrap();
+    let per_tick = span / (ticks - 1) as f64;
+    assert!(
+        (per_tick - 0.010).abs() < 0.002,
+        "no drift: {per_tick} s per tick"
+    );
+}
+
+#[test]
+fn fake_proc_gives_exact_fields_and_absent_ones_stay_absent() {
+    let sys = sys_root(4_000_000, Some(15.0));
+    write(sys.path(), "proc/loadavg", "1.50 1.00 0.50 1/100 42\n");
+    write(sys.path(), "proc/stat", "cpu  100 0 100 800 0 0 0 0 0 0\n");
+    write(sys.path(), "proc/self/cgroup", "0::/job\n");
+    write(sys.path(), "sys/fs/cgroup/job/memory.max", "2000000000\n");
+    write(
+        sys.path(),
+        "sys/fs/cgroup/job/memory.current",
+        "500000000\n",
+    );
+    let (recs, code, _) = run(&[
+        "--sys-root",
+        sys.path().to_str().unwrap(),
+        "-o",
+        "-",
+        "--duration",
+        "0.05",
+        "--interval",
+        "20",
+    ]);
+    assert_eq!(code, 0);
+    let s = &recs[0];
+    assert_eq!(s["ram_free_gb"], 4.096);
+    assert_eq!(
+        s["ram_available_gb"], 1.5,
+        "cgroup room is lower than MemAvailable"
+    );
+    assert_eq!(s["cgroup_limit_mb"], 2000.0);
+    assert_eq!(s["cgroup_usage_mb"], 500.0);
+    assert_eq!(s["psi_some_avg10"], 15.0);
+    assert_eq!(s["memory_pressure"], 2);
+    assert_eq!(
+        (s["load_1"].as_f64(), s["load_15"].as_f64()),
+        (Some(1.5), Some(0.5))
+    );
+    assert_eq!(s["swap_used_mb"], 0.0);
+    for absent in ["proc_rss_mb", "gpu_util", "cpu_user"] {
+        assert!(
+            s.get(absent).is_none(),
+            "{absent} must be absent, not zero: {s}"
+        );
+    }
+    assert!(
+        recs.last().unwrap()["summary"]["exit_code"].is_null(),
+        "no command, no exit code"
+    );
+}
+
+#[test]
+fn csv_has_a_header_the_same_samples_and_a_summary_beside_it() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("m.csv");
+    let o = bin("memmon")
+        .arg("--csv")
+        .arg("-o")
+        .arg(&out)
+        .args(["--interval", "50", "--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0));
+    let text = std::fs::read_to_string(&out).unwrap();
+    let mut rows = text.lines();
+    assert_eq!(rows.next().unwrap(), mlxk::monitor::CSV_COLUMNS.join(","));
+    let n = rows.count();
+    let summary: Value = serde_json::from_str(
+        &std::fs::read_to_string(d.path().join("m.csv.summary.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(summary["summary"]["samples"].as_u64().unwrap() as usize, n);
+    assert!(n >= 1);
+}
+
+#[test]
+fn stdout_is_the_commands() {
+    let (_, code, err) = run(&["-o", "-", "--", "true"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("belongs to the command"), "{err}");
+    let (_, code, _) = run(&["--", "true"]);
+    assert_eq!(code, 2);
+}
+
+#[test]
+fn closed_stdout_ends_quietly() {
+    let mut child = Command::new(bin_path("memmon"))
+        .args(["-o", "-", "--interval", "5", "--duration", "30"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut reader = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    reader.read_line(&mut first).unwrap();
+    drop(reader);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
