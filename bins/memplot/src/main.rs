@@ -1,22 +1,118 @@
-//! `memplot`: draw a memory/cpu/gpu timeline from memmon samples and benchmark reports.
-use clap::Parser;
+//! `memplot`: draw a memory/CPU/GPU timeline from memmon samples, reports and events.
+use clap::{Parser, ValueEnum};
+use mlxk::cli::Exit;
+use mlxk::timeline::{self, Inputs};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-/// Draw a memory/CPU/GPU timeline from memmon samples and benchmark reports.
+const PLOTLY_JS_GZ_B64: &str = include_str!(concat!(env!("OUT_DIR"), "/plotly.min.js.gz.b64"));
+
+/// Draw a memory/CPU/GPU timeline from memmon samples, benchmark reports and load/unload events.
+///
+/// Inputs are JSON Lines files in any order, recognised line by line: memmon samples (ours or
+/// the Python tool's), benchmark report records (schema 0.1.0–0.2.2; test windows from
+/// test_start_ts/test_end_ts, else timestamp − duration) and load/unload events from mlxk-gen,
+/// mlxk-see and mlxk-hear (exact "model in RAM" spans).
+///
+/// Rows sharing the time axis: RAM free with memory-pressure markers, swap (right axis, only
+/// when used), 50 %/25 % RAM lines and the process-tree RSS; CPU user/sys/idle with the 1-min
+/// load (right axis); GPU when any sample has it. Gray regions: a model in RAM; light blue:
+/// tests without a model. Model names at switches (top), test names at starts (bottom).
+///
+/// HTML is one self-contained, interactive file (zoom, hover, range slider) that works offline;
+/// SVG is a static picture. Long runs are decimated for display (min/max per bucket, peaks
+/// kept) and the plot says so. Malformed lines are reported as FILE:LINE and skipped.
+///
+/// Exit status: 0 ok, 1 no samples / unreadable input / cannot write, 2 usage.
 #[derive(Parser, Debug)]
-#[command(name = "memplot", version, about)]
+#[command(name = "memplot", version, about, long_about, after_help = EXAMPLES)]
 pub struct Cli {
     /// memmon samples, benchmark reports and load/unload event streams (JSON Lines), in any order
     #[arg(required = true, value_name = "FILE")]
-    pub inputs: Vec<std::path::PathBuf>,
-    /// Output file: .html (interactive, offline) or .svg
+    pub inputs: Vec<PathBuf>,
+    /// Output file (.html or .svg); default: <first input>-timeline.html
     #[arg(short, long, value_name = "FILE")]
-    pub output: Option<std::path::PathBuf>,
+    pub output: Option<PathBuf>,
+    /// Output format; default: from the output file's extension
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Html,
+    Svg,
+}
+
+const EXAMPLES: &str = "Examples:
+  memplot mem.jsonl bench.jsonl -o timeline.html
+  memplot mem.jsonl bench.jsonl gen-events.jsonl -o t.svg";
+
 fn main() -> ExitCode {
-    let _cli = Cli::parse();
-    mlxk::cli::not_built_yet("memplot", "plotting")
+    let cli = Cli::parse();
+    let mut inputs = Inputs::default();
+    for path in &cli.inputs {
+        match std::fs::read(path) {
+            Ok(bytes) if bytes.iter().all(|b| b.is_ascii_whitespace()) => {
+                eprintln!("memplot: {} is empty", path.display());
+                return Exit::Failure.into();
+            }
+            Ok(bytes) => inputs.add_text(
+                &path.display().to_string(),
+                &String::from_utf8_lossy(&bytes),
+            ),
+            Err(e) => {
+                eprintln!("memplot: cannot read {}: {e}", path.display());
+                return Exit::Failure.into();
+            }
+        }
+    }
+    for s in &inputs.skipped {
+        eprintln!("memplot: skipped {s}");
+    }
+    let t = match timeline::build(&inputs) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("memplot: {e}");
+            return Exit::Failure.into();
+        }
+    };
+    let output = cli.output.clone().unwrap_or_else(|| {
+        let stem = cli.inputs[0]
+            .file_stem()
+            .map(|s| s.to_string_lossy().to_string())
+            .unwrap_or_else(|| "memplot".into());
+        PathBuf::from(format!("{stem}-timeline.html"))
+    });
+    let format = match (cli.format, output.extension().and_then(|e| e.to_str())) {
+        (Some(f), _) => f,
+        (None, Some("svg")) => Format::Svg,
+        (None, Some("html" | "htm")) => Format::Html,
+        (None, _) => {
+            eprintln!(
+                "memplot: cannot tell the format of {}: use .html or .svg, or --format",
+                output.display()
+            );
+            return Exit::Usage.into();
+        }
+    };
+    let text = match format {
+        Format::Html => timeline::to_html(&t, PLOTLY_JS_GZ_B64),
+        Format::Svg => t.to_svg(),
+    };
+    if let Err(e) = write(&output, &text) {
+        eprintln!("memplot: cannot write {}: {e}", output.display());
+        return Exit::Failure.into();
+    }
+    println!("{}", output.display());
+    Exit::Ok.into()
+}
+
+fn write(path: &Path, text: &str) -> std::io::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(path, text)
 }
 
 #[cfg(test)]
@@ -29,5 +125,15 @@ mod tests {
         Cli::command().debug_assert();
         let man = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../man");
         mlxk::cli::check_man_page(Cli::command(), &man).unwrap();
+    }
+
+    #[test]
+    fn embedded_plotly_is_small_and_present() {
+        assert!(PLOTLY_JS_GZ_B64.len() > 500_000, "plotly.js is embedded");
+        assert!(
+            PLOTLY_JS_GZ_B64.len() < 2_500_000,
+            "compressed: {} bytes",
+            PLOTLY_JS_GZ_B64.len()
+        );
     }
 }

@@ -13,3 +13,4 @@ pub mod resolve;
 pub mod safetensors;
 pub mod sys;
 pub mod table;
+pub mod timeline;

@@ -18,6 +18,8 @@ pub struct Sample {
     /// purgeable + speculative, as the seed's memmon counts it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ram_free_gb: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ram_total_gb: Option<f64>,
     /// What this process tree can still get: ram_free_gb, or the room under the cgroup v2
     /// limit when that is lower.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -65,6 +67,7 @@ pub const CSV_COLUMNS: &[&str] = &[
     "ts",
     "elapsed_s",
     "ram_free_gb",
+    "ram_total_gb",
     "ram_available_gb",
     "swap_used_mb",
     "memory_pressure",
@@ -145,6 +148,7 @@ impl Sampler {
         };
         if let Ok(m) = self.sys.memory() {
             s.ram_free_gb = Some(round(m.mem_available_bytes as f64 / GB, 3));
+            s.ram_total_gb = Some(round(m.total_bytes as f64 / GB, 3));
             s.ram_available_gb = Some(round(m.available_bytes as f64 / GB, 3));
             s.swap_used_mb = Some(round(m.swap_used_bytes as f64 / MB, 1));
             s.psi_some_avg10 = m.psi_some_avg10;
