@@ -12,12 +12,7 @@ fn fixture(name: &str) -> PathBuf {
 }
 
 fn memplot(args: &[&std::ffi::OsStr]) -> (String, String, i32) {
-    let out = bin("memplot").args(args).output().unwrap();
-    (
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-        out.status.code().unwrap_or(-1),
-    )
+    run_tool("memplot", args)
 }
 
 fn figure_of(html: &str) -> Value {

@@ -11,16 +11,8 @@ fn fixture(name: &str) -> PathBuf {
 }
 
 fn validate(args: &[&str]) -> (String, String, i32) {
-    let out = bin("report-validate")
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-        out.status.code().unwrap_or(-1),
-    )
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_ref()).collect();
+    run_tool("report-validate", &args)
 }
 
 #[test]
@@ -130,16 +122,8 @@ fn migrate_refuses_and_writes_nothing() {
 }
 
 fn report_gen(args: &[&str]) -> (String, String, i32) {
-    let out = bin("report-gen")
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-        out.status.code().unwrap_or(-1),
-    )
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_ref()).collect();
+    run_tool("report-gen", &args)
 }
 
 #[test]

@@ -1,21 +1,17 @@
-//! Takes plotly.min.js from the plotly crate's offline bundle (without MathJax, which memplot
-//! never uses), gzips and base64-encodes it into OUT_DIR for `include_str!`.
+//! Embeds plotly.js for memplot's offline HTML: the file `PLOTLY_JS` names (scripts/bootstrap
+//! fetches the scatter-only bundle), gzip-compressed and base64-encoded into OUT_DIR; the page
+//! inflates it with the browser's DecompressionStream.
 use base64::Engine;
 use std::io::Write;
 
 fn main() {
-    let bundle = plotly::Plot::offline_js_sources();
-    let open = "<script type=\"text/javascript\">";
-    let start = bundle.find(open).expect("plotly bundle has a script tag") + open.len();
-    let end = start
-        + bundle[start..]
-            .find("</script>")
-            .expect("plotly script tag is closed");
-    let js = &bundle[start..end];
-    assert!(
-        js.contains("plotly.js v"),
-        "the first script of the bundle is plotly.js"
-    );
+    println!("cargo:rerun-if-env-changed=PLOTLY_JS");
+    let path = std::env::var("PLOTLY_JS").unwrap_or_default();
+    println!("cargo:rerun-if-changed={path}");
+    let js = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!("memplot: cannot read plotly.js at PLOTLY_JS='{path}' ({e}); run scripts/bootstrap")
+    });
+    assert!(js.contains("plotly.js"), "{path} is not plotly.js");
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     gz.write_all(js.as_bytes()).expect("gzip in memory");
     let bytes = gz.finish().expect("gzip in memory");

@@ -15,6 +15,20 @@ pub fn bin(name: &str) -> assert_cmd::Command {
     cmd
 }
 
+/// Runs `tool` with `args` from the tests folder: (stdout, stderr, exit code).
+pub fn run_tool(tool: &str, args: &[&std::ffi::OsStr]) -> (String, String, i32) {
+    let out = bin(tool)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(args)
+        .output()
+        .expect("run the binary");
+    (
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+        out.status.code().unwrap_or(-1),
+    )
+}
+
 pub fn bin_path(name: &str) -> PathBuf {
     // tests run from target/<profile>/deps/<test>; binaries sit in target/<profile>/.
     let exe = std::env::current_exe().expect("test executable path");

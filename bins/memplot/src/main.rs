@@ -129,9 +129,9 @@ mod tests {
 
     #[test]
     fn embedded_plotly_is_small_and_present() {
-        assert!(PLOTLY_JS_GZ_B64.len() > 500_000, "plotly.js is embedded");
+        assert!(PLOTLY_JS_GZ_B64.len() > 300_000, "plotly.js is embedded");
         assert!(
-            PLOTLY_JS_GZ_B64.len() < 2_500_000,
+            PLOTLY_JS_GZ_B64.len() < 1_000_000,
             "compressed: {} bytes",
             PLOTLY_JS_GZ_B64.len()
         );

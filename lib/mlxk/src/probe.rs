@@ -118,6 +118,20 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
     }
 }
 
+/// The weight file at `path`, if it is there and holds weights; an LFS pointer is a problem.
+fn weight_file(name: &str, path: &Path, problems: &mut Vec<String>) -> Option<PathBuf> {
+    if !path.exists() {
+        return None;
+    }
+    if is_lfs_pointer(path) {
+        problems.push(format!(
+            "{name} is a Git LFS pointer, not the weights (fetch with git lfs pull)"
+        ));
+        return None;
+    }
+    Some(path.to_path_buf())
+}
+
 fn is_lfs_pointer(path: &Path) -> bool {
     let mut buf = [0u8; 64];
     match std::fs::File::open(path) {
@@ -271,16 +285,9 @@ pub fn probe(snap: &SnapshotDir, device: Device) -> ModelRecord {
     }
 
     for name in &st_files {
-        let path = folder.path(name);
-        if !path.exists() {
+        let Some(path) = weight_file(name, &folder.path(name), &mut f.problems) else {
             continue;
-        }
-        if is_lfs_pointer(&path) {
-            f.problems.push(format!(
-                "{name} is a Git LFS pointer, not the weights (fetch with git lfs pull)"
-            ));
-            continue;
-        }
+        };
         let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         if size == 0 {
             f.problems.push(format!("{name} is empty"));
@@ -314,16 +321,9 @@ pub fn probe(snap: &SnapshotDir, device: Device) -> ModelRecord {
     }
 
     for name in &gguf_files {
-        let path = folder.path(name);
-        if !path.exists() {
+        let Some(path) = weight_file(name, &folder.path(name), &mut f.problems) else {
             continue;
-        }
-        if is_lfs_pointer(&path) {
-            f.problems.push(format!(
-                "{name} is a Git LFS pointer, not the weights (fetch with git lfs pull)"
-            ));
-            continue;
-        }
+        };
         match gguf::read_header(&path) {
             Ok(h) => {
                 for t in &h.tensors {
@@ -355,12 +355,7 @@ pub fn probe(snap: &SnapshotDir, device: Device) -> ModelRecord {
     }
 
     for name in &bin_files {
-        let path = folder.path(name);
-        if path.exists() && is_lfs_pointer(&path) {
-            f.problems.push(format!(
-                "{name} is a Git LFS pointer, not the weights (fetch with git lfs pull)"
-            ));
-        }
+        weight_file(name, &folder.path(name), &mut f.problems);
     }
     if st_files.is_empty() && gguf_files.is_empty() && bin_files.is_empty() {
         f.problems
