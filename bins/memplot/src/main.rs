@@ -118,14 +118,6 @@ fn write(path: &Path, text: &str) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
-
-    #[test]
-    fn man_page_is_current() {
-        Cli::command().debug_assert();
-        let man = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../man");
-        mlxk::cli::check_man_page(Cli::command(), &man).unwrap();
-    }
 
     #[test]
     fn embedded_plotly_is_small_and_present() {
@@ -137,3 +129,5 @@ mod tests {
         );
     }
 }
+
+mlxk::man_page_test!(Cli);

@@ -240,14 +240,6 @@ fn human_row(v: &Value) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
-
-    #[test]
-    fn man_page_is_current() {
-        Cli::command().debug_assert();
-        let man = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../man");
-        mlxk::cli::check_man_page(Cli::command(), &man).unwrap();
-    }
 
     #[test]
     fn threshold_must_be_positive() {
@@ -256,3 +248,5 @@ mod tests {
         assert!(parse_threshold("abc").is_err());
     }
 }
+
+mlxk::man_page_test!(Cli);

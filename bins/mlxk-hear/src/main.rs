@@ -24,15 +24,4 @@ fn main() -> ExitCode {
     mlxk::cli::not_built_yet("mlxk-hear", "transcribing audio")
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::CommandFactory;
-
-    #[test]
-    fn man_page_is_current() {
-        Cli::command().debug_assert();
-        let man = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../man");
-        mlxk::cli::check_man_page(Cli::command(), &man).unwrap();
-    }
-}
+mlxk::man_page_test!(Cli);

@@ -108,6 +108,24 @@ pub fn check_man_page(cmd: clap::Command, man_dir: &std::path::Path) -> Result<(
     Ok(())
 }
 
+/// The test every binary carries: its checked-in man page matches its clap definition.
+/// Use `mlxk::man_page_test!(Cli);` at the end of a binary's main.rs.
+#[macro_export]
+macro_rules! man_page_test {
+    ($cli:ident) => {
+        #[cfg(test)]
+        mod man_page {
+            #[test]
+            fn man_page_is_current() {
+                use clap::CommandFactory;
+                super::$cli::command().debug_assert();
+                let man = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../man");
+                $crate::cli::check_man_page(super::$cli::command(), &man).unwrap();
+            }
+        }
+    };
+}
+
 /// For a tool whose interface exists but whose work is not built yet: says so, exits 1.
 /// Nothing is pretended: no output, no partial run.
 pub fn not_built_yet(tool: &str, what: &str) -> std::process::ExitCode {
