@@ -304,24 +304,9 @@ fn closed_stdout_ends_quietly() {
         mlx_llama_4bit(&c.snapshot(&format!("org/m{i:03}"), "1"));
     }
     // `| head -1`: the reader closes after the first line.
-    let mut child = std::process::Command::new(bin_path("mlxk-probe"))
-        .env("HF_HUB_CACHE", c.root())
-        .arg("--json")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = child.stdout.take().unwrap();
-    let mut first = [0u8; 1];
-    std::io::Read::read_exact(&mut stdout, &mut first).unwrap();
-    drop(stdout);
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(0));
-    assert!(
-        out.stderr.is_empty(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut cmd = std::process::Command::new(bin_path("mlxk-probe"));
+    cmd.env("HF_HUB_CACHE", c.root()).arg("--json");
+    assert_ends_quietly_when_reader_leaves(cmd);
 }
 
 #[test]

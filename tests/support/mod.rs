@@ -42,6 +42,29 @@ pub fn bin_path(name: &str) -> PathBuf {
     p
 }
 
+/// `| head -1`: reads one line of the tool's stdout and closes the pipe; the tool must then end
+/// with exit 0 and nothing on stderr.
+pub fn assert_ends_quietly_when_reader_leaves(mut cmd: std::process::Command) {
+    use std::io::BufRead;
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the tool");
+    let mut reader = std::io::BufReader::new(child.stdout.take().expect("piped stdout"));
+    let mut first = String::new();
+    reader.read_line(&mut first).expect("read one line");
+    assert!(!first.is_empty(), "the tool wrote a first line");
+    drop(reader);
+    let out = child.wait_with_output().expect("wait for the tool");
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// A temporary hub cache.
 pub struct Cache {
     pub dir: tempfile::TempDir,
