@@ -56,7 +56,7 @@ fn main() -> ExitCode {
 
     let mut outcomes = Vec::new();
     if cli.models.is_empty() {
-        for (snap, id) in resolve::list(&cache).into_iter().zip(cache.repo_ids()) {
+        for (id, snap) in resolve::list(&cache) {
             outcomes.push(match snap {
                 Ok(s) => Outcome::Record(Box::new(probe::probe(&s, device)), false),
                 Err(err) => Outcome::Error { spec: id, err },

@@ -2,6 +2,7 @@
 //! tool and ours plot alike) plus what Linux gives beyond them, and the closing `Summary`.
 
 use crate::sys::{self, CpuTimes, SysRoot};
+use crate::table::round_to as round;
 use serde::Serialize;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -100,11 +101,6 @@ impl Sample {
             })
             .collect()
     }
-}
-
-fn round(x: f64, digits: i32) -> f64 {
-    let p = 10f64.powi(digits);
-    (x * p).round() / p
 }
 
 pub fn unix_now() -> f64 {

@@ -5,7 +5,7 @@
 use crate::gguf::MLX_LOADABLE_TYPES;
 use crate::records::{Capability, Decision, Gate, ModelRecord};
 use crate::sys::MemorySnapshot;
-use crate::table::human_bytes;
+use crate::table::{human_bytes, round_to};
 
 /// Text architectures the text backend (mlxk-gen) is built for (DESIGN.md, "Models to support").
 pub const TEXT_MODEL_TYPES: &[&str] = &[
@@ -180,7 +180,7 @@ pub fn decide(
             }
             (
                 Some(m.available_bytes),
-                Some(round4(ratio)),
+                Some(round_to(ratio, 4)),
                 Some(m.clone()),
             )
         }
@@ -216,14 +216,6 @@ impl Verdict {
             self.decision = d;
         }
         self.reasons.push(reason);
-    }
-}
-
-fn round4(x: f64) -> f64 {
-    if x.is_finite() {
-        (x * 1e4).round() / 1e4
-    } else {
-        x
     }
 }
 

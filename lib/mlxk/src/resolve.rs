@@ -293,13 +293,16 @@ fn folder(path: &Path) -> SnapshotDir {
     }
 }
 
-/// Every cached model at its default revision, sorted by id. Repos without a snapshot are
-/// returned as errors so listings can show them.
-pub fn list(cache: &CacheRoot) -> Vec<Result<SnapshotDir, ResolveError>> {
+/// Every cached model at its default revision, sorted by id, each with its repo id so that
+/// repos without a snapshot can be listed as errors.
+pub fn list(cache: &CacheRoot) -> Vec<(String, Result<SnapshotDir, ResolveError>)> {
     cache
         .repo_ids()
-        .iter()
-        .map(|id| snapshot(cache, id, None))
+        .into_iter()
+        .map(|id| {
+            let snap = snapshot(cache, &id, None);
+            (id, snap)
+        })
         .collect()
 }
 

@@ -283,12 +283,6 @@ impl SysRoot {
     pub fn loadavg(&self) -> Option<(f64, f64, f64)> {
         parse_loadavg(&self.read_opt("/proc/loadavg")?)
     }
-
-    /// Resident memory of `pid` and all its descendants, in bytes (None when `pid` is gone).
-    /// One-off; a sampler keeps a `ProcessTree` instead, which reads much less per tick.
-    pub fn process_tree_rss(&self, pid: u32) -> Option<u64> {
-        ProcessTree::new(pid).rss(self)
-    }
 }
 
 /// A process and its descendants, followed across samples. The parent of every pid is read
@@ -507,8 +501,8 @@ mod tests {
             ("/proc/40/statm", "100 1000 0 0 0 0 0"),
         ]);
         let sys = SysRoot::new(root.path());
-        assert_eq!(sys.process_tree_rss(20), Some(18 * page));
-        assert_eq!(sys.process_tree_rss(99), None);
+        assert_eq!(ProcessTree::new(20).rss(&sys), Some(18 * page));
+        assert_eq!(ProcessTree::new(99).rss(&sys), None);
     }
 
     #[test]

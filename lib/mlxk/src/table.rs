@@ -30,6 +30,12 @@ pub fn render(headers: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
+/// `x` rounded to `digits` decimals, for records people read.
+pub fn round_to(x: f64, digits: i32) -> f64 {
+    let p = 10f64.powi(digits);
+    (x * p).round() / p
+}
+
 /// Bytes for people: `135.0 MB`, `1.25 GB`.
 pub fn human_bytes(bytes: u64) -> String {
     let b = bytes as f64;

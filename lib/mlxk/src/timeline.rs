@@ -3,6 +3,7 @@
 //! into three rows sharing one time axis — memory, CPU, GPU (only when any sample has GPU data).
 
 use crate::report::markdown::parse_rfc3339;
+use crate::table::round_to;
 use serde_json::{Value, json};
 use std::fmt::Write;
 
@@ -402,7 +403,10 @@ impl Timeline {
         let h = (top - bottom) / n;
         let gap = 0.03;
         let i = (row - 1) as f64;
-        (round3(top - (i + 1.0) * h + gap), round3(top - i * h))
+        (
+            round_to(top - (i + 1.0) * h + gap, 3),
+            round_to(top - i * h, 3),
+        )
     }
 
     fn title(&self) -> String {
@@ -700,10 +704,6 @@ impl Timeline {
         o.push_str("</svg>\n");
         o
     }
-}
-
-fn round3(x: f64) -> f64 {
-    (x * 1000.0).round() / 1000.0
 }
 
 fn esc(s: &str) -> String {
