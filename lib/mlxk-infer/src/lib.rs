@@ -1,4 +1,12 @@
 //! The inference core of mlxk on MLX (mlx-rs): loading, models, tokenization, generation.
+pub mod config;
+pub mod error;
+pub mod generate;
+pub mod layers;
+pub mod loader;
+pub mod models;
 pub mod runtime;
+pub mod tokenizer;
+pub mod weights;
 
 pub use mlx_rs;

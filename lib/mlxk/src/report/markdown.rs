@@ -108,6 +108,74 @@ pub fn parse_rfc3339(s: &str) -> Option<f64> {
     Some(days as f64 * 86400.0 + hh * 3600.0 + mm * 60.0 + ss - off)
 }
 
+/// UTC calendar fields `(year, month, day, hour, minute, second)` of Unix seconds
+/// (the inverse of [`parse_rfc3339`]; Howard Hinnant's civil-from-days).
+pub fn civil_from_unix(secs: u64) -> (i64, u32, u32, u32, u32, u32) {
+    let days = (secs / 86400) as i64;
+    let rem = secs % 86400;
+    let z = days + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z - era * 146097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (
+        y,
+        m,
+        d,
+        (rem / 3600) as u32,
+        (rem / 60 % 60) as u32,
+        (rem % 60) as u32,
+    )
+}
+
+/// `strftime`-style formatting of Unix seconds in UTC (`%Y %m %d %H %M %S %b %B %%`).
+pub fn format_utc(secs: u64, fmt: &str) -> String {
+    const MONTHS: [&str; 12] = [
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ];
+    let (y, m, d, hh, mm, ss) = civil_from_unix(secs);
+    let mut out = String::new();
+    let mut chars = fmt.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('Y') => out.push_str(&y.to_string()),
+            Some('m') => out.push_str(&format!("{m:02}")),
+            Some('d') => out.push_str(&format!("{d:02}")),
+            Some('H') => out.push_str(&format!("{hh:02}")),
+            Some('M') => out.push_str(&format!("{mm:02}")),
+            Some('S') => out.push_str(&format!("{ss:02}")),
+            Some('B') => out.push_str(MONTHS[(m - 1) as usize]),
+            Some('b') => out.push_str(&MONTHS[(m - 1) as usize][..3]),
+            Some('%') => out.push('%'),
+            Some(o) => {
+                out.push('%');
+                out.push(o);
+            }
+            None => out.push('%'),
+        }
+    }
+    out
+}
+
 fn median(mut v: Vec<f64>) -> Option<f64> {
     if v.is_empty() {
         return None;
@@ -575,6 +643,17 @@ fn compare(o: &mut String, old_source: &str, old: &[Entry], new: &[Entry]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn civil_round_trips_and_formats() {
+        let t = parse_rfc3339("2026-11-23T09:05:07Z").unwrap() as u64;
+        assert_eq!(civil_from_unix(t), (2026, 11, 23, 9, 5, 7));
+        assert_eq!(
+            format_utc(t, "%d %b %Y, %H:%M:%S %B %%"),
+            "23 Nov 2026, 09:05:07 November %"
+        );
+        assert_eq!(civil_from_unix(951_782_400), (2000, 2, 29, 0, 0, 0));
+    }
 
     #[test]
     fn rfc3339_to_unix() {

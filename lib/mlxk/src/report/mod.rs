@@ -2,6 +2,7 @@
 //! embedded JSON Schemas, additive migration, and the Markdown report (`markdown`).
 
 pub mod markdown;
+pub mod run;
 
 use serde_json::Value;
 

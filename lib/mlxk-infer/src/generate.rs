@@ -1,0 +1,416 @@
+//! The generation loop: chunked prefill into the KV cache, then token-by-token decode with
+//! sampling, EOS ids and stop strings (never emitted, not even in part), and timings.
+use crate::error::{InferError, Result};
+use crate::models::Decoder;
+use crate::tokenizer::TextTokenizer;
+use mlx_rs::ops::indexing::{IndexOp, argmax_axis};
+use mlx_rs::{Array, Dtype, ops};
+use std::time::Instant;
+
+/// How the next token is chosen (mlx-lm's sampler, same filters and order).
+#[derive(Debug, Clone)]
+pub struct Sampling {
+    /// 0 = greedy.
+    pub temp: f32,
+    /// Keep the smallest set of tokens whose probability reaches `top_p` (1 = off).
+    pub top_p: f32,
+    /// Keep the `top_k` most likely tokens (0 = off).
+    pub top_k: usize,
+    /// Drop tokens less likely than `min_p` × the most likely one (0 = off).
+    pub min_p: f32,
+    /// Divide (or multiply, if negative) the logits of recently generated tokens.
+    pub repetition_penalty: Option<f32>,
+    /// How many recent tokens the repetition penalty looks at.
+    pub repetition_context: usize,
+    pub seed: u64,
+}
+
+impl Default for Sampling {
+    fn default() -> Self {
+        Sampling {
+            temp: 0.0,
+            top_p: 1.0,
+            top_k: 0,
+            min_p: 0.0,
+            repetition_penalty: None,
+            repetition_context: 20,
+            seed: 0,
+        }
+    }
+}
+
+impl Sampling {
+    /// Checks ranges; a bad value is an error, never clamped.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: &str| Err(InferError::Options(m.to_string()));
+        if !(self.temp >= 0.0 && self.temp.is_finite()) {
+            return bad("--temp must be ≥ 0 (0 = greedy)");
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return bad("--top-p must be in (0, 1]");
+        }
+        if !(0.0..1.0).contains(&self.min_p) {
+            return bad("--min-p must be in [0, 1)");
+        }
+        if let Some(p) = self.repetition_penalty
+            && !(p > 0.0 && p.is_finite())
+        {
+            return bad("--repetition-penalty must be > 0 (1 = off)");
+        }
+        Ok(())
+    }
+}
+
+/// Why generation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishReason {
+    /// An EOS token or a stop string.
+    Stop,
+    /// `max_tokens` (or the end of the context) was reached.
+    Length,
+}
+
+impl FinishReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FinishReason::Stop => "stop",
+            FinishReason::Length => "length",
+        }
+    }
+}
+
+/// Options of one generation.
+#[derive(Debug, Clone)]
+pub struct GenerateOptions {
+    pub max_tokens: usize,
+    pub sampling: Sampling,
+    pub stop_strings: Vec<String>,
+    /// Prompt tokens per prefill step (mlx-lm: 2048).
+    pub prefill_step: usize,
+    /// Positions the model supports; generation ends there with `Length`.
+    pub context_length: Option<usize>,
+}
+
+/// What a generation produced and how fast.
+#[derive(Debug, Clone)]
+pub struct Generation {
+    pub text: String,
+    pub tokens: Vec<u32>,
+    pub prompt_tokens: usize,
+    pub finish_reason: FinishReason,
+    /// The EOS id that ended generation, if one did.
+    pub eos_token: Option<u32>,
+    /// The stop string that ended generation, if one did.
+    pub stop_string: Option<String>,
+    pub ttft_s: f64,
+    pub prefill_tok_s: f64,
+    pub decode_tok_s: f64,
+    pub decode_s: f64,
+    pub peak_mem_bytes: u64,
+}
+
+/// Text that may be shown now: not a possible start of a stop string, not a split UTF-8 char.
+fn safe_prefix_len(text: &str, stops: &[String]) -> usize {
+    let mut end = text.len();
+    // An incomplete multi-byte character decodes as U+FFFD at the end: wait for the rest.
+    while text[..end].ends_with('\u{FFFD}') {
+        end -= '\u{FFFD}'.len_utf8();
+    }
+    for s in stops {
+        for k in (1..s.len()).rev() {
+            if s.is_char_boundary(k) && text[..end].ends_with(&s[..k]) {
+                end = end.min(text[..end].len() - k);
+                break;
+            }
+        }
+    }
+    end
+}
+
+/// The earliest complete stop string in `text`: (byte offset, the string).
+fn find_stop<'a>(text: &str, stops: &'a [String]) -> Option<(usize, &'a String)> {
+    stops
+        .iter()
+        .filter_map(|s| text.find(s.as_str()).map(|i| (i, s)))
+        .min_by_key(|(i, _)| *i)
+}
+
+/// Samples one token id from `logits` `[1, vocab]`.
+fn sample(logits: &Array, s: &Sampling, history: &[u32], key: &mut Array) -> Result<Array> {
+    let mut logits = logits.clone();
+    if let Some(p) = s.repetition_penalty
+        && p != 1.0
+        && !history.is_empty()
+    {
+        let start = history.len().saturating_sub(s.repetition_context);
+        let ids: Vec<i32> = history[start..].iter().map(|&t| t as i32).collect();
+        let idx = Array::from_slice(&ids, &[ids.len() as i32]);
+        let sel = logits.take_axis(&idx, -1)?;
+        let pen = Array::from_f32(p);
+        let upd = ops::select(
+            &ops::lt(&sel, Array::from_f32(0.0))?,
+            &ops::multiply(&sel, &pen)?,
+            &ops::divide(&sel, &pen)?,
+        )?;
+        let mut l = logits.clone();
+        l = put_along_last(&l, &idx, &upd)?;
+        logits = l;
+    }
+    let logprobs = ops::subtract(&logits, &ops::logsumexp_axis(&logits, -1, true)?)?;
+    if s.temp == 0.0 {
+        return Ok(argmax_axis(&logprobs, -1, None)?);
+    }
+    let neg_inf = Array::from_f32(f32::NEG_INFINITY);
+    let mut lp = logprobs;
+    if s.top_k > 0 && (s.top_k as i32) < *lp.shape().last().unwrap_or(&0) {
+        // Keep the k largest: everything below the k-th largest value is masked.
+        let kth = ops::sort_axis(&lp, -1)?;
+        let v = kth.shape()[kth.ndim() - 1];
+        let thresh = kth.index((.., (v - s.top_k as i32)..(v - s.top_k as i32 + 1)));
+        lp = ops::select(&ops::lt(&lp, &thresh)?, &neg_inf, &lp)?;
+    }
+    if s.top_p < 1.0 {
+        let probs = ops::exp(&lp)?;
+        let order = ops::argsort_axis(&lp, -1)?;
+        let sorted = probs.take_along_axis(&order, -1)?;
+        let cum = ops::cumsum(&sorted, -1, None, None)?;
+        // Ascending order: drop the tail whose cumulative mass stays within 1 - top_p.
+        let keep_sorted = ops::gt(&cum, Array::from_f32(1.0 - s.top_p))?;
+        let masked_sorted = ops::select(&keep_sorted, &lp.take_along_axis(&order, -1)?, &neg_inf)?;
+        let inverse = ops::argsort_axis(&order, -1)?;
+        lp = masked_sorted.take_along_axis(&inverse, -1)?;
+    }
+    if s.min_p > 0.0 {
+        let maxv = lp.max_axis(-1, true)?;
+        let thresh = ops::add(&maxv, Array::from_f32(s.min_p.ln()))?;
+        lp = ops::select(&ops::lt(&lp, &thresh)?, &neg_inf, &lp)?;
+    }
+    let (k1, k2) = mlx_rs::random::split(&*key, 2)?;
+    *key = k1;
+    let scaled = ops::multiply(&lp, Array::from_f32(1.0 / s.temp))?;
+    Ok(mlx_rs::random::categorical(&scaled, -1, None, &k2)?)
+}
+
+/// `a[..., idx] = upd` along the last axis of a `[1, V]` array.
+fn put_along_last(a: &Array, idx: &Array, upd: &Array) -> Result<Array> {
+    let idx2 = idx.reshape(&[1, -1])?;
+    Ok(mlx_rs::ops::indexing::put_along_axis(a, &idx2, upd, -1)?)
+}
+
+/// Generates from `prompt` ids; `on_text` receives each piece of text as it becomes safe to
+/// show and returns `false` to stop early (e.g. the reader went away).
+pub fn generate(
+    model: &Decoder,
+    tokenizer: &TextTokenizer,
+    prompt: &[u32],
+    opts: &GenerateOptions,
+    on_text: &mut dyn FnMut(&str) -> Result<bool>,
+) -> Result<Generation> {
+    opts.sampling.validate()?;
+    if prompt.is_empty() {
+        return Err(InferError::Options(
+            "the prompt is empty (no tokens)".into(),
+        ));
+    }
+    mlx_rs::memory::reset_peak_memory()?;
+    let mut key = mlx_rs::random::key(opts.sampling.seed)?;
+    let mut caches = model.new_cache();
+    let start = Instant::now();
+    let step = opts.prefill_step.max(1);
+    let mut done = 0usize;
+    // As mlx-lm: all but the last prompt token fill the cache; the last one yields logits.
+    while prompt.len() - done > 1 {
+        let n = step.min(prompt.len() - done - 1);
+        let ids: Vec<u32> = prompt[done..done + n].to_vec();
+        let x = Array::from_slice(&ids, &[1, n as i32]);
+        model.hidden(&x, &mut caches)?;
+        let state: Vec<&Array> = caches.iter().flat_map(|c| c.state()).collect();
+        mlx_rs::transforms::eval(state)?;
+        done += n;
+        mlx_rs::memory::clear_cache()?;
+    }
+    let mut history: Vec<u32> = prompt.to_vec();
+    let next = |ids: &[u32],
+                caches: &mut Vec<crate::layers::KvCache>,
+                hist: &[u32],
+                key: &mut Array|
+     -> Result<u32> {
+        let x = Array::from_slice(ids, &[1, ids.len() as i32]);
+        let h = model.hidden(&x, caches)?;
+        let last = h.index((.., -1, ..));
+        let logits = model.logits(&last)?.as_dtype(Dtype::Float32)?;
+        let tok = sample(&logits, &opts.sampling, hist, key)?;
+        tok.eval()?;
+        Ok(tok.item_cast::<u32>())
+    };
+    let mut tokens: Vec<u32> = Vec::new();
+    let mut emitted = 0usize;
+    let mut text = String::new();
+    let mut finish = FinishReason::Length;
+    let mut eos_token = None;
+    let mut stop_string = None;
+    let mut ttft = 0.0;
+    let mut first_at = start;
+    let limit = opts
+        .context_length
+        .map(|c| c.saturating_sub(prompt.len()))
+        .unwrap_or(usize::MAX)
+        .min(opts.max_tokens);
+    let mut input: Vec<u32> = vec![prompt[prompt.len() - 1]];
+    while tokens.len() < limit {
+        let tok = next(&input, &mut caches, &history, &mut key)?;
+        if tokens.is_empty() {
+            ttft = start.elapsed().as_secs_f64();
+            first_at = Instant::now();
+        }
+        if tokenizer.eos_ids.contains(&tok) {
+            finish = FinishReason::Stop;
+            eos_token = Some(tok);
+            break;
+        }
+        tokens.push(tok);
+        history.push(tok);
+        input = vec![tok];
+        text = tokenizer.decode(&tokens)?;
+        if let Some((at, s)) = find_stop(&text, &opts.stop_strings) {
+            text.truncate(at);
+            finish = FinishReason::Stop;
+            stop_string = Some(s.clone());
+            break;
+        }
+        let safe = safe_prefix_len(&text, &opts.stop_strings);
+        if safe > emitted && text.is_char_boundary(emitted) {
+            if !on_text(&text[emitted..safe])? {
+                break;
+            }
+            emitted = safe;
+        }
+    }
+    if finish == FinishReason::Length || eos_token.is_some() {
+        // Nothing more will come: held-back text (a partial stop string) is real output.
+        text = tokenizer.decode(&tokens)?;
+    }
+    if text.len() > emitted && text.is_char_boundary(emitted) {
+        on_text(&text[emitted..])?;
+    }
+    let decode_s = first_at.elapsed().as_secs_f64();
+    let decoded = tokens.len().saturating_sub(1) + usize::from(eos_token.is_some());
+    Ok(Generation {
+        prompt_tokens: prompt.len(),
+        prefill_tok_s: if ttft > 0.0 {
+            prompt.len() as f64 / ttft
+        } else {
+            0.0
+        },
+        decode_tok_s: if decode_s > 0.0 && decoded > 0 {
+            decoded as f64 / decode_s
+        } else {
+            0.0
+        },
+        decode_s,
+        ttft_s: ttft,
+        text,
+        tokens,
+        finish_reason: finish,
+        eos_token,
+        stop_string,
+        peak_mem_bytes: mlx_rs::memory::peak_memory()? as u64,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stops(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn partial_stop_strings_are_held_back() {
+        let s = stops(&["</answer>"]);
+        assert_eq!(safe_prefix_len("Paris</ans", &s), "Paris".len());
+        assert_eq!(safe_prefix_len("Paris<", &s), "Paris".len());
+        assert_eq!(safe_prefix_len("Paris.", &s), "Paris.".len());
+    }
+
+    #[test]
+    fn incomplete_utf8_is_held_back() {
+        assert_eq!(safe_prefix_len("caf\u{FFFD}", &[]), 3);
+    }
+
+    #[test]
+    fn earliest_stop_string_wins() {
+        let s = stops(&["END", "\n\n"]);
+        assert_eq!(find_stop("a\n\nb END", &s).map(|x| x.0), Some(1));
+        assert_eq!(find_stop("abc", &s), None);
+    }
+
+    #[test]
+    fn bad_sampling_values_are_refused() {
+        let mut s = Sampling::default();
+        assert!(s.validate().is_ok());
+        s.top_p = 0.0;
+        assert!(s.validate().is_err());
+        let s = Sampling {
+            temp: -1.0,
+            ..Sampling::default()
+        };
+        assert!(s.validate().is_err());
+        let s = Sampling {
+            min_p: 1.5,
+            ..Sampling::default()
+        };
+        assert!(s.validate().is_err());
+    }
+
+    #[test]
+    fn sampling_filters_and_seeds() {
+        let logits = Array::from_slice(&[0.0f32, 1.0, 3.0, 2.0], &[1, 4]);
+        let draw = |s: &Sampling, seed: u64| -> Vec<u32> {
+            let mut key = mlx_rs::random::key(seed).unwrap();
+            (0..40)
+                .map(|_| {
+                    let t = sample(&logits, s, &[], &mut key).unwrap();
+                    t.eval().unwrap();
+                    t.item_cast::<u32>()
+                })
+                .collect()
+        };
+        let greedy = Sampling::default();
+        assert!(draw(&greedy, 1).iter().all(|&t| t == 2));
+        let hot = Sampling {
+            temp: 1.0,
+            ..Sampling::default()
+        };
+        assert_eq!(draw(&hot, 7), draw(&hot, 7), "same seed, same draws");
+        assert_ne!(draw(&hot, 7), draw(&hot, 8));
+        let top2 = Sampling {
+            temp: 5.0,
+            top_k: 2,
+            ..Sampling::default()
+        };
+        assert!(draw(&top2, 3).iter().all(|&t| t == 2 || t == 3));
+        let nucleus = Sampling {
+            temp: 5.0,
+            top_p: 0.5,
+            ..Sampling::default()
+        };
+        assert!(draw(&nucleus, 3).iter().all(|&t| t == 2));
+        let minp = Sampling {
+            temp: 5.0,
+            min_p: 0.3,
+            ..Sampling::default()
+        };
+        assert!(draw(&minp, 3).iter().all(|&t| t == 2 || t == 3));
+        // Penalising the favourite makes the runner-up the greedy choice.
+        let pen = Sampling {
+            repetition_penalty: Some(4.0),
+            ..Sampling::default()
+        };
+        let mut key = mlx_rs::random::key(0).unwrap();
+        let t = sample(&logits, &pen, &[2], &mut key).unwrap();
+        t.eval().unwrap();
+        assert_eq!(t.item_cast::<u32>(), 3);
+    }
+}

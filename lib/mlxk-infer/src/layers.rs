@@ -1,0 +1,608 @@
+//! The shared layers every architecture is built from: linear (dense or affine-quantized),
+//! embedding, RMSNorm, RoPE variants, KV cache, attention and gated MLPs. Each computes exactly
+//! the operations mlx-lm computes, in the same order, so greedy tokens match it bit for bit.
+use crate::config::QuantSpec;
+use crate::error::Result;
+use mlx_rs::fast::{self, ScaledDotProductAttentionMask};
+use mlx_rs::ops::indexing::{IndexOp, TryIndexMutOp};
+use mlx_rs::{Array, Dtype, ops};
+
+/// `y = x Wᵀ (+ b)`, with `W` dense or packed by MLX's affine quantization.
+#[derive(Debug)]
+pub enum Linear {
+    Dense {
+        weight: Array,
+        bias: Option<Array>,
+    },
+    Quantized {
+        weight: Array,
+        scales: Array,
+        biases: Array,
+        bias: Option<Array>,
+        spec: QuantSpec,
+    },
+}
+
+impl Linear {
+    pub fn forward(&self, x: &Array) -> Result<Array> {
+        Ok(match self {
+            Linear::Dense { weight, bias: None } => ops::matmul(x, weight.t())?,
+            Linear::Dense {
+                weight,
+                bias: Some(b),
+            } => ops::addmm(b, x, weight.t(), None, None)?,
+            Linear::Quantized {
+                weight,
+                scales,
+                biases,
+                bias,
+                spec,
+            } => {
+                let y = ops::quantized_matmul(
+                    x,
+                    weight,
+                    scales,
+                    biases,
+                    true,
+                    spec.group_size,
+                    spec.bits,
+                )?;
+                match bias {
+                    Some(b) => ops::add(&y, b)?,
+                    None => y,
+                }
+            }
+        })
+    }
+
+    /// Bytes read from memory by one forward pass over a single token.
+    pub fn nbytes(&self) -> usize {
+        let opt = |b: &Option<Array>| b.as_ref().map_or(0, Array::nbytes);
+        match self {
+            Linear::Dense { weight, bias } => weight.nbytes() + opt(bias),
+            Linear::Quantized {
+                weight,
+                scales,
+                biases,
+                bias,
+                ..
+            } => weight.nbytes() + scales.nbytes() + biases.nbytes() + opt(bias),
+        }
+    }
+}
+
+/// Token embedding table, dense or quantized; also usable as the output projection (tied).
+#[derive(Debug)]
+pub enum Embedding {
+    Dense(Array),
+    Quantized {
+        weight: Array,
+        scales: Array,
+        biases: Array,
+        spec: QuantSpec,
+    },
+}
+
+impl Embedding {
+    pub fn forward(&self, ids: &Array) -> Result<Array> {
+        Ok(match self {
+            Embedding::Dense(w) => w.take_axis(ids, 0)?,
+            Embedding::Quantized {
+                weight,
+                scales,
+                biases,
+                spec,
+            } => ops::dequantize(
+                weight.take_axis(ids, 0)?,
+                scales.take_axis(ids, 0)?,
+                &biases.take_axis(ids, 0)?,
+                spec.group_size,
+                spec.bits,
+            )?,
+        })
+    }
+
+    /// Logits from hidden states with the embedding matrix as output weights.
+    pub fn as_linear(&self, x: &Array) -> Result<Array> {
+        Ok(match self {
+            Embedding::Dense(w) => ops::matmul(x, w.t())?,
+            Embedding::Quantized {
+                weight,
+                scales,
+                biases,
+                spec,
+            } => {
+                ops::quantized_matmul(x, weight, scales, biases, true, spec.group_size, spec.bits)?
+            }
+        })
+    }
+
+    pub fn nbytes(&self) -> usize {
+        match self {
+            Embedding::Dense(w) => w.nbytes(),
+            Embedding::Quantized {
+                weight,
+                scales,
+                biases,
+                ..
+            } => weight.nbytes() + scales.nbytes() + biases.nbytes(),
+        }
+    }
+
+    /// The data type activations get from this table.
+    pub fn dtype(&self) -> Dtype {
+        match self {
+            Embedding::Dense(w) => w.dtype(),
+            Embedding::Quantized { scales, .. } => scales.dtype(),
+        }
+    }
+}
+
+/// Root-mean-square normalization over the last axis.
+#[derive(Debug)]
+pub struct RmsNorm {
+    pub weight: Array,
+    pub eps: f32,
+}
+
+impl RmsNorm {
+    /// A norm whose stored weight is used as is (`x̂ · w`).
+    pub fn new(weight: Array, eps: f32) -> RmsNorm {
+        RmsNorm { weight, eps }
+    }
+
+    /// Gemma's norm stores `w` and multiplies by `1 + w`.
+    pub fn one_plus(weight: Array, eps: f32) -> Result<RmsNorm> {
+        let w = ops::add(Array::from_f32(1.0), &weight)?;
+        Ok(RmsNorm { weight: w, eps })
+    }
+
+    pub fn forward(&self, x: &Array) -> Result<Array> {
+        Ok(fast::rms_norm(x, Some(&self.weight), self.eps)?)
+    }
+}
+
+/// Rotary position embedding: plain (with a linear position scale) or with precomputed
+/// per-dimension frequencies (llama-3 scaling, GGUF `rope_freqs`).
+#[derive(Debug)]
+pub struct Rope {
+    pub dims: i32,
+    pub traditional: bool,
+    pub base: Option<f32>,
+    pub scale: f32,
+    pub freqs: Option<Array>,
+}
+
+impl Rope {
+    pub fn plain(dims: usize, traditional: bool, base: f32, scale: f32) -> Rope {
+        Rope {
+            dims: dims as i32,
+            traditional,
+            base: Some(base),
+            scale,
+            freqs: None,
+        }
+    }
+
+    /// From a Hugging Face `rope_scaling` entry (absent, `default`, `linear` or `llama3`).
+    pub fn from_scaling(
+        dims: usize,
+        traditional: bool,
+        base: f32,
+        scaling: Option<&serde_json::Value>,
+    ) -> std::result::Result<Rope, String> {
+        let Some(s) = scaling.filter(|v| !v.is_null()) else {
+            return Ok(Rope::plain(dims, traditional, base, 1.0));
+        };
+        let kind = s
+            .get("type")
+            .or_else(|| s.get("rope_type"))
+            .and_then(|v| v.as_str())
+            .unwrap_or("default");
+        let num = |k: &str| s.get(k).and_then(serde_json::Value::as_f64);
+        match kind {
+            "default" => Ok(Rope::plain(dims, traditional, base, 1.0)),
+            "linear" => {
+                let f = num("factor").ok_or("rope_scaling `linear` needs `factor`")?;
+                Ok(Rope::plain(dims, traditional, base, (1.0 / f) as f32))
+            }
+            "llama3" => {
+                let factor = num("factor").ok_or("rope_scaling `llama3` needs `factor`")? as f32;
+                let low = num("low_freq_factor").unwrap_or(1.0) as f32;
+                let high = num("high_freq_factor").unwrap_or(4.0) as f32;
+                let old = num("original_max_position_embeddings").unwrap_or(8192.0) as f32;
+                let freqs = llama3_freqs(dims, base, factor, low, high, old)
+                    .map_err(|e| format!("llama3 rope frequencies: {e}"))?;
+                Ok(Rope {
+                    dims: dims as i32,
+                    traditional,
+                    base: None,
+                    scale: 1.0,
+                    freqs: Some(freqs),
+                })
+            }
+            other => Err(format!(
+                "rope_scaling type `{other}` is not supported (supported: default, linear, llama3)"
+            )),
+        }
+    }
+
+    pub fn forward(&self, x: &Array, offset: usize) -> Result<Array> {
+        Ok(fast::rope(
+            x,
+            self.dims,
+            self.traditional,
+            self.base,
+            self.scale,
+            offset as i32,
+            self.freqs.as_ref(),
+        )?)
+    }
+}
+
+/// Llama-3's frequency table, computed with the same MLX operations as mlx-lm's `Llama3RoPE`.
+fn llama3_freqs(
+    dims: usize,
+    base: f32,
+    factor: f32,
+    low: f32,
+    high: f32,
+    old: f32,
+) -> Result<Array> {
+    let idx = Array::arange::<_, i32>(0, dims as i32, 2)?;
+    let exponent = ops::divide(&idx, Array::from_int(dims as i32))?;
+    let freqs = ops::power(Array::from_f32(base), &exponent)?;
+    let wavelens = ops::multiply(Array::from_f32(2.0 * std::f32::consts::PI), &freqs)?;
+    let low_wl = Array::from_f32(old / low);
+    let high_wl = Array::from_f32(old / high);
+    let freqs = ops::select(
+        &ops::gt(&wavelens, &low_wl)?,
+        &ops::multiply(&freqs, Array::from_f32(factor))?,
+        &freqs,
+    )?;
+    let medium = ops::logical_and(
+        &ops::gt(&wavelens, &high_wl)?,
+        &ops::lt(&wavelens, &low_wl)?,
+    )?;
+    let smooth = ops::divide(
+        &ops::subtract(
+            &ops::divide(Array::from_f32(old), &wavelens)?,
+            Array::from_f32(low),
+        )?,
+        Array::from_f32(high - low),
+    )?;
+    let denom = ops::add(
+        &ops::divide(
+            &ops::subtract(Array::from_f32(1.0), &smooth)?,
+            Array::from_f32(factor),
+        )?,
+        &smooth,
+    )?;
+    let smooth_freqs = ops::divide(&freqs, &denom)?;
+    let out = ops::select(&medium, &smooth_freqs, &freqs)?;
+    out.eval()?;
+    Ok(out)
+}
+
+/// Keys and values of past positions for one layer, grown in steps of 256 positions
+/// (as mlx-lm's `KVCache`), so decode does not copy the whole cache every token.
+#[derive(Debug, Default)]
+pub struct KvCache {
+    keys: Option<Array>,
+    values: Option<Array>,
+    pub offset: usize,
+}
+
+const KV_STEP: i32 = 256;
+
+impl KvCache {
+    pub fn new() -> KvCache {
+        KvCache::default()
+    }
+
+    /// Appends `[B, H, L, D]` keys/values; returns all positions so far.
+    pub fn update_and_fetch(&mut self, keys: &Array, values: &Array) -> Result<(Array, Array)> {
+        let prev = self.offset as i32;
+        let l = keys.shape()[2];
+        let capacity = self.keys.as_ref().map_or(0, |k| k.shape()[2]);
+        if self.keys.is_none() || prev + l > capacity {
+            let ks = keys.shape();
+            let vs = values.shape();
+            let n_steps = (KV_STEP + l - 1) / KV_STEP;
+            let new_k = ops::zeros_dtype(&[ks[0], ks[1], n_steps * KV_STEP, ks[3]], keys.dtype())?;
+            let new_v =
+                ops::zeros_dtype(&[vs[0], vs[1], n_steps * KV_STEP, vs[3]], values.dtype())?;
+            match (self.keys.take(), self.values.take()) {
+                (Some(mut k), Some(mut v)) => {
+                    if prev % KV_STEP != 0 {
+                        k = k.index((.., .., ..prev, ..));
+                        v = v.index((.., .., ..prev, ..));
+                    }
+                    self.keys = Some(ops::concatenate(&[k, new_k], 2)?);
+                    self.values = Some(ops::concatenate(&[v, new_v], 2)?);
+                }
+                _ => {
+                    self.keys = Some(new_k);
+                    self.values = Some(new_v);
+                }
+            }
+        }
+        let end = prev + l;
+        self.offset = end as usize;
+        let (Some(k), Some(v)) = (self.keys.as_mut(), self.values.as_mut()) else {
+            unreachable!("allocated above")
+        };
+        k.try_index_mut((.., .., prev..end, ..), keys)?;
+        v.try_index_mut((.., .., prev..end, ..), values)?;
+        Ok((k.index((.., .., ..end, ..)), v.index((.., .., ..end, ..))))
+    }
+
+    /// Arrays to evaluate so the cache is materialized.
+    pub fn state(&self) -> Vec<&Array> {
+        self.keys.iter().chain(self.values.iter()).collect()
+    }
+
+    /// Bytes held by the cache.
+    pub fn nbytes(&self) -> usize {
+        self.state().iter().map(|a| a.nbytes()).sum()
+    }
+}
+
+/// A causal mask for `n` queries after `offset` cached positions, limited to `window` keys.
+fn causal_window_mask(n: usize, offset: usize, window: usize) -> Result<Array> {
+    let total = (offset + n) as i32;
+    let r = Array::arange::<_, i32>(0, total, 1)?;
+    let l = Array::arange::<_, i32>(offset as i32, total, 1)?;
+    let l = l.reshape(&[-1, 1])?;
+    let r = r.reshape(&[1, -1])?;
+    let causal = ops::ge(&l, &r)?;
+    let inside = ops::lt(&l, &ops::add(&r, Array::from_int(window as i32))?)?;
+    Ok(ops::logical_and(&causal, &inside)?)
+}
+
+/// The mask a layer needs for `n` new positions after `offset` (mlx-lm's `make_mask`).
+pub enum Mask {
+    None,
+    Causal,
+    Array(Array),
+}
+
+impl Mask {
+    pub fn new(n: usize, offset: usize, window: Option<usize>, as_array: bool) -> Result<Mask> {
+        Ok(match window {
+            Some(w) => Mask::Array(causal_window_mask(n, offset, w)?),
+            None if n == 1 => Mask::None,
+            None if as_array => Mask::Array(causal_window_mask(n, offset, offset + n)?),
+            None => Mask::Causal,
+        })
+    }
+}
+
+/// Which activation gates the MLP.
+#[derive(Debug, Clone, Copy)]
+pub enum Activation {
+    Silu,
+    Gelu,
+    GeluApprox,
+}
+
+impl Activation {
+    fn apply(self, x: &Array) -> Result<Array> {
+        Ok(match self {
+            Activation::Silu => mlx_rs::nn::silu(x)?,
+            Activation::Gelu => mlx_rs::nn::gelu(x)?,
+            Activation::GeluApprox => mlx_rs::nn::gelu_approximate(x)?,
+        })
+    }
+}
+
+/// `down(act(gate(x)) · up(x))`; gate and up may be stored fused (phi3's `gate_up_proj`).
+#[derive(Debug)]
+pub enum Mlp {
+    Split {
+        gate: Linear,
+        up: Linear,
+        down: Linear,
+        act: Activation,
+    },
+    Fused {
+        gate_up: Linear,
+        down: Linear,
+        act: Activation,
+    },
+}
+
+impl Mlp {
+    pub fn forward(&self, x: &Array) -> Result<Array> {
+        match self {
+            Mlp::Split {
+                gate,
+                up,
+                down,
+                act,
+            } => {
+                let h = ops::multiply(&act.apply(&gate.forward(x)?)?, &up.forward(x)?)?;
+                down.forward(&h)
+            }
+            Mlp::Fused { gate_up, down, act } => {
+                let gu = gate_up.forward(x)?;
+                let parts = gu.split_equal(2, -1)?;
+                let h = ops::multiply(&act.apply(&parts[0])?, &parts[1])?;
+                down.forward(&h)
+            }
+        }
+    }
+
+    pub fn nbytes(&self) -> usize {
+        match self {
+            Mlp::Split { gate, up, down, .. } => gate.nbytes() + up.nbytes() + down.nbytes(),
+            Mlp::Fused { gate_up, down, .. } => gate_up.nbytes() + down.nbytes(),
+        }
+    }
+}
+
+/// Query/key/value projections, separate or fused (phi3's `qkv_proj`: q rows, then k, then v).
+#[derive(Debug)]
+pub enum Qkv {
+    Split { q: Linear, k: Linear, v: Linear },
+    Fused(Linear),
+}
+
+/// Multi-head attention with grouped key/value heads and rotary positions.
+#[derive(Debug)]
+pub struct Attention {
+    pub qkv: Qkv,
+    pub o: Linear,
+    /// Per-head RMSNorm of queries and keys before RoPE (qwen3, gemma3).
+    pub q_norm: Option<RmsNorm>,
+    pub k_norm: Option<RmsNorm>,
+    pub rope: Rope,
+    pub n_heads: usize,
+    pub n_kv_heads: usize,
+    pub head_dim: usize,
+    pub scale: f32,
+    /// Gemma-2's `tanh` soft cap on attention scores (computed without the fused kernel).
+    pub softcap: Option<f32>,
+    /// Sliding-window size for this layer, if it attends locally.
+    pub window: Option<usize>,
+}
+
+impl Attention {
+    pub fn forward(&self, x: &Array, mask: &Mask, cache: &mut KvCache) -> Result<Array> {
+        let shape = x.shape();
+        let (b, l) = (shape[0], shape[1]);
+        let (q, k, v) = match &self.qkv {
+            Qkv::Split { q, k, v } => (q.forward(x)?, k.forward(x)?, v.forward(x)?),
+            Qkv::Fused(lin) => {
+                let qkv = lin.forward(x)?;
+                let qp = (self.n_heads * self.head_dim) as i32;
+                let kp = qp + (self.n_kv_heads * self.head_dim) as i32;
+                let parts = qkv.split_at_indices(&[qp, kp], -1)?;
+                (parts[0].clone(), parts[1].clone(), parts[2].clone())
+            }
+        };
+        let heads = |a: Array, n: usize, norm: &Option<RmsNorm>| -> Result<Array> {
+            let a = a.reshape(&[b, l, n as i32, -1])?;
+            let a = match norm {
+                Some(nm) => nm.forward(&a)?,
+                None => a,
+            };
+            Ok(a.transpose_axes(&[0, 2, 1, 3])?)
+        };
+        let q = heads(q, self.n_heads, &self.q_norm)?;
+        let k = heads(k, self.n_kv_heads, &self.k_norm)?;
+        let v = heads(v, self.n_kv_heads, &None)?;
+        let q = self.rope.forward(&q, cache.offset)?;
+        let k = self.rope.forward(&k, cache.offset)?;
+        let (k, v) = cache.update_and_fetch(&k, &v)?;
+        let out = match self.softcap {
+            None => {
+                let m = match mask {
+                    Mask::None => None,
+                    Mask::Causal => Some(ScaledDotProductAttentionMask::Causal),
+                    Mask::Array(a) => Some(ScaledDotProductAttentionMask::Array(a)),
+                };
+                fast::scaled_dot_product_attention(&q, &k, &v, self.scale, m, None)?
+            }
+            Some(cap) => self.softcapped(&q, &k, &v, mask, cap)?,
+        };
+        let out = out.transpose_axes(&[0, 2, 1, 3])?.reshape(&[b, l, -1])?;
+        self.o.forward(&out)
+    }
+
+    /// Attention with `cap · tanh(scores / cap)`, as mlx-lm's gemma2 computes it.
+    fn softcapped(&self, q: &Array, k: &Array, v: &Array, mask: &Mask, cap: f32) -> Result<Array> {
+        let s = q.shape();
+        let (b, l, d) = (s[0], s[2], s[3]);
+        let repeats = (self.n_heads / self.n_kv_heads) as i32;
+        let mut q = ops::multiply(q, Array::from_f32(self.scale))?;
+        let (mut k, mut v) = (k.clone(), v.clone());
+        if repeats > 1 {
+            q = q.reshape(&[b, self.n_kv_heads as i32, repeats, l, d])?;
+            k = k.expand_dims(2)?;
+            v = v.expand_dims(2)?;
+        }
+        let scores = ops::matmul(&q, &k.swap_axes(-1, -2)?)?;
+        let scores = ops::tanh(&ops::divide(&scores, Array::from_f32(cap))?)?;
+        let mut scores = ops::multiply(&scores, Array::from_f32(cap))?;
+        let explicit;
+        let mask_arr = match mask {
+            Mask::None => None,
+            Mask::Array(a) => Some(a),
+            Mask::Causal => {
+                let kl = k.shape()[k.ndim() - 2] as usize;
+                explicit = causal_window_mask(l as usize, kl - l as usize, kl)?;
+                Some(&explicit)
+            }
+        };
+        if let Some(m) = mask_arr {
+            let min = Array::from_f32(f32::MIN).as_dtype(scores.dtype())?;
+            scores = ops::select(m, &scores, &min)?;
+        }
+        let p = ops::softmax_axis(&scores, -1, true)?;
+        let mut out = ops::matmul(&p, &v)?;
+        if repeats > 1 {
+            out = out.reshape(&[b, self.n_heads as i32, l, d])?;
+        }
+        Ok(out)
+    }
+
+    pub fn nbytes(&self) -> usize {
+        let qkv = match &self.qkv {
+            Qkv::Split { q, k, v } => q.nbytes() + k.nbytes() + v.nbytes(),
+            Qkv::Fused(l) => l.nbytes(),
+        };
+        qkv + self.o.nbytes()
+    }
+}
+
+/// How a block arranges its norms around attention and MLP.
+#[derive(Debug)]
+pub enum BlockNorms {
+    /// `h = x + attn(n1(x)); out = h + mlp(n2(h))` (llama, qwen, phi3, gemma).
+    Pre {
+        input: RmsNorm,
+        post_attention: RmsNorm,
+    },
+    /// Gemma-2/3: every sub-layer's output is normalized too before the residual add.
+    Sandwich {
+        input: RmsNorm,
+        post_attention: RmsNorm,
+        pre_feedforward: RmsNorm,
+        post_feedforward: RmsNorm,
+    },
+}
+
+/// One transformer block.
+#[derive(Debug)]
+pub struct Block {
+    pub attn: Attention,
+    pub mlp: Mlp,
+    pub norms: BlockNorms,
+}
+
+impl Block {
+    pub fn forward(&self, x: &Array, mask: &Mask, cache: &mut KvCache) -> Result<Array> {
+        match &self.norms {
+            BlockNorms::Pre {
+                input,
+                post_attention,
+            } => {
+                let h = ops::add(x, &self.attn.forward(&input.forward(x)?, mask, cache)?)?;
+                let r = self.mlp.forward(&post_attention.forward(&h)?)?;
+                Ok(ops::add(&h, &r)?)
+            }
+            BlockNorms::Sandwich {
+                input,
+                post_attention,
+                pre_feedforward,
+                post_feedforward,
+            } => {
+                let r = self.attn.forward(&input.forward(x)?, mask, cache)?;
+                let h = ops::add(x, &post_attention.forward(&r)?)?;
+                let r = self.mlp.forward(&pre_feedforward.forward(&h)?)?;
+                Ok(ops::add(&h, &post_feedforward.forward(&r)?)?)
+            }
+        }
+    }
+}

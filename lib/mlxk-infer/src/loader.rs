@@ -1,0 +1,113 @@
+//! Loading a text model from a folder (config.json + safetensors + tokenizer files) or a GGUF
+//! file, under the device's dtype policy, with everything evaluated before the clock stops.
+use crate::config::ModelConfig;
+use crate::error::{Result, broken};
+use crate::models::{self, Decoder};
+use crate::tokenizer::TextTokenizer;
+use crate::weights::{self, DtypePolicy, WeightFormat, Weights};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// A model ready to generate.
+pub struct TextModel {
+    pub path: PathBuf,
+    pub config: ModelConfig,
+    pub decoder: Decoder,
+    pub tokenizer: TextTokenizer,
+    pub format: WeightFormat,
+    /// What the dtype policy did (empty: stored dtypes kept).
+    pub policy_applied: Vec<String>,
+    /// `4-bit/g64`, or `None` for dense weights.
+    pub quantization: Option<String>,
+    /// Bytes of all weights in memory after the dtype policy.
+    pub weight_bytes: usize,
+    pub load_time_s: f64,
+}
+
+impl TextModel {
+    /// Positions the model was trained for, if the checkpoint says.
+    pub fn context_length(&self) -> Option<usize> {
+        self.config.max_position_embeddings
+    }
+}
+
+/// The single `.gguf` file of `path` (a file, or a folder holding exactly one).
+fn gguf_file(path: &Path) -> Result<Option<PathBuf>> {
+    if path.is_file() {
+        return Ok(path
+            .extension()
+            .is_some_and(|e| e == "gguf")
+            .then(|| path.to_path_buf()));
+    }
+    if path.join("config.json").is_file() {
+        return Ok(None);
+    }
+    let ggufs: Vec<PathBuf> = std::fs::read_dir(path)
+        .map_err(|e| broken(path, format!("cannot list: {e}")))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "gguf"))
+        .collect();
+    match ggufs.len() {
+        0 => Err(broken(
+            path,
+            "no config.json and no .gguf file: not a model folder",
+        )),
+        1 => Ok(ggufs.into_iter().next()),
+        n => Err(broken(
+            path,
+            format!("{n} .gguf files in the folder; name the one to load"),
+        )),
+    }
+}
+
+/// Loads the text model at `path` (folder or `.gguf`) under `policy`.
+pub fn load(path: &Path, policy: DtypePolicy) -> Result<TextModel> {
+    load_with(path, policy, false)
+}
+
+/// Like [`load`]; `dequantize` unpacks quantized weights to f32.
+pub fn load_with(path: &Path, policy: DtypePolicy, dequantize: bool) -> Result<TextModel> {
+    let start = Instant::now();
+    let (config, mut w, tokenizer, format) = match gguf_file(path)? {
+        Some(file) => {
+            let g = weights::load_gguf(&file)?;
+            let dir = file.parent().unwrap_or(Path::new("."));
+            // A tokenizer.json beside the file wins over the GGUF metadata.
+            let tok = if dir.join("tokenizer.json").is_file() {
+                TextTokenizer::from_dir(dir, &g.config.eos_token_ids)?
+            } else {
+                TextTokenizer::from_gguf(&g.tokenizer, &file)?
+            };
+            let w = Weights::new(file.clone(), g.weights, WeightFormat::Gguf);
+            (g.config, w, tok, WeightFormat::Gguf)
+        }
+        None => {
+            let config = ModelConfig::load(path)?;
+            let map = weights::load_safetensors_dir(path)?;
+            let mut w = Weights::new(path.to_path_buf(), map, WeightFormat::Safetensors);
+            w.set_quantization(config.quantization.clone());
+            let tok = TextTokenizer::from_dir(path, &config.eos_token_ids)?;
+            (config, w, tok, WeightFormat::Safetensors)
+        }
+    };
+    w.apply_policy(policy)?;
+    let quantization = weights::describe_quantization(&w);
+    if dequantize {
+        w.dequantize_all()?;
+    }
+    w.materialize()?;
+    let weight_bytes = w.nbytes();
+    let policy_applied = w.policy_applied.clone();
+    let decoder = models::build(&config, w)?;
+    Ok(TextModel {
+        path: path.to_path_buf(),
+        config,
+        decoder,
+        tokenizer,
+        format,
+        policy_applied,
+        quantization,
+        weight_bytes,
+        load_time_s: start.elapsed().as_secs_f64(),
+    })
+}

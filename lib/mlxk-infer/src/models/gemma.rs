@@ -1,0 +1,51 @@
+//! Gemma (1): `(1 + w)` RMSNorms, exact GELU gate, embeddings scaled by √hidden, tied head.
+use super::{Architecture, BlockSpec, Decoder, Head, block, rope_for};
+use crate::config::ModelConfig;
+use crate::error::Result;
+use crate::layers::Activation;
+use crate::weights::Weights;
+use mlx_rs::Array;
+
+pub const ARCH: Architecture = Architecture {
+    model_types: &["gemma"],
+    build,
+};
+
+fn build(cfg: &ModelConfig, w: &mut Weights) -> Result<Decoder> {
+    let spec = BlockSpec {
+        qkv_bias: false,
+        o_bias: false,
+        mlp_bias: false,
+        fused: false,
+        qk_norm: false,
+        sandwich: false,
+        one_plus_norms: true,
+        act: Activation::Gelu,
+        scale: (cfg.head_dim as f64).powf(-0.5) as f32,
+        softcap: None,
+    };
+    let blocks = (0..cfg.num_layers)
+        .map(|i| {
+            block(
+                cfg,
+                w,
+                i,
+                &spec,
+                rope_for(cfg, cfg.head_dim, cfg.rope_theta, None)?,
+                None,
+            )
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let embed = w.embedding("model.embed_tokens", cfg.vocab_size, cfg.hidden_size)?;
+    let norm = w.norm("model.norm", cfg.hidden_size, cfg.rms_norm_eps, true)?;
+    w.discard(|k| k.starts_with("lm_head."));
+    Ok(Decoder {
+        embed,
+        embed_scale: Some(Array::from_f32((cfg.hidden_size as f32).sqrt())),
+        blocks,
+        norm,
+        head: Head::Tied,
+        final_softcap: None,
+        mask_as_array: false,
+    })
+}
