@@ -455,7 +455,7 @@ pub fn load_gguf(path: &Path) -> Result<GgufModel> {
         "rms_norm_eps": num("attention.layer_norm_rms_epsilon")?.unwrap_or(1e-6),
         "rope_theta": num("rope.freq_base")?.unwrap_or(10000.0),
         "vocab_size": num("vocab_size")?.map(|x| x as usize).unwrap_or(tokens.len()),
-        "max_position_embeddings": num("context_length")?,
+        "max_position_embeddings": num("context_length")?.map(|x| x as usize),
     });
     if let Some(hd) = num("attention.key_length")? {
         raw["head_dim"] = serde_json::json!(hd as usize);
