@@ -29,6 +29,14 @@ fn run(args: &[&str], stdin: Option<&str>) -> (String, String, i32) {
     )
 }
 
+/// The `result` record of a `--json` run.
+fn result_of(out: &str) -> Value {
+    lines(out.as_bytes())
+        .into_iter()
+        .find(|r| r["type"] == "result")
+        .expect("a result record")
+}
+
 const PARIS: &[&str] = &["SmolLM2", "-p", "The capital of France is", "--raw"];
 
 #[test]
@@ -70,10 +78,7 @@ fn stop_string_ends_generation_and_is_never_printed() {
         None,
     );
     assert_eq!(code, 0, "{err}");
-    let result = lines(out.as_bytes())
-        .into_iter()
-        .find(|r| r["type"] == "result")
-        .unwrap();
+    let result = result_of(&out);
     assert_eq!(result["text"], " Paris");
     assert_eq!(result["finish_reason"], "stop");
 }
@@ -92,10 +97,7 @@ fn chat_prompt_stops_at_eos() {
         None,
     );
     assert_eq!(code, 0, "{err}");
-    let result = lines(out.as_bytes())
-        .into_iter()
-        .find(|r| r["type"] == "result")
-        .unwrap();
+    let result = result_of(&out);
     assert_eq!(result["text"], "The capital of France is Paris.");
     assert_eq!(result["finish_reason"], "stop");
     assert_eq!(result["generated_tokens"], 7);

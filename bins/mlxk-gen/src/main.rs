@@ -157,6 +157,10 @@ impl Output {
         }
     }
 
+    fn record_if_json(&mut self, v: &Value) -> Result<(), Failure> {
+        if self.json { self.record(v) } else { Ok(()) }
+    }
+
     /// Streams text; false once the reader has gone.
     fn text(&mut self, model: &str, t: &str) -> Result<bool, Failure> {
         if self.closed {
@@ -340,10 +344,6 @@ fn rss_bytes() -> Option<u64> {
     ProcessTree::new(std::process::id()).rss(&SysRoot::from_env())
 }
 
-fn unix_now() -> f64 {
-    mlxk::monitor::unix_now()
-}
-
 /// Runs one model: load, prompt, generate, unload; returns the report facts.
 fn run_model(
     cli: &Cli,
@@ -351,7 +351,7 @@ fn run_model(
     prompt: &str,
     out: &mut Output,
 ) -> Result<RunFacts, Failure> {
-    let start_ts = unix_now();
+    let start_ts = mlxk::monitor::unix_now();
     let mut facts = RunFacts {
         tool: "mlxk-gen".into(),
         model_id: r.id.clone(),
@@ -364,7 +364,7 @@ fn run_model(
     };
     let policy = DtypePolicy::for_default_device();
     let model = loader::load_with(Path::new(&r.path), policy, cli.dequantize)?;
-    let load_ts = unix_now();
+    let load_ts = mlxk::monitor::unix_now();
     let stable = mlxk_infer::mlx_rs::memory::active_memory()
         .ok()
         .map(|b| b as u64);
@@ -393,11 +393,13 @@ fn run_model(
     drop(model);
     mlxk_infer::mlx_rs::memory::clear_cache().ok();
     let cleanup = t.elapsed().as_secs_f64();
-    out.record_if_json(&json!({"type": "unload", "model": r.id, "ts": unix_now(),
-        "cleanup_time_s": cleanup, "rss_bytes": rss_bytes()}))?;
+    out.record_if_json(
+        &json!({"type": "unload", "model": r.id, "ts": mlxk::monitor::unix_now(),
+        "cleanup_time_s": cleanup, "rss_bytes": rss_bytes()}),
+    )?;
     let g = result?;
     facts.passed = true;
-    facts.end_ts = unix_now();
+    facts.end_ts = mlxk::monitor::unix_now();
     facts.framework = Some(framework.into());
     facts.quantization = quant;
     facts.tokens_per_sec = Some(g.decode_tok_s);
@@ -558,12 +560,6 @@ fn generate_with(
         );
     }
     Ok(g)
-}
-
-impl Output {
-    fn record_if_json(&mut self, v: &Value) -> Result<(), Failure> {
-        if self.json { self.record(v) } else { Ok(()) }
-    }
 }
 
 fn append_report(path: &Path, rec: &Value) -> Result<(), Failure> {

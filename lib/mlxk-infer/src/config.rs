@@ -183,11 +183,6 @@ impl ModelConfig {
             .unwrap_or(default)
     }
 
-    /// An architecture-specific optional number.
-    pub fn f32_opt(&self, key: &str) -> Option<f32> {
-        self.raw.get(key).and_then(Value::as_f64).map(|x| x as f32)
-    }
-
     /// An architecture-specific optional integer.
     pub fn usize_opt(&self, key: &str) -> Option<usize> {
         self.raw

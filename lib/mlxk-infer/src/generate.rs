@@ -3,7 +3,7 @@
 use crate::error::{InferError, Result};
 use crate::models::Decoder;
 use crate::tokenizer::TextTokenizer;
-use mlx_rs::ops::indexing::{IndexOp, argmax_axis};
+use mlx_rs::ops::indexing::{IndexOp, argmax_axis, put_along_axis};
 use mlx_rs::{Array, Dtype, ops};
 use std::time::Instant;
 
@@ -152,9 +152,7 @@ fn sample(logits: &Array, s: &Sampling, history: &[u32], key: &mut Array) -> Res
             &ops::multiply(&sel, &pen)?,
             &ops::divide(&sel, &pen)?,
         )?;
-        let mut l = logits.clone();
-        l = put_along_last(&l, &idx, &upd)?;
-        logits = l;
+        logits = put_along_axis(&logits, idx.reshape(&[1, -1])?, &upd, -1)?;
     }
     let logprobs = ops::subtract(&logits, &ops::logsumexp_axis(&logits, -1, true)?)?;
     if s.temp == 0.0 {
@@ -189,12 +187,6 @@ fn sample(logits: &Array, s: &Sampling, history: &[u32], key: &mut Array) -> Res
     *key = k1;
     let scaled = ops::multiply(&lp, Array::from_f32(1.0 / s.temp))?;
     Ok(mlx_rs::random::categorical(&scaled, -1, None, &k2)?)
-}
-
-/// `a[..., idx] = upd` along the last axis of a `[1, V]` array.
-fn put_along_last(a: &Array, idx: &Array, upd: &Array) -> Result<Array> {
-    let idx2 = idx.reshape(&[1, -1])?;
-    Ok(mlx_rs::ops::indexing::put_along_axis(a, &idx2, upd, -1)?)
 }
 
 /// Generates from `prompt` ids; `on_text` receives each piece of text as it becomes safe to
@@ -286,10 +278,7 @@ pub fn generate(
             emitted = safe;
         }
     }
-    if finish == FinishReason::Length || eos_token.is_some() {
-        // Nothing more will come: held-back text (a partial stop string) is real output.
-        text = tokenizer.decode(&tokens)?;
-    }
+    // Nothing more will come: held-back text (a partial stop string) is real output.
     if text.len() > emitted && text.is_char_boundary(emitted) {
         on_text(&text[emitted..])?;
     }

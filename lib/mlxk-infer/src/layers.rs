@@ -54,21 +54,6 @@ impl Linear {
             }
         })
     }
-
-    /// Bytes read from memory by one forward pass over a single token.
-    pub fn nbytes(&self) -> usize {
-        let opt = |b: &Option<Array>| b.as_ref().map_or(0, Array::nbytes);
-        match self {
-            Linear::Dense { weight, bias } => weight.nbytes() + opt(bias),
-            Linear::Quantized {
-                weight,
-                scales,
-                biases,
-                bias,
-                ..
-            } => weight.nbytes() + scales.nbytes() + biases.nbytes() + opt(bias),
-        }
-    }
 }
 
 /// Token embedding table, dense or quantized; also usable as the output projection (tied).
@@ -115,18 +100,6 @@ impl Embedding {
                 ops::quantized_matmul(x, weight, scales, biases, true, spec.group_size, spec.bits)?
             }
         })
-    }
-
-    pub fn nbytes(&self) -> usize {
-        match self {
-            Embedding::Dense(w) => w.nbytes(),
-            Embedding::Quantized {
-                weight,
-                scales,
-                biases,
-                ..
-            } => weight.nbytes() + scales.nbytes() + biases.nbytes(),
-        }
     }
 
     /// The data type activations get from this table.
@@ -240,6 +213,14 @@ impl Rope {
     }
 }
 
+/// RoPE's base frequencies `base^(2i/dims)`, with the same MLX operations as mlx-lm, so tables
+/// derived from them (llama-3 scaling, GGUF factors) round exactly as the reference's do.
+pub fn base_freqs(dims: usize, base: f32) -> Result<Array> {
+    let idx = Array::arange::<_, i32>(0, dims as i32, 2)?;
+    let exponent = ops::divide(&idx, Array::from_int(dims as i32))?;
+    Ok(ops::power(Array::from_f32(base), &exponent)?)
+}
+
 /// Llama-3's frequency table, computed with the same MLX operations as mlx-lm's `Llama3RoPE`.
 fn llama3_freqs(
     dims: usize,
@@ -249,9 +230,7 @@ fn llama3_freqs(
     high: f32,
     old: f32,
 ) -> Result<Array> {
-    let idx = Array::arange::<_, i32>(0, dims as i32, 2)?;
-    let exponent = ops::divide(&idx, Array::from_int(dims as i32))?;
-    let freqs = ops::power(Array::from_f32(base), &exponent)?;
+    let freqs = base_freqs(dims, base)?;
     let wavelens = ops::multiply(Array::from_f32(2.0 * std::f32::consts::PI), &freqs)?;
     let low_wl = Array::from_f32(old / low);
     let high_wl = Array::from_f32(old / high);
@@ -341,11 +320,6 @@ impl KvCache {
     pub fn state(&self) -> Vec<&Array> {
         self.keys.iter().chain(self.values.iter()).collect()
     }
-
-    /// Bytes held by the cache.
-    pub fn nbytes(&self) -> usize {
-        self.state().iter().map(|a| a.nbytes()).sum()
-    }
 }
 
 /// A causal mask for `n` queries after `offset` cached positions, limited to `window` keys.
@@ -430,13 +404,6 @@ impl Mlp {
                 let h = ops::multiply(&act.apply(&parts[0])?, &parts[1])?;
                 down.forward(&h)
             }
-        }
-    }
-
-    pub fn nbytes(&self) -> usize {
-        match self {
-            Mlp::Split { gate, up, down, .. } => gate.nbytes() + up.nbytes() + down.nbytes(),
-            Mlp::Fused { gate_up, down, .. } => gate_up.nbytes() + down.nbytes(),
         }
     }
 }
@@ -545,14 +512,6 @@ impl Attention {
             out = out.reshape(&[b, self.n_heads as i32, l, d])?;
         }
         Ok(out)
-    }
-
-    pub fn nbytes(&self) -> usize {
-        let qkv = match &self.qkv {
-            Qkv::Split { q, k, v } => q.nbytes() + k.nbytes() + v.nbytes(),
-            Qkv::Fused(l) => l.nbytes(),
-        };
-        qkv + self.o.nbytes()
     }
 }
 

@@ -197,10 +197,6 @@ impl TextTokenizer {
             .map_err(|e| tok_err("decoding tokens", e))
     }
 
-    pub fn vocab_size(&self) -> usize {
-        self.inner.get_vocab_size(true)
-    }
-
     /// Renders the chat template for `messages`, ending with the assistant's turn.
     pub fn render_chat(
         &self,

@@ -66,10 +66,6 @@ impl Weights {
         self.quantization = q;
     }
 
-    pub fn format(&self) -> WeightFormat {
-        self.format
-    }
-
     pub fn contains(&self, name: &str) -> bool {
         self.map.contains_key(name)
     }
@@ -484,8 +480,8 @@ pub fn load_gguf(path: &Path) -> Result<GgufModel> {
     raw["tie_word_embeddings"] = serde_json::json!(!weights.contains_key("lm_head.weight"));
     if let Some(f) = rope_freqs {
         // llama-3 GGUFs carry the scaling as per-dimension divisors of the base frequencies.
-        f.eval()?;
         let f = f.as_dtype(Dtype::Float32)?;
+        f.eval()?;
         let v: Vec<f32> = f.as_slice::<f32>().to_vec();
         raw["gguf_rope_freq_factors"] = serde_json::json!(v);
     }

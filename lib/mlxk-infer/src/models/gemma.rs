@@ -24,16 +24,22 @@ fn build(cfg: &ModelConfig, w: &mut Weights) -> Result<Decoder> {
         scale: (cfg.head_dim as f64).powf(-0.5) as f32,
         softcap: None,
     };
+    decoder(cfg, w, &spec, None, false)
+}
+
+/// Gemma's decoder around blocks of `spec` (shared with gemma2): full attention, plain RoPE,
+/// `(1 + w)` final norm, embeddings scaled by √hidden, tied head (a stored `lm_head` is dropped).
+pub(super) fn decoder(
+    cfg: &ModelConfig,
+    w: &mut Weights,
+    spec: &BlockSpec,
+    final_softcap: Option<f32>,
+    mask_as_array: bool,
+) -> Result<Decoder> {
     let blocks = (0..cfg.num_layers)
         .map(|i| {
-            block(
-                cfg,
-                w,
-                i,
-                &spec,
-                rope_for(cfg, cfg.head_dim, cfg.rope_theta, None)?,
-                None,
-            )
+            let rope = rope_for(cfg, cfg.head_dim, cfg.rope_theta, None)?;
+            block(cfg, w, i, spec, rope, None)
         })
         .collect::<Result<Vec<_>>>()?;
     let embed = w.embedding("model.embed_tokens", cfg.vocab_size, cfg.hidden_size)?;
@@ -45,7 +51,7 @@ fn build(cfg: &ModelConfig, w: &mut Weights) -> Result<Decoder> {
         blocks,
         norm,
         head: Head::Tied,
-        final_softcap: None,
-        mask_as_array: false,
+        final_softcap,
+        mask_as_array,
     })
 }

@@ -1,11 +1,10 @@
 //! Gemma 2: sandwich norms, tanh soft-capped attention scores and logits, GELU (tanh) gate,
 //! `query_pre_attn_scalar` attention scale. Like mlx-lm, all layers attend to the full cache.
-use super::{Architecture, BlockSpec, Decoder, Head, block, rope_for};
+use super::{Architecture, BlockSpec, Decoder};
 use crate::config::ModelConfig;
 use crate::error::Result;
 use crate::layers::Activation;
 use crate::weights::Weights;
-use mlx_rs::Array;
 
 pub const ARCH: Architecture = Architecture {
     model_types: &["gemma2"],
@@ -26,28 +25,6 @@ fn build(cfg: &ModelConfig, w: &mut Weights) -> Result<Decoder> {
             as f32,
         softcap: Some(cfg.f32_or("attn_logit_softcapping", 50.0)),
     };
-    let blocks = (0..cfg.num_layers)
-        .map(|i| {
-            block(
-                cfg,
-                w,
-                i,
-                &spec,
-                rope_for(cfg, cfg.head_dim, cfg.rope_theta, None)?,
-                None,
-            )
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let embed = w.embedding("model.embed_tokens", cfg.vocab_size, cfg.hidden_size)?;
-    let norm = w.norm("model.norm", cfg.hidden_size, cfg.rms_norm_eps, true)?;
-    w.discard(|k| k.starts_with("lm_head."));
-    Ok(Decoder {
-        embed,
-        embed_scale: Some(Array::from_f32((cfg.hidden_size as f32).sqrt())),
-        blocks,
-        norm,
-        head: Head::Tied,
-        final_softcap: Some(cfg.f32_or("final_logit_softcapping", 30.0)),
-        mask_as_array: true,
-    })
+    let softcap = cfg.f32_or("final_logit_softcapping", 30.0);
+    super::gemma::decoder(cfg, w, &spec, Some(softcap), true)
 }

@@ -4,7 +4,7 @@ use crate::config::ModelConfig;
 use crate::error::{Result, unsupported};
 use crate::layers::{
     Activation, Attention, Block, BlockNorms, Embedding, KvCache, Linear, Mask, Mlp, Qkv, RmsNorm,
-    Rope,
+    Rope, base_freqs,
 };
 use crate::weights::Weights;
 use mlx_rs::{Array, ops};
@@ -131,20 +131,6 @@ impl Decoder {
     pub fn new_cache(&self) -> Vec<KvCache> {
         self.blocks.iter().map(|_| KvCache::new()).collect()
     }
-
-    /// Weight bytes read to produce one token (every layer plus the output projection).
-    pub fn bytes_per_token(&self) -> usize {
-        let blocks: usize = self
-            .blocks
-            .iter()
-            .map(|b| b.attn.nbytes() + b.mlp.nbytes())
-            .sum();
-        let head = match &self.head {
-            Head::Tied => self.embed.nbytes(),
-            Head::Linear(l) => l.nbytes(),
-        };
-        blocks + head
-    }
 }
 
 /// The knobs that distinguish the architectures' blocks.
@@ -259,10 +245,10 @@ pub(crate) fn rope_for(
             .filter_map(|x| x.as_f64())
             .map(|x| x as f32)
             .collect();
-        let idx = Array::arange::<_, i32>(0, dims as i32, 2)?;
-        let exponent = ops::divide(&idx, Array::from_int(dims as i32))?;
-        let freqs = ops::power(Array::from_f32(base), &exponent)?;
-        let freqs = ops::multiply(&freqs, Array::from_slice(&f, &[f.len() as i32]))?;
+        let freqs = ops::multiply(
+            base_freqs(dims, base)?,
+            Array::from_slice(&f, &[f.len() as i32]),
+        )?;
         freqs.eval()?;
         return Ok(Rope {
             dims: dims as i32,
@@ -317,10 +303,22 @@ pub(crate) fn llama_like(
         scale: (cfg.head_dim as f64).powf(-0.5) as f32,
         softcap: None,
     };
+    pre_norm_decoder(cfg, w, &spec, cfg.head_dim, tie_default)
+}
+
+/// Pre-norm blocks of `spec` with full attention and RoPE over `rope_dim` dimensions, plain
+/// embeddings, and a head tied unless the config (or `tie_default`) says otherwise.
+pub(crate) fn pre_norm_decoder(
+    cfg: &ModelConfig,
+    w: &mut Weights,
+    spec: &BlockSpec,
+    rope_dim: usize,
+    tie_default: bool,
+) -> Result<Decoder> {
     let blocks = (0..cfg.num_layers)
         .map(|i| {
-            let rope = rope_for(cfg, cfg.head_dim, cfg.rope_theta, cfg.rope_scaling.as_ref())?;
-            block(cfg, w, i, &spec, rope, None)
+            let rope = rope_for(cfg, rope_dim, cfg.rope_theta, cfg.rope_scaling.as_ref())?;
+            block(cfg, w, i, spec, rope, None)
         })
         .collect::<Result<Vec<_>>>()?;
     let (embed, norm, head) = ends(cfg, w, tie_default, false)?;

@@ -1,5 +1,5 @@
 //! Phi-3: fused `qkv_proj` and `gate_up_proj`, optional partial rotary dimensions.
-use super::{Architecture, BlockSpec, Decoder, block, ends, rope_for};
+use super::{Architecture, BlockSpec, Decoder, pre_norm_decoder};
 use crate::config::ModelConfig;
 use crate::error::{Result, unsupported};
 use crate::layers::Activation;
@@ -36,20 +36,5 @@ fn build(cfg: &ModelConfig, w: &mut Weights) -> Result<Decoder> {
         scale: (cfg.head_dim as f64).powf(-0.5) as f32,
         softcap: None,
     };
-    let blocks = (0..cfg.num_layers)
-        .map(|i| {
-            let rope = rope_for(cfg, rope_dim, cfg.rope_theta, cfg.rope_scaling.as_ref())?;
-            block(cfg, w, i, &spec, rope, None)
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let (embed, norm, head) = ends(cfg, w, false, false)?;
-    Ok(Decoder {
-        embed,
-        embed_scale: None,
-        blocks,
-        norm,
-        head,
-        final_softcap: None,
-        mask_as_array: false,
-    })
+    pre_norm_decoder(cfg, w, &spec, rope_dim, false)
 }
