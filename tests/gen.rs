@@ -275,3 +275,81 @@ fn ends_quietly_when_the_reader_leaves() {
         ]);
     assert_ends_quietly_when_reader_leaves(c);
 }
+
+/// A tiny real model (context 128, byte tokens) written into a temporary folder.
+fn tiny_model() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = mlxk_infer::tiny::spec("llama-gqa1").unwrap();
+    mlxk_infer::tiny::write(&spec, dir.path()).unwrap();
+    dir
+}
+
+#[test]
+fn a_prompt_over_the_context_is_refused_or_truncated_on_the_left() {
+    let model = tiny_model();
+    let path = model.path().to_str().unwrap();
+    // 201 byte tokens against a 128-token context.
+    let prompt = "x".repeat(200) + "y";
+    let (out, err, code) = run(&[path, "-p", &prompt, "--raw", "-n", "8"], None);
+    assert_eq!(code, 2, "{err}");
+    assert!(out.is_empty());
+    assert!(
+        err.contains("201 tokens") && err.contains("128") && err.contains("--truncate left"),
+        "{err}"
+    );
+    let (out, err, code) = run(
+        &[
+            path,
+            "-p",
+            &prompt,
+            "--raw",
+            "-n",
+            "8",
+            "--truncate",
+            "left",
+            "--json",
+        ],
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    let r = result_of(&out);
+    // The last 120 tokens are kept: 8 of the 128 positions stay free for generation.
+    assert_eq!(r["prompt_tokens"], 120);
+    assert_eq!(r["truncated_prompt_tokens"], 81);
+    assert_eq!(r["generated_tokens"], 8);
+    assert!(err.contains("dropped the first 81 prompt tokens"), "{err}");
+}
+
+#[test]
+fn generation_stops_at_the_end_of_the_context_and_says_so() {
+    let model = tiny_model();
+    let path = model.path().to_str().unwrap();
+    let prompt = "z".repeat(100);
+    let (out, err, code) = run(&[path, "-p", &prompt, "--raw", "-n", "64", "--json"], None);
+    assert_eq!(code, 0, "{err}");
+    let r = result_of(&out);
+    assert_eq!(r["prompt_tokens"], 100);
+    // Stops at the context (unless the model ends first, which this one does not).
+    assert_eq!(r["generated_tokens"], 28);
+    assert_eq!(r["finish_reason"], "length");
+    assert_eq!(r["context_full"], true);
+    assert!(
+        err.contains("end of the model's context (128 tokens)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_model_folder_path_runs_directly_with_its_chat_template() {
+    let model = tiny_model();
+    let path = model.path().to_str().unwrap();
+    let (out, err, code) = run(&[path, "-p", "hi", "-n", "5", "--json", "--verbose"], None);
+    assert_eq!(code, 0, "{err}");
+    let r = result_of(&out);
+    // "<|bos|>user\nhi\n<|bos|>assistant\n": 2 specials and 18 bytes.
+    assert_eq!(r["prompt_tokens"], 20);
+    assert!(
+        err.contains("safetensors llama (2 layers, hidden 64)"),
+        "{err}"
+    );
+}

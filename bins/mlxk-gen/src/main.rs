@@ -535,6 +535,13 @@ fn generate_with(
     if let Some(f) = write_err {
         return Err(f);
     }
+    if g.context_full {
+        eprintln!(
+            "mlxk-gen: {id}: stopped after {} tokens at the end of the model's context ({} tokens)",
+            g.tokens.len(),
+            context.unwrap_or_default()
+        );
+    }
     if out.json {
         let mut rec = json!({"type": "result", "model": id, "text": g.text,
             "prompt_tokens": g.prompt_tokens, "generated_tokens": g.tokens.len(),
@@ -543,6 +550,9 @@ fn generate_with(
             "peak_mem_bytes": g.peak_mem_bytes, "seed": seed});
         if truncated > 0 {
             rec["truncated_prompt_tokens"] = json!(truncated);
+        }
+        if g.context_full {
+            rec["context_full"] = json!(true);
         }
         out.record(&rec)?;
     } else {

@@ -16,7 +16,7 @@ pub enum InferError {
     /// The prompt does not fit in the model's context.
     #[error(
         "the prompt is {prompt} tokens but the model's context is {context} tokens \
-         ({reserved} reserved for generation); shorten it, lower --max-tokens, or pass --truncate left"
+         ({reserved} reserved for generation); shorten it, or pass --truncate left to keep its last tokens"
     )]
     ContextOverflow {
         prompt: usize,

@@ -102,6 +102,8 @@ pub struct Generation {
     pub eos_token: Option<u32>,
     /// The stop string that ended generation, if one did.
     pub stop_string: Option<String>,
+    /// Generation ended because the context was full (before `max_tokens`).
+    pub context_full: bool,
     pub ttft_s: f64,
     pub prefill_tok_s: f64,
     pub decode_tok_s: f64,
@@ -282,6 +284,8 @@ pub fn generate(
     if text.len() > emitted && text.is_char_boundary(emitted) {
         on_text(&text[emitted..])?;
     }
+    let context_full =
+        finish == FinishReason::Length && tokens.len() == limit && limit < opts.max_tokens;
     let decode_s = first_at.elapsed().as_secs_f64();
     let decoded = tokens.len().saturating_sub(1) + usize::from(eos_token.is_some());
     Ok(Generation {
@@ -303,6 +307,7 @@ pub fn generate(
         finish_reason: finish,
         eos_token,
         stop_string,
+        context_full,
         peak_mem_bytes: mlx_rs::memory::peak_memory()? as u64,
     })
 }

@@ -6,6 +6,7 @@ pub mod layers;
 pub mod loader;
 pub mod models;
 pub mod runtime;
+pub mod tiny;
 pub mod tokenizer;
 pub mod weights;
 

@@ -1,5 +1,6 @@
 //! Mistral: the llama layout with untied embeddings by default. Like mlx-lm (which maps
-//! `mistral` onto its llama module) every layer attends to the full cache.
+//! `mistral` onto its llama module) layers attend to the full cache unless `layer_types` marks
+//! them `sliding_attention`; a bare `sliding_window` is ignored, as there.
 use super::{Architecture, Decoder, llama_like};
 use crate::config::ModelConfig;
 use crate::error::Result;

@@ -306,7 +306,40 @@ pub(crate) fn llama_like(
     pre_norm_decoder(cfg, w, &spec, cfg.head_dim, tie_default)
 }
 
-/// Pre-norm blocks of `spec` with full attention and RoPE over `rope_dim` dimensions, plain
+/// The attention window of each layer from the config's `layer_types` (`sliding_attention`
+/// layers see the last `sliding_window` positions, as mlx-lm's llama does); none without it.
+pub(crate) fn layer_windows(cfg: &ModelConfig) -> Result<Vec<Option<usize>>> {
+    let Some(types) = cfg.raw.get("layer_types").filter(|v| !v.is_null()) else {
+        return Ok(vec![None; cfg.num_layers]);
+    };
+    let bad = |msg: String| crate::error::broken(&cfg.path, msg);
+    let types = types
+        .as_array()
+        .filter(|t| t.len() == cfg.num_layers)
+        .ok_or_else(|| {
+            bad(format!(
+                "`layer_types` must list one type for each of the {} layers",
+                cfg.num_layers
+            ))
+        })?;
+    types
+        .iter()
+        .map(|t| match t.as_str() {
+            Some("full_attention") => Ok(None),
+            Some("sliding_attention") => {
+                cfg.usize_opt("sliding_window").map(Some).ok_or_else(|| {
+                    bad("`layer_types` has sliding_attention layers but no `sliding_window`".into())
+                })
+            }
+            _ => Err(unsupported(
+                &cfg.path,
+                format!("layer type {t} is not supported (full_attention, sliding_attention)"),
+            )),
+        })
+        .collect()
+}
+
+/// Pre-norm blocks of `spec` with RoPE over `rope_dim` dimensions, windows from `layer_types`, plain
 /// embeddings, and a head tied unless the config (or `tie_default`) says otherwise.
 pub(crate) fn pre_norm_decoder(
     cfg: &ModelConfig,
@@ -315,10 +348,11 @@ pub(crate) fn pre_norm_decoder(
     rope_dim: usize,
     tie_default: bool,
 ) -> Result<Decoder> {
+    let windows = layer_windows(cfg)?;
     let blocks = (0..cfg.num_layers)
         .map(|i| {
             let rope = rope_for(cfg, rope_dim, cfg.rope_theta, cfg.rope_scaling.as_ref())?;
-            block(cfg, w, i, spec, rope, None)
+            block(cfg, w, i, spec, rope, windows[i])
         })
         .collect::<Result<Vec<_>>>()?;
     let (embed, norm, head) = ends(cfg, w, tie_default, false)?;

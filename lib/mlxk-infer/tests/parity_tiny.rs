@@ -1,0 +1,142 @@
+//! Tiny random models of every architecture and quirk (GQA with one KV head, tied and separate
+//! heads, llama-3 and linear RoPE scaling, attention/MLP biases, sharded safetensors, sliding
+//! windows, q/k norms, fused projections with partial RoPE, gemma's scaled embeddings, (1 + w)
+//! norms and soft-capping, bf16 storage, MLX 4/8-bit with group 32/64 and per-layer overrides):
+//! greedy tokens and the first step's top-5 log-probabilities equal mlx-lm's.
+//! Goldens: tests/reference/goldens/tiny.json, made by tests/reference/tiny_goldens.py on the
+//! folders `cargo run -p mlxk-infer --example tiny_models -- DIR` writes.
+use mlx_rs::{Array, ops};
+use mlxk_infer::generate::{GenerateOptions, Sampling, generate};
+use mlxk_infer::loader::{self, TextModel};
+use mlxk_infer::tiny;
+use mlxk_infer::weights::DtypePolicy;
+use serde_json::Value;
+use std::path::Path;
+
+fn goldens() -> Value {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/reference/goldens/tiny.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn ids(v: &Value) -> Vec<u32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
+}
+
+/// Log-probabilities after the prompt, computed in mlx-lm's order: all but the last token
+/// prefilled in chunks of `step`, then the last token alone.
+fn first_logprobs(model: &TextModel, prompt: &[u32], step: usize) -> Vec<f32> {
+    let d = &model.decoder;
+    let mut caches = d.new_cache();
+    let mut done = 0;
+    while prompt.len() - done > 1 {
+        let n = step.min(prompt.len() - done - 1);
+        let x = Array::from_slice(&prompt[done..done + n], &[1, n as i32]);
+        d.hidden(&x, &mut caches).unwrap();
+        done += n;
+    }
+    let x = Array::from_slice(&prompt[done..], &[1, 1]);
+    let logits = d.logits(&d.hidden(&x, &mut caches).unwrap()).unwrap();
+    let logits = logits.reshape(&[-1]).unwrap();
+    let lse = ops::logsumexp_axis(&logits, -1, true).unwrap();
+    let lp = ops::subtract(&logits, &lse).unwrap();
+    lp.eval().unwrap();
+    lp.as_slice::<f32>().to_vec()
+}
+
+fn check(name: &str) {
+    let g = goldens();
+    let golden = g["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == name)
+        .unwrap_or_else(|| panic!("no golden for {name}: run tests/reference/tiny_goldens.py"));
+    let spec = tiny::spec(name).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let sum = tiny::write(&spec, dir.path()).unwrap();
+    assert_eq!(
+        sum, golden["checksum"],
+        "{name}: the generator no longer writes the model the goldens were made from; \
+         regenerate them (tests/reference/tiny_goldens.py)"
+    );
+    let model = loader::load(dir.path(), DtypePolicy::UpcastHalfToF32).unwrap();
+    for c in golden["cases"].as_array().unwrap() {
+        let prompt = ids(&c["prompt_ids"]);
+        let step = c["prefill_step"].as_u64().unwrap() as usize;
+        let lp = first_logprobs(&model, &prompt, step);
+        for pair in c["first_top5"].as_array().unwrap() {
+            let (id, want) = (
+                pair[0].as_u64().unwrap() as usize,
+                pair[1].as_f64().unwrap(),
+            );
+            let got = lp[id] as f64;
+            assert!(
+                (got - want).abs() < 2e-4,
+                "{name} (prefill step {step}): log-prob of token {id} is {got}, mlx-lm {want}"
+            );
+        }
+        let opts = GenerateOptions {
+            max_tokens: c["max_tokens"].as_u64().unwrap() as usize,
+            sampling: Sampling::default(),
+            stop_strings: vec![],
+            prefill_step: step,
+            context_length: model.context_length(),
+        };
+        let out = generate(
+            &model.decoder,
+            &model.tokenizer,
+            &prompt,
+            &opts,
+            &mut |_| Ok(true),
+        )
+        .unwrap();
+        assert_eq!(
+            out.tokens,
+            ids(&c["tokens"]),
+            "{name} (prefill step {step}): greedy tokens differ from mlx-lm's"
+        );
+    }
+}
+
+#[test]
+fn every_tiny_model_has_a_golden() {
+    let g = goldens();
+    let names: Vec<&str> = g["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    let specs: Vec<&str> = tiny::specs().iter().map(|s| s.name).collect();
+    assert_eq!(names, specs);
+}
+
+macro_rules! parity {
+    ($($test:ident => $name:literal),* $(,)?) => {$(
+        #[test]
+        fn $test() {
+            check($name);
+        }
+    )*};
+}
+
+parity! {
+    llama_gqa_one_kv_head => "llama-gqa1",
+    llama3_rope_scaling_tied_bf16 => "llama3-rope-tied-bf16",
+    llama_biases_linear_rope_sharded => "llama-biases-sharded",
+    mistral_sliding_window_layers => "mistral-sliding",
+    qwen2_qkv_biases => "qwen2-qkv-bias",
+    qwen3_qk_norm => "qwen3-qk-norm",
+    phi3_fused_partial_rope => "phi3-fused-partial-rope",
+    gemma_scaled_embeddings => "gemma",
+    gemma2_softcaps => "gemma2-softcap",
+    gemma3_sliding_window_pattern => "gemma3-sliding",
+    llama_mlx_4bit_g64 => "llama-4bit-g64",
+    qwen3_mlx_8bit_g32_mixed => "qwen3-8bit-g32-mixed",
+    gemma3_mlx_4bit_g32_tied_bf16 => "gemma3-4bit-g32-tied-bf16",
+}
