@@ -3,6 +3,7 @@
 //! the operations mlx-lm computes, in the same order, so greedy tokens match it bit for bit.
 use crate::config::QuantSpec;
 use crate::error::Result;
+use crate::qmatmul::QuantMatrix;
 use mlx_rs::fast::{self, ScaledDotProductAttentionMask};
 use mlx_rs::ops::indexing::{IndexOp, TryIndexMutOp};
 use mlx_rs::{Array, Dtype, ops};
@@ -38,15 +39,7 @@ impl Linear {
                 bias,
                 spec,
             } => {
-                let y = ops::quantized_matmul(
-                    x,
-                    weight,
-                    scales,
-                    biases,
-                    true,
-                    spec.group_size,
-                    spec.bits,
-                )?;
+                let y = quantized_matmul(x, weight, scales, biases, *spec)?;
                 match bias {
                     Some(b) => ops::add(&y, b)?,
                     None => y,
@@ -54,6 +47,65 @@ impl Linear {
             }
         })
     }
+}
+
+/// `x Wᵀ` for a packed `W`: the [`qmatmul`](crate::qmatmul) kernel (same bits as MLX's CPU op,
+/// several times faster) for f32 activations and scales in a layout it handles, else MLX's op.
+pub fn quantized_matmul(
+    x: &Array,
+    weight: &Array,
+    scales: &Array,
+    biases: &Array,
+    spec: QuantSpec,
+) -> Result<Array> {
+    let shape = x.shape();
+    let k = *shape.last().unwrap_or(&0) as usize;
+    let f32s = [x, scales, biases]
+        .iter()
+        .all(|a| a.dtype() == Dtype::Float32);
+    if f32s
+        && weight.ndim() == 2
+        && QuantMatrix::supported(spec.bits, spec.group_size, k)
+        && crate::runtime::default_device_is_cpu()
+    {
+        let n = weight.shape()[0] as usize;
+        let x = if x.try_as_slice::<f32>().is_ok() {
+            x.clone()
+        } else {
+            x.contiguous()?
+        };
+        if let (Ok(xs), Ok(words), Ok(sc), Ok(bi)) = (
+            x.try_as_slice::<f32>(),
+            weight.try_as_slice::<u32>(),
+            scales.try_as_slice::<f32>(),
+            biases.try_as_slice::<f32>(),
+        ) {
+            let m = xs.len() / k.max(1);
+            let q = QuantMatrix {
+                words,
+                scales: sc,
+                biases: bi,
+                n,
+                k,
+                group: spec.group_size as usize,
+                bits: spec.bits as u32,
+            };
+            let mut out = vec![0f32; m * n];
+            crate::qmatmul::qmatmul_t(xs, m, &q, &mut out);
+            let mut dims = shape.to_vec();
+            *dims.last_mut().expect("k is the last axis") = n as i32;
+            return Ok(Array::from_slice(&out, &dims));
+        }
+    }
+    Ok(ops::quantized_matmul(
+        x,
+        weight,
+        scales,
+        biases,
+        true,
+        spec.group_size,
+        spec.bits,
+    )?)
 }
 
 /// Token embedding table, dense or quantized; also usable as the output projection (tied).
@@ -96,9 +148,7 @@ impl Embedding {
                 scales,
                 biases,
                 spec,
-            } => {
-                ops::quantized_matmul(x, weight, scales, biases, true, spec.group_size, spec.bits)?
-            }
+            } => quantized_matmul(x, weight, scales, biases, *spec)?,
         })
     }
 

@@ -5,6 +5,7 @@ pub mod generate;
 pub mod layers;
 pub mod loader;
 pub mod models;
+pub mod qmatmul;
 pub mod runtime;
 pub mod tiny;
 pub mod tokenizer;

@@ -79,6 +79,17 @@ fn classify_blas(library_path: &str) -> Blas {
     }
 }
 
+/// Whether MLX computes on the CPU (this build's default device; a GPU build says otherwise).
+pub fn default_device_is_cpu() -> bool {
+    static CPU: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *CPU.get_or_init(|| {
+        mlx_rs::Device::default()
+            .get_type()
+            .map(|t| matches!(t, mlx_rs::DeviceType::Cpu))
+            .unwrap_or(true)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

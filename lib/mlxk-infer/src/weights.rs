@@ -29,11 +29,7 @@ pub enum DtypePolicy {
 impl DtypePolicy {
     /// The policy for MLX's default device.
     pub fn for_default_device() -> DtypePolicy {
-        let cpu = mlx_rs::Device::default()
-            .get_type()
-            .map(|t| matches!(t, mlx_rs::DeviceType::Cpu))
-            .unwrap_or(true);
-        if cpu {
+        if crate::runtime::default_device_is_cpu() {
             DtypePolicy::UpcastHalfToF32
         } else {
             DtypePolicy::Keep
