@@ -12,6 +12,8 @@ use rayon::prelude::*;
 
 /// Outputs computed side by side (one 256-bit vector of f32).
 const LANES: usize = 8;
+/// Outputs one task unit computes (a multiple of `LANES`).
+const BLOCK: usize = 16;
 /// Input rows sharing one dequantized block of weights.
 const ROW_TILE: usize = 32;
 
@@ -58,14 +60,14 @@ pub fn qmatmul_t(x: &[f32], m: usize, w: &QuantMatrix, out: &mut [f32]) {
     assert_eq!(x.len(), m * w.k);
     assert_eq!(out.len(), m * w.n);
     let ptr = Out(out.as_mut_ptr());
-    let blocks = w.n.div_ceil(LANES);
+    let blocks = w.n.div_ceil(BLOCK);
     // Enough blocks per task to amortize scheduling, enough tasks to balance the cores.
     let per_task = (blocks / (4 * rayon::current_num_threads())).clamp(1, 64);
     (0..blocks.div_ceil(per_task))
         .into_par_iter()
         .for_each(|t| {
             for b in t * per_task..((t + 1) * per_task).min(blocks) {
-                run_block(x, m, w, b * LANES, ptr);
+                run_block(x, m, w, b * BLOCK, ptr);
             }
         });
 }
@@ -73,17 +75,35 @@ pub fn qmatmul_t(x: &[f32], m: usize, w: &QuantMatrix, out: &mut [f32]) {
 fn run_block(x: &[f32], m: usize, w: &QuantMatrix, n0: usize, out: Out) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
+        if m > 1 {
+            // SAFETY: the CPU has AVX2.
+            unsafe { blocks_avx2(x, m, w, n0, out) };
+            return;
+        }
         // SAFETY: the CPU has AVX2.
-        unsafe { block_avx2(x, m, w, n0, out) };
+        unsafe {
+            match w.bits {
+                2 => avx2::matvec::<2, 16>(x, w, n0, out),
+                4 => avx2::matvec::<4, 8>(x, w, n0, out),
+                8 => avx2::matvec::<8, 4>(x, w, n0, out),
+                _ => unreachable!("checked by QuantMatrix::supported"),
+            }
+        }
         return;
     }
-    block_dispatch(x, m, w, n0, out);
+    for sub in (n0..(n0 + BLOCK).min(w.n)).step_by(LANES) {
+        block_dispatch(x, m, w, sub, out);
+    }
 }
 
+/// Several input rows: the portable blocks, vectorized for AVX2 by the compiler (each weight
+/// is dequantized once for a tile of rows, then used from registers).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn block_avx2(x: &[f32], m: usize, w: &QuantMatrix, n0: usize, out: Out) {
-    block_dispatch(x, m, w, n0, out);
+unsafe fn blocks_avx2(x: &[f32], m: usize, w: &QuantMatrix, n0: usize, out: Out) {
+    for sub in (n0..(n0 + BLOCK).min(w.n)).step_by(LANES) {
+        block_dispatch(x, m, w, sub, out);
+    }
 }
 
 #[inline(always)]
@@ -156,6 +176,91 @@ fn block<const BITS: u32, const PER: usize>(
     }
 }
 
+/// One input row (decoding) with explicit AVX2: `BLOCK` outputs in `BLOCK / 8` vectors whose
+/// sums stay in registers as independent chains, weights shifted out of the packed words there.
+/// No closures: a closure does not inherit `target_feature`, and intrinsics in one become calls.
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::{BLOCK, Out, QuantMatrix};
+    use std::arch::x86_64::*;
+
+    const V: usize = BLOCK / 8;
+
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn matvec<const BITS: u32, const PER: usize>(
+        x: &[f32],
+        w: &QuantMatrix,
+        n0: usize,
+        out: Out,
+    ) {
+        let k = w.k;
+        let q = k * BITS as usize / 32;
+        let groups_per_row = k / w.group;
+        let words_per_group = w.group * BITS as usize / 32;
+        let maskv = _mm256_set1_epi32(((1u32 << BITS) - 1) as i32);
+        let mut rows = [0usize; BLOCK];
+        for (j, r) in rows.iter_mut().enumerate() {
+            *r = (n0 + j).min(w.n - 1);
+        }
+        let mut acc = [_mm256_setzero_ps(); V];
+        let mut scale = [_mm256_setzero_ps(); V];
+        let mut bias = [_mm256_setzero_ps(); V];
+        let mut packed = [_mm256_setzero_si256(); V];
+        let mut t = [0f32; 8];
+        for g in 0..groups_per_row {
+            for v in 0..V {
+                for j in 0..8 {
+                    t[j] = w.scales[rows[8 * v + j] * groups_per_row + g];
+                }
+                // SAFETY: `t` holds 8 f32.
+                scale[v] = unsafe { _mm256_loadu_ps(t.as_ptr()) };
+                for j in 0..8 {
+                    t[j] = w.biases[rows[8 * v + j] * groups_per_row + g];
+                }
+                // SAFETY: `t` holds 8 f32.
+                bias[v] = unsafe { _mm256_loadu_ps(t.as_ptr()) };
+            }
+            for wi in 0..words_per_group {
+                let i = g * words_per_group + wi;
+                for v in 0..V {
+                    let (r, ws) = (&rows[8 * v..8 * v + 8], w.words);
+                    packed[v] = _mm256_setr_epi32(
+                        ws[r[0] * q + i] as i32,
+                        ws[r[1] * q + i] as i32,
+                        ws[r[2] * q + i] as i32,
+                        ws[r[3] * q + i] as i32,
+                        ws[r[4] * q + i] as i32,
+                        ws[r[5] * q + i] as i32,
+                        ws[r[6] * q + i] as i32,
+                        ws[r[7] * q + i] as i32,
+                    );
+                }
+                let kb = g * w.group + wi * PER;
+                for p in 0..PER {
+                    let sh = _mm256_set1_epi32((p as u32 * BITS) as i32);
+                    let xv = _mm256_set1_ps(x[kb + p]);
+                    for v in 0..V {
+                        let qv = _mm256_and_si256(_mm256_srlv_epi32(packed[v], sh), maskv);
+                        // (scale · q) + bias, then x · w, then the sum: rounded as MLX rounds.
+                        let wf =
+                            _mm256_add_ps(_mm256_mul_ps(scale[v], _mm256_cvtepi32_ps(qv)), bias[v]);
+                        acc[v] = _mm256_add_ps(acc[v], _mm256_mul_ps(xv, wf));
+                    }
+                }
+            }
+        }
+        let mut res = [0f32; BLOCK];
+        for (chunk, a) in res.chunks_exact_mut(8).zip(acc) {
+            // SAFETY: `chunk` holds 8 f32.
+            unsafe { _mm256_storeu_ps(chunk.as_mut_ptr(), a) };
+        }
+        for (j, val) in res.iter().enumerate().take((w.n - n0).min(BLOCK)) {
+            // SAFETY: column `n0 + j` < n is inside `out`, and no other block writes it.
+            unsafe { *out.0.add(n0 + j) = *val };
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -210,6 +315,8 @@ mod tests {
             (5, 24, 64, 32, 2),
             (33, 17, 128, 64, 8),
             (70, 9, 64, 64, 4),
+            (1, 1000, 64, 64, 8),
+            (2, 1000, 64, 32, 4),
         ] {
             same_as_mlx(m, n, k, g, b);
         }
