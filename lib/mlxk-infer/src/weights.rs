@@ -241,8 +241,8 @@ impl Weights {
         Ok(())
     }
 
-    /// Unpacks every quantized matrix to dense f32 (`--dequantize`): more memory, but dense
-    /// matmuls use the BLAS, which is much faster than MLX's quantized kernels on a CPU.
+    /// Unpacks every quantized matrix to dense f32 (`--dequantize`): 4–8× the memory; the
+    /// matmuls then run on the BLAS instead of the quantized kernels (for comparisons).
     pub fn dequantize_all(&mut self) -> Result<()> {
         let prefixes: Vec<String> = self
             .map
