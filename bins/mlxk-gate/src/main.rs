@@ -2,7 +2,7 @@
 use clap::Parser;
 use mlxk::cli::{self, Exit, OutputMode, Written};
 use mlxk::policy::{self, GateConfig};
-use mlxk::records::{Decision, ModelRecord, error_record};
+use mlxk::records::{Decision, RecordLine, error_record, parse_record_line};
 use mlxk::sys::SysRoot;
 use mlxk::table;
 use serde_json::Value;
@@ -160,37 +160,11 @@ enum Gated {
 }
 
 fn gate_line(line: &str, n: usize, sys: &SysRoot, cfg: &GateConfig) -> Gated {
-    let mut value: Value = match serde_json::from_str(line) {
-        Ok(v @ Value::Object(_)) => v,
-        Ok(_) => {
-            return Gated::Malformed(error_record(
-                "malformed_input",
-                &format!("stdin line {n}: not a JSON object"),
-                None,
-            ));
-        }
-        Err(e) => {
-            return Gated::Malformed(error_record(
-                "malformed_input",
-                &format!("stdin line {n}: not valid JSON ({e})"),
-                None,
-            ));
-        }
-    };
-    if value["type"] != "model" {
-        return Gated::PassThrough(value);
-    }
-    let record: ModelRecord = match serde_json::from_value(value.clone()) {
-        Ok(r) => r,
-        Err(e) => {
-            let id = value["id"].as_str().map(str::to_string);
-            return Gated::Malformed(error_record(
-                "malformed_input",
-                &format!(
-                    "stdin line {n}: model record is incomplete ({e}); produce it with mlxk-probe"
-                ),
-                id.as_deref(),
-            ));
+    let (mut value, record) = match parse_record_line(line, n) {
+        RecordLine::Model(v, r) => (v, r),
+        RecordLine::Other(v) => return Gated::PassThrough(v),
+        RecordLine::Malformed { message, model } => {
+            return Gated::Malformed(error_record("malformed_input", &message, model.as_deref()));
         }
     };
     let memory = sys.memory().map_err(|e| e.to_string());

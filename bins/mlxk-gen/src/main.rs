@@ -2,7 +2,7 @@
 use clap::Parser;
 use mlxk::cli::{self, Exit, Written};
 use mlxk::policy::{self, GateConfig};
-use mlxk::records::{Decision, Gate, ModelRecord, error_record};
+use mlxk::records::{Decision, Gate, ModelRecord, RecordLine, error_record, parse_record_line};
 use mlxk::report::run::{RunFacts, record as report_record};
 use mlxk::resolve::{CacheRoot, resolve};
 use mlxk::sys::{ProcessTree, SysRoot};
@@ -255,28 +255,9 @@ fn model_records(
         if line.trim().is_empty() {
             continue;
         }
-        let v: Value = match serde_json::from_str(&line) {
-            Ok(v @ Value::Object(_)) => v,
-            _ => {
-                report_failure(
-                    out,
-                    &Failure::new(
-                        Exit::Failure,
-                        "malformed_input",
-                        format!(
-                            "stdin line {}: not a JSON object; expected model records from mlxk-probe",
-                            i + 1
-                        ),
-                    ),
-                    None,
-                    failed,
-                );
-                continue;
-            }
-        };
-        match v["type"].as_str() {
-            Some("model") => {}
-            Some("error") => {
+        let (v, r) = match parse_record_line(&line, i + 1) {
+            RecordLine::Model(v, r) => (v, *r),
+            RecordLine::Other(v) if v["type"] == "error" => {
                 // An upstream failure (e.g. a name mlxk-probe could not find) is passed on.
                 eprintln!(
                     "mlxk-gen: upstream: {}",
@@ -288,24 +269,10 @@ fn model_records(
                 failed.get_or_insert(Exit::Failure);
                 continue;
             }
-            _ => continue,
-        }
-        let r: ModelRecord = match serde_json::from_value(v.clone()) {
-            Ok(r) => r,
-            Err(e) => {
-                report_failure(
-                    out,
-                    &Failure::new(
-                        Exit::Failure,
-                        "malformed_input",
-                        format!(
-                            "stdin line {}: model record is incomplete ({e}); produce it with mlxk-probe",
-                            i + 1
-                        ),
-                    ),
-                    v["id"].as_str(),
-                    failed,
-                );
+            RecordLine::Other(_) => continue,
+            RecordLine::Malformed { message, model } => {
+                let f = Failure::new(Exit::Failure, "malformed_input", message);
+                report_failure(out, &f, model.as_deref(), failed);
                 continue;
             }
         };

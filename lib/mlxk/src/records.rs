@@ -187,9 +187,75 @@ pub fn error_record(code: &str, message: &str, model: Option<&str>) -> serde_jso
     v
 }
 
+/// One line of a record stream (`mlxk-probe | mlxk-gate | …`), as the consuming tools read it.
+#[derive(Debug)]
+pub enum RecordLine {
+    /// A model record (the JSON as read, and parsed).
+    Model(serde_json::Value, Box<ModelRecord>),
+    /// Any other record, to pass on or act upon by its `type`.
+    Other(serde_json::Value),
+    /// Not a record: the message names line `n`; `model` is the id if the line had one.
+    Malformed {
+        message: String,
+        model: Option<String>,
+    },
+}
+
+/// Reads line `n` (1-based, for messages) of a record stream.
+pub fn parse_record_line(line: &str, n: usize) -> RecordLine {
+    let value: serde_json::Value = match serde_json::from_str(line) {
+        Ok(v @ serde_json::Value::Object(_)) => v,
+        Ok(_) => {
+            return RecordLine::Malformed {
+                message: format!("stdin line {n}: not a JSON object"),
+                model: None,
+            };
+        }
+        Err(e) => {
+            return RecordLine::Malformed {
+                message: format!("stdin line {n}: not valid JSON ({e})"),
+                model: None,
+            };
+        }
+    };
+    if value["type"] != "model" {
+        return RecordLine::Other(value);
+    }
+    match serde_json::from_value(value.clone()) {
+        Ok(r) => RecordLine::Model(value, Box::new(r)),
+        Err(e) => RecordLine::Malformed {
+            message: format!(
+                "stdin line {n}: model record is incomplete ({e}); produce it with mlxk-probe"
+            ),
+            model: value["id"].as_str().map(str::to_string),
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn record_lines_are_told_apart() {
+        assert!(matches!(
+            parse_record_line("{nope", 1),
+            RecordLine::Malformed { message, model: None } if message.starts_with("stdin line 1: not valid JSON")
+        ));
+        assert!(matches!(
+            parse_record_line("[1]", 2),
+            RecordLine::Malformed { message, .. } if message == "stdin line 2: not a JSON object"
+        ));
+        assert!(matches!(
+            parse_record_line(r#"{"type":"error","message":"x"}"#, 3),
+            RecordLine::Other(_)
+        ));
+        assert!(matches!(
+            parse_record_line(r#"{"type":"model","id":"m"}"#, 4),
+            RecordLine::Malformed { message, model: Some(id) }
+                if id == "m" && message.contains("model record is incomplete")
+        ));
+    }
 
     #[test]
     fn quantization_labels() {
