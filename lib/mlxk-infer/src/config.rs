@@ -20,7 +20,8 @@ pub struct Quantization {
 }
 
 impl Quantization {
-    fn from_json(v: &Value) -> Option<Quantization> {
+    /// Reads a config.json `quantization` entry; `None` if it is not an object.
+    pub fn from_json(v: &Value) -> Option<Quantization> {
         let obj = v.as_object()?;
         let spec = |o: &serde_json::Map<String, Value>| -> Option<QuantSpec> {
             Some(QuantSpec {

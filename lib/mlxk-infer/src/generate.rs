@@ -1,6 +1,7 @@
 //! The generation loop: chunked prefill into the KV cache, then token-by-token decode with
 //! sampling, EOS ids and stop strings (never emitted, not even in part), and timings.
 use crate::error::{InferError, Result};
+use crate::layers::KvCache;
 use crate::models::Decoder;
 use crate::tokenizer::TextTokenizer;
 use mlx_rs::ops::indexing::{IndexOp, argmax_axis, put_along_axis};
@@ -191,6 +192,24 @@ fn sample(logits: &Array, s: &Sampling, history: &[u32], key: &mut Array) -> Res
     Ok(mlx_rs::random::categorical(&scaled, -1, None, &k2)?)
 }
 
+/// Fresh caches holding all but the last prompt token, fed in chunks of `step` tokens in
+/// mlx-lm's order (the last token is the first decoding step's input and yields its logits).
+pub fn prefill(model: &Decoder, prompt: &[u32], step: usize) -> Result<Vec<KvCache>> {
+    let mut caches = model.new_cache();
+    let step = step.max(1);
+    let mut done = 0usize;
+    while prompt.len().saturating_sub(done) > 1 {
+        let n = step.min(prompt.len() - done - 1);
+        let x = Array::from_slice(&prompt[done..done + n], &[1, n as i32]);
+        model.hidden(&x, &mut caches)?;
+        let state: Vec<&Array> = caches.iter().flat_map(|c| c.state()).collect();
+        mlx_rs::transforms::eval(state)?;
+        done += n;
+        mlx_rs::memory::clear_cache()?;
+    }
+    Ok(caches)
+}
+
 /// Generates from `prompt` ids; `on_text` receives each piece of text as it becomes safe to
 /// show and returns `false` to stop early (e.g. the reader went away).
 pub fn generate(
@@ -208,35 +227,19 @@ pub fn generate(
     }
     mlx_rs::memory::reset_peak_memory()?;
     let mut key = mlx_rs::random::key(opts.sampling.seed)?;
-    let mut caches = model.new_cache();
     let start = Instant::now();
-    let step = opts.prefill_step.max(1);
-    let mut done = 0usize;
-    // As mlx-lm: all but the last prompt token fill the cache; the last one yields logits.
-    while prompt.len() - done > 1 {
-        let n = step.min(prompt.len() - done - 1);
-        let ids: Vec<u32> = prompt[done..done + n].to_vec();
-        let x = Array::from_slice(&ids, &[1, n as i32]);
-        model.hidden(&x, &mut caches)?;
-        let state: Vec<&Array> = caches.iter().flat_map(|c| c.state()).collect();
-        mlx_rs::transforms::eval(state)?;
-        done += n;
-        mlx_rs::memory::clear_cache()?;
-    }
+    let mut caches = prefill(model, prompt, opts.prefill_step)?;
     let mut history: Vec<u32> = prompt.to_vec();
-    let next = |ids: &[u32],
-                caches: &mut Vec<crate::layers::KvCache>,
-                hist: &[u32],
-                key: &mut Array|
-     -> Result<u32> {
-        let x = Array::from_slice(ids, &[1, ids.len() as i32]);
-        let h = model.hidden(&x, caches)?;
-        let last = h.index((.., -1, ..));
-        let logits = model.logits(&last)?.as_dtype(Dtype::Float32)?;
-        let tok = sample(&logits, &opts.sampling, hist, key)?;
-        tok.eval()?;
-        Ok(tok.item_cast::<u32>())
-    };
+    let next =
+        |ids: &[u32], caches: &mut Vec<KvCache>, hist: &[u32], key: &mut Array| -> Result<u32> {
+            let x = Array::from_slice(ids, &[1, ids.len() as i32]);
+            let h = model.hidden(&x, caches)?;
+            let last = h.index((.., -1, ..));
+            let logits = model.logits(&last)?.as_dtype(Dtype::Float32)?;
+            let tok = sample(&logits, &opts.sampling, hist, key)?;
+            tok.eval()?;
+            Ok(tok.item_cast::<u32>())
+        };
     let mut tokens: Vec<u32> = Vec::new();
     let mut emitted = 0usize;
     let mut text = String::new();

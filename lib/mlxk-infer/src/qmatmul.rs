@@ -91,9 +91,7 @@ fn run_block(x: &[f32], m: usize, w: &QuantMatrix, n0: usize, out: Out) {
         }
         return;
     }
-    for sub in (n0..(n0 + BLOCK).min(w.n)).step_by(LANES) {
-        block_dispatch(x, m, w, sub, out);
-    }
+    blocks(x, m, w, n0, out);
 }
 
 /// Several input rows: the portable blocks, vectorized for AVX2 by the compiler (each weight
@@ -101,18 +99,19 @@ fn run_block(x: &[f32], m: usize, w: &QuantMatrix, n0: usize, out: Out) {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn blocks_avx2(x: &[f32], m: usize, w: &QuantMatrix, n0: usize, out: Out) {
-    for sub in (n0..(n0 + BLOCK).min(w.n)).step_by(LANES) {
-        block_dispatch(x, m, w, sub, out);
-    }
+    blocks(x, m, w, n0, out);
 }
 
+/// Outputs `n0 .. n0 + BLOCK` in portable blocks of `LANES`.
 #[inline(always)]
-fn block_dispatch(x: &[f32], m: usize, w: &QuantMatrix, n0: usize, out: Out) {
-    match w.bits {
-        2 => block::<2, 16>(x, m, w, n0, out),
-        4 => block::<4, 8>(x, m, w, n0, out),
-        8 => block::<8, 4>(x, m, w, n0, out),
-        _ => unreachable!("checked by QuantMatrix::supported"),
+fn blocks(x: &[f32], m: usize, w: &QuantMatrix, n0: usize, out: Out) {
+    for sub in (n0..(n0 + BLOCK).min(w.n)).step_by(LANES) {
+        match w.bits {
+            2 => block::<2, 16>(x, m, w, sub, out),
+            4 => block::<4, 8>(x, m, w, sub, out),
+            8 => block::<8, 4>(x, m, w, sub, out),
+            _ => unreachable!("checked by QuantMatrix::supported"),
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 //! greedy tokens mlx-lm produced on the same folders (`tests/reference/tiny_goldens.py`); the
 //! `tiny_models` example writes them for that script. A checksum over everything written
 //! catches a generator that drifted from the one the goldens were made with.
+use crate::config::{QuantSpec, Quantization};
 use crate::error::{InferError, Result};
 use mlx_rs::{Array, ops};
 use serde_json::{Value, json};
@@ -500,19 +501,7 @@ pub fn write(spec: &TinySpec, dir: &Path) -> Result<String> {
     let one_plus = c["model_type"]
         .as_str()
         .is_some_and(|m| m.starts_with("gemma"));
-    let quant = c.get("quantization");
-    let spec_for = |prefix: &str| -> Option<(i32, i32)> {
-        let q = quant?;
-        let entry = match q.get(prefix) {
-            Some(Value::Bool(false)) => return None,
-            Some(o @ Value::Object(_)) => o,
-            _ => q,
-        };
-        Some((
-            entry["group_size"].as_i64()? as i32,
-            entry["bits"].as_i64()? as i32,
-        ))
-    };
+    let quant = c.get("quantization").and_then(Quantization::from_json);
     let mut rng = Rng(0x6d6c_786b ^ (spec.name.len() as u64) << 32);
     for b in spec.name.bytes() {
         rng.0 = rng.0.rotate_left(5) ^ b as u64;
@@ -522,11 +511,11 @@ pub fn write(spec: &TinySpec, dir: &Path) -> Result<String> {
         let v = values(&mut rng, &shape, kind, one_plus);
         let prefix = name.trim_end_matches(".weight");
         let q = matches!(kind, Kind::Matrix | Kind::Embedding)
-            .then(|| spec_for(prefix))
+            .then(|| quant.as_ref()?.for_layer(prefix))
             .flatten();
         match q {
-            Some((group, bits)) => {
-                let [w, s, b] = quantize(&v, &shape, group, bits, spec.storage)?;
+            Some(QuantSpec { group_size, bits }) => {
+                let [w, s, b] = quantize(&v, &shape, group_size, bits, spec.storage)?;
                 all.insert(name.clone(), w);
                 all.insert(format!("{prefix}.scales"), s);
                 all.insert(format!("{prefix}.biases"), b);

@@ -6,7 +6,7 @@
 //! Goldens: tests/reference/goldens/tiny.json, made by tests/reference/tiny_goldens.py on the
 //! folders `cargo run -p mlxk-infer --example tiny_models -- DIR` writes.
 use mlx_rs::{Array, ops};
-use mlxk_infer::generate::{GenerateOptions, Sampling, generate};
+use mlxk_infer::generate::{GenerateOptions, Sampling, generate, prefill};
 use mlxk_infer::loader::{self, TextModel};
 use mlxk_infer::tiny;
 use mlxk_infer::weights::DtypePolicy;
@@ -27,19 +27,12 @@ fn ids(v: &Value) -> Vec<u32> {
         .collect()
 }
 
-/// Log-probabilities after the prompt, computed in mlx-lm's order: all but the last token
-/// prefilled in chunks of `step`, then the last token alone.
+/// Log-probabilities after the prompt: the prompt prefilled as `generate` does (all but the
+/// last token in chunks of `step`), then the last token alone.
 fn first_logprobs(model: &TextModel, prompt: &[u32], step: usize) -> Vec<f32> {
     let d = &model.decoder;
-    let mut caches = d.new_cache();
-    let mut done = 0;
-    while prompt.len() - done > 1 {
-        let n = step.min(prompt.len() - done - 1);
-        let x = Array::from_slice(&prompt[done..done + n], &[1, n as i32]);
-        d.hidden(&x, &mut caches).unwrap();
-        done += n;
-    }
-    let x = Array::from_slice(&prompt[done..], &[1, 1]);
+    let mut caches = prefill(d, prompt, step).unwrap();
+    let x = Array::from_slice(&prompt[prompt.len() - 1..], &[1, 1]);
     let logits = d.logits(&d.hidden(&x, &mut caches).unwrap()).unwrap();
     let logits = logits.reshape(&[-1]).unwrap();
     let lse = ops::logsumexp_axis(&logits, -1, true).unwrap();
