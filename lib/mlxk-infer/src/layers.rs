@@ -27,11 +27,7 @@ pub enum Linear {
 impl Linear {
     pub fn forward(&self, x: &Array) -> Result<Array> {
         Ok(match self {
-            Linear::Dense { weight, bias: None } => ops::matmul(x, weight.t())?,
-            Linear::Dense {
-                weight,
-                bias: Some(b),
-            } => ops::addmm(b, x, weight.t(), None, None)?,
+            Linear::Dense { weight, bias } => dense_matmul(x, weight, bias.as_ref())?,
             Linear::Quantized {
                 weight,
                 scales,
@@ -47,6 +43,121 @@ impl Linear {
             }
         })
     }
+}
+
+impl Linear {
+    /// One layer computing `parts` side by side (their output rows stacked in order), when
+    /// they are all dense or all quantized alike and all have a bias or none; else the parts
+    /// back. Every output is computed exactly as before — rows of `W` are independent — but
+    /// one kernel call and one evaluation replace several (decoding on a CPU pays ~30 µs per
+    /// evaluation). The stacked weights are evaluated here, so the parts' memory is released
+    /// layer by layer while loading rather than all at the end.
+    pub fn fuse(parts: Vec<Linear>) -> Result<std::result::Result<Linear, Vec<Linear>>> {
+        let biases: Vec<Option<&Array>> = parts
+            .iter()
+            .map(|p| match p {
+                Linear::Dense { bias, .. } | Linear::Quantized { bias, .. } => bias.as_ref(),
+            })
+            .collect();
+        let all_bias = biases.iter().all(Option::is_some);
+        if parts.len() < 2 || !(all_bias || biases.iter().all(Option::is_none)) {
+            return Ok(Err(parts));
+        }
+        let stack = |arrays: Vec<&Array>| -> Result<Array> {
+            let a = ops::concatenate(&arrays, 0)?;
+            a.eval()?;
+            Ok(a)
+        };
+        let bias = if all_bias {
+            Some(stack(biases.into_iter().flatten().collect())?)
+        } else {
+            None
+        };
+        let dense: Option<Vec<&Array>> = parts
+            .iter()
+            .map(|p| match p {
+                Linear::Dense { weight, .. } => Some(weight),
+                Linear::Quantized { .. } => None,
+            })
+            .collect();
+        if let Some(weights) = dense {
+            if weights.iter().all(|w| w.dtype() == weights[0].dtype()) {
+                return Ok(Ok(Linear::Dense {
+                    weight: stack(weights)?,
+                    bias,
+                }));
+            }
+            return Ok(Err(parts));
+        }
+        let quant: Option<Vec<(&Array, &Array, &Array, QuantSpec)>> = parts
+            .iter()
+            .map(|p| match p {
+                Linear::Quantized {
+                    weight,
+                    scales,
+                    biases,
+                    spec,
+                    ..
+                } => Some((weight, scales, biases, *spec)),
+                Linear::Dense { .. } => None,
+            })
+            .collect();
+        match quant {
+            Some(q)
+                if q.iter().all(|(_, s, b, spec)| {
+                    *spec == q[0].3 && s.dtype() == q[0].1.dtype() && b.dtype() == q[0].2.dtype()
+                }) =>
+            {
+                Ok(Ok(Linear::Quantized {
+                    weight: stack(q.iter().map(|t| t.0).collect())?,
+                    scales: stack(q.iter().map(|t| t.1).collect())?,
+                    biases: stack(q.iter().map(|t| t.2).collect())?,
+                    bias,
+                    spec: q[0].3,
+                }))
+            }
+            _ => Ok(Err(parts)),
+        }
+    }
+}
+
+/// `x Wᵀ (+ b)` for a dense `W`: the [`matvec`](crate::matvec) kernel for a few f32 rows on a
+/// CPU device (decoding), else MLX's matmul (BLAS `sgemm`).
+pub fn dense_matmul(x: &Array, weight: &Array, bias: Option<&Array>) -> Result<Array> {
+    let shape = x.shape();
+    let k = *shape.last().unwrap_or(&0) as usize;
+    // k == 0 leaves no rows for the kernel: MLX handles that degenerate product.
+    let rows = x.size().checked_div(k).unwrap_or(0);
+    let f32s = x.dtype() == Dtype::Float32
+        && weight.dtype() == Dtype::Float32
+        && bias.is_none_or(|b| b.dtype() == Dtype::Float32 && b.ndim() == 1);
+    if f32s
+        && weight.ndim() == 2
+        && (1..=crate::matvec::MAX_ROWS).contains(&rows)
+        && crate::runtime::default_device_is_cpu()
+    {
+        let n = weight.shape()[0] as usize;
+        let x = if x.try_as_slice::<f32>().is_ok() {
+            x.clone()
+        } else {
+            x.contiguous()?
+        };
+        let b = bias.map(|b| b.try_as_slice::<f32>());
+        if let (Ok(xs), Ok(ws), None | Some(Ok(_))) =
+            (x.try_as_slice::<f32>(), weight.try_as_slice::<f32>(), &b)
+        {
+            let b = b.and_then(|b| b.ok());
+            let mut out = vec![0f32; rows * n];
+            crate::matvec::matmul_t(xs, rows, k, ws, n, b, &mut out);
+            let mut dims = shape.to_vec();
+            *dims.last_mut().expect("k is the last axis") = n as i32;
+            return Ok(Array::from_slice(&out, &dims));
+        }
+    }
+    Ok(match bias {
+        None => ops::matmul(x, weight.t())?,
+        Some(b) => ops::addmm(b, x, weight.t(), None, None)?,
+    })
 }
 
 /// `x Wᵀ` for a packed `W`: the [`qmatmul`](crate::qmatmul) kernel (same bits as MLX's CPU op,
@@ -142,7 +253,7 @@ impl Embedding {
     /// Logits from hidden states with the embedding matrix as output weights.
     pub fn as_linear(&self, x: &Array) -> Result<Array> {
         Ok(match self {
-            Embedding::Dense(w) => ops::matmul(x, w.t())?,
+            Embedding::Dense(w) => dense_matmul(x, w, None)?,
             Embedding::Quantized {
                 weight,
                 scales,
@@ -613,5 +724,121 @@ impl Block {
                 Ok(ops::add(&h, &post_feedforward.forward(&r)?)?)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ramp(n: i32, k: i32, seed: f32) -> Array {
+        let v: Vec<f32> = (0..n * k)
+            .map(|i| (i as f32 * 0.37 + seed).sin() * 0.5)
+            .collect();
+        Array::from_slice(&v, &[n, k])
+    }
+
+    fn quantized(n: i32, k: i32, seed: f32, bias: Option<Array>) -> Linear {
+        let (weight, scales, biases) = ops::quantize(ramp(n, k, seed), 32, 4).unwrap();
+        Linear::Quantized {
+            weight,
+            scales,
+            biases,
+            bias,
+            spec: QuantSpec {
+                group_size: 32,
+                bits: 4,
+            },
+        }
+    }
+
+    /// A fused layer's outputs are the parts' outputs side by side, bit for bit, for one row
+    /// (the matvec kernels) and several (BLAS / the quantized block kernel).
+    #[test]
+    fn fused_layers_compute_the_parts_exactly() {
+        let bias = |n: i32, s: f32| Some(ramp(1, n, s).reshape(&[n]).unwrap());
+        let dense = |n: i32, s: f32, b| Linear::Dense {
+            weight: ramp(n, 64, s),
+            bias: b,
+        };
+        let cases: Vec<(Vec<Linear>, Vec<Linear>)> = vec![
+            (
+                vec![
+                    dense(24, 1.0, None),
+                    dense(8, 2.0, None),
+                    dense(8, 3.0, None),
+                ],
+                vec![
+                    dense(24, 1.0, None),
+                    dense(8, 2.0, None),
+                    dense(8, 3.0, None),
+                ],
+            ),
+            (
+                vec![dense(16, 1.0, bias(16, 4.0)), dense(40, 2.0, bias(40, 5.0))],
+                vec![dense(16, 1.0, bias(16, 4.0)), dense(40, 2.0, bias(40, 5.0))],
+            ),
+            (
+                vec![quantized(32, 64, 1.0, None), quantized(8, 64, 2.0, None)],
+                vec![quantized(32, 64, 1.0, None), quantized(8, 64, 2.0, None)],
+            ),
+        ];
+        for (parts, copies) in cases {
+            let fused = Linear::fuse(parts).unwrap().expect("fusable");
+            for rows in [1, 5] {
+                let x = ramp(rows, 64, 9.0).reshape(&[1, rows, 64]).unwrap();
+                let want: Vec<Array> = copies.iter().map(|p| p.forward(&x).unwrap()).collect();
+                let want = ops::concatenate(&want, -1).unwrap();
+                let got = fused.forward(&x).unwrap();
+                assert_eq!(got.shape(), want.shape());
+                let (g, w) = (got.as_slice::<f32>(), want.as_slice::<f32>());
+                for (i, (a, b)) in g.iter().zip(w).enumerate() {
+                    assert_eq!(
+                        a.to_bits(),
+                        b.to_bits(),
+                        "rows={rows} element {i}: {a} vs {b}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn unlike_parts_are_given_back() {
+        let d = Linear::Dense {
+            weight: ramp(8, 64, 1.0),
+            bias: None,
+        };
+        let with_bias = Linear::Dense {
+            weight: ramp(8, 64, 1.0),
+            bias: Some(ramp(1, 8, 1.0).reshape(&[8]).unwrap()),
+        };
+        let back = Linear::fuse(vec![d, with_bias]).unwrap().unwrap_err();
+        assert_eq!(back.len(), 2);
+        let d = Linear::Dense {
+            weight: ramp(8, 64, 1.0),
+            bias: None,
+        };
+        let back = Linear::fuse(vec![d, quantized(8, 64, 1.0, None)])
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(back.len(), 2);
+        let q8 = {
+            let (weight, scales, biases) = ops::quantize(ramp(8, 64, 1.0), 64, 8).unwrap();
+            Linear::Quantized {
+                weight,
+                scales,
+                biases,
+                bias: None,
+                spec: QuantSpec {
+                    group_size: 64,
+                    bits: 8,
+                },
+            }
+        };
+        let back = Linear::fuse(vec![quantized(8, 64, 1.0, None), q8])
+            .unwrap()
+            .unwrap_err();
+        assert!(matches!(back[1], Linear::Quantized { spec, .. } if spec.bits == 8));
     }
 }

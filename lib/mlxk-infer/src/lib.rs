@@ -4,6 +4,7 @@ pub mod error;
 pub mod generate;
 pub mod layers;
 pub mod loader;
+pub mod matvec;
 pub mod models;
 pub mod qmatmul;
 pub mod runtime;
