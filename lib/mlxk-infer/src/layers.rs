@@ -45,82 +45,6 @@ impl Linear {
     }
 }
 
-impl Linear {
-    /// One layer computing `parts` side by side (their output rows stacked in order), when
-    /// they are all dense or all quantized alike and all have a bias or none; else the parts
-    /// back. Every output is computed exactly as before — rows of `W` are independent — but
-    /// one kernel call and one evaluation replace several (decoding on a CPU pays ~30 µs per
-    /// evaluation). The stacked weights are evaluated here, so the parts' memory is released
-    /// layer by layer while loading rather than all at the end.
-    pub fn fuse(parts: Vec<Linear>) -> Result<std::result::Result<Linear, Vec<Linear>>> {
-        let biases: Vec<Option<&Array>> = parts
-            .iter()
-            .map(|p| match p {
-                Linear::Dense { bias, .. } | Linear::Quantized { bias, .. } => bias.as_ref(),
-            })
-            .collect();
-        let all_bias = biases.iter().all(Option::is_some);
-        if parts.len() < 2 || !(all_bias || biases.iter().all(Option::is_none)) {
-            return Ok(Err(parts));
-        }
-        let stack = |arrays: Vec<&Array>| -> Result<Array> {
-            let a = ops::concatenate(&arrays, 0)?;
-            a.eval()?;
-            Ok(a)
-        };
-        let bias = if all_bias {
-            Some(stack(biases.into_iter().flatten().collect())?)
-        } else {
-            None
-        };
-        let dense: Option<Vec<&Array>> = parts
-            .iter()
-            .map(|p| match p {
-                Linear::Dense { weight, .. } => Some(weight),
-                Linear::Quantized { .. } => None,
-            })
-            .collect();
-        if let Some(weights) = dense {
-            if weights.iter().all(|w| w.dtype() == weights[0].dtype()) {
-                return Ok(Ok(Linear::Dense {
-                    weight: stack(weights)?,
-                    bias,
-                }));
-            }
-            return Ok(Err(parts));
-        }
-        let quant: Option<Vec<(&Array, &Array, &Array, QuantSpec)>> = parts
-            .iter()
-            .map(|p| match p {
-                Linear::Quantized {
-                    weight,
-                    scales,
-                    biases,
-                    spec,
-                    ..
-                } => Some((weight, scales, biases, *spec)),
-                Linear::Dense { .. } => None,
-            })
-            .collect();
-        match quant {
-            Some(q)
-                if q.iter().all(|(_, s, b, spec)| {
-                    *spec == q[0].3 && s.dtype() == q[0].1.dtype() && b.dtype() == q[0].2.dtype()
-                }) =>
-            {
-                Ok(Ok(Linear::Quantized {
-                    weight: stack(q.iter().map(|t| t.0).collect())?,
-                    scales: stack(q.iter().map(|t| t.1).collect())?,
-                    biases: stack(q.iter().map(|t| t.2).collect())?,
-                    bias,
-                    spec: q[0].3,
-                }))
-            }
-            _ => Ok(Err(parts)),
-        }
-    }
-}
-
 /// `x Wᵀ (+ b)` for a dense `W`: the [`matvec`](crate::matvec) kernel for a few f32 rows on a
 /// CPU device (decoding), else MLX's matmul (BLAS `sgemm`).
 pub fn dense_matmul(x: &Array, weight: &Array, bias: Option<&Array>) -> Result<Array> {
@@ -731,114 +655,36 @@ impl Block {
 mod tests {
     use super::*;
 
-    fn ramp(n: i32, k: i32, seed: f32) -> Array {
-        let v: Vec<f32> = (0..n * k)
+    fn ramp(shape: &[i32], seed: f32) -> Array {
+        let n: i32 = shape.iter().product();
+        let v: Vec<f32> = (0..n)
             .map(|i| (i as f32 * 0.37 + seed).sin() * 0.5)
             .collect();
-        Array::from_slice(&v, &[n, k])
+        Array::from_slice(&v, shape)
     }
 
-    fn quantized(n: i32, k: i32, seed: f32, bias: Option<Array>) -> Linear {
-        let (weight, scales, biases) = ops::quantize(ramp(n, k, seed), 32, 4).unwrap();
-        Linear::Quantized {
-            weight,
-            scales,
-            biases,
-            bias,
-            spec: QuantSpec {
-                group_size: 32,
-                bits: 4,
-            },
-        }
-    }
-
-    /// A fused layer's outputs are the parts' outputs side by side, bit for bit, for one row
-    /// (the matvec kernels) and several (BLAS / the quantized block kernel).
+    /// The matvec path (1–4 rows) keeps the shape and adds the bias like MLX's `addmm`, within
+    /// f32 rounding; more rows go to MLX itself, bit for bit.
     #[test]
-    fn fused_layers_compute_the_parts_exactly() {
-        let bias = |n: i32, s: f32| Some(ramp(1, n, s).reshape(&[n]).unwrap());
-        let dense = |n: i32, s: f32, b| Linear::Dense {
-            weight: ramp(n, 64, s),
-            bias: b,
-        };
-        let cases: Vec<(Vec<Linear>, Vec<Linear>)> = vec![
-            (
-                vec![
-                    dense(24, 1.0, None),
-                    dense(8, 2.0, None),
-                    dense(8, 3.0, None),
-                ],
-                vec![
-                    dense(24, 1.0, None),
-                    dense(8, 2.0, None),
-                    dense(8, 3.0, None),
-                ],
-            ),
-            (
-                vec![dense(16, 1.0, bias(16, 4.0)), dense(40, 2.0, bias(40, 5.0))],
-                vec![dense(16, 1.0, bias(16, 4.0)), dense(40, 2.0, bias(40, 5.0))],
-            ),
-            (
-                vec![quantized(32, 64, 1.0, None), quantized(8, 64, 2.0, None)],
-                vec![quantized(32, 64, 1.0, None), quantized(8, 64, 2.0, None)],
-            ),
-        ];
-        for (parts, copies) in cases {
-            let fused = Linear::fuse(parts).unwrap().expect("fusable");
-            for rows in [1, 5] {
-                let x = ramp(rows, 64, 9.0).reshape(&[1, rows, 64]).unwrap();
-                let want: Vec<Array> = copies.iter().map(|p| p.forward(&x).unwrap()).collect();
-                let want = ops::concatenate(&want, -1).unwrap();
-                let got = fused.forward(&x).unwrap();
-                assert_eq!(got.shape(), want.shape());
-                let (g, w) = (got.as_slice::<f32>(), want.as_slice::<f32>());
-                for (i, (a, b)) in g.iter().zip(w).enumerate() {
-                    assert_eq!(
-                        a.to_bits(),
-                        b.to_bits(),
-                        "rows={rows} element {i}: {a} vs {b}"
-                    );
+    fn dense_linear_matches_mlx_for_any_row_count() {
+        let (w, b) = (ramp(&[40, 96], 1.0), ramp(&[40], 2.0));
+        for rows in [1, 3, 4, 5, 17] {
+            let x = ramp(&[1, rows, 96], 3.0);
+            for bias in [None, Some(&b)] {
+                let got = dense_matmul(&x, &w, bias).unwrap();
+                let want = match bias {
+                    None => ops::matmul(&x, w.t()).unwrap(),
+                    Some(b) => ops::addmm(b, &x, w.t(), None, None).unwrap(),
+                };
+                assert_eq!(got.shape(), [1, rows, 40]);
+                for (g, w) in got.as_slice::<f32>().iter().zip(want.as_slice::<f32>()) {
+                    if rows as usize > crate::matvec::MAX_ROWS {
+                        assert_eq!(g.to_bits(), w.to_bits());
+                    } else {
+                        assert!((g - w).abs() < 1e-5, "rows={rows}: {g} vs {w}");
+                    }
                 }
             }
         }
-    }
-
-    #[test]
-    fn unlike_parts_are_given_back() {
-        let d = Linear::Dense {
-            weight: ramp(8, 64, 1.0),
-            bias: None,
-        };
-        let with_bias = Linear::Dense {
-            weight: ramp(8, 64, 1.0),
-            bias: Some(ramp(1, 8, 1.0).reshape(&[8]).unwrap()),
-        };
-        let back = Linear::fuse(vec![d, with_bias]).unwrap().unwrap_err();
-        assert_eq!(back.len(), 2);
-        let d = Linear::Dense {
-            weight: ramp(8, 64, 1.0),
-            bias: None,
-        };
-        let back = Linear::fuse(vec![d, quantized(8, 64, 1.0, None)])
-            .unwrap()
-            .unwrap_err();
-        assert_eq!(back.len(), 2);
-        let q8 = {
-            let (weight, scales, biases) = ops::quantize(ramp(8, 64, 1.0), 64, 8).unwrap();
-            Linear::Quantized {
-                weight,
-                scales,
-                biases,
-                bias: None,
-                spec: QuantSpec {
-                    group_size: 64,
-                    bits: 8,
-                },
-            }
-        };
-        let back = Linear::fuse(vec![quantized(8, 64, 1.0, None), q8])
-            .unwrap()
-            .unwrap_err();
-        assert!(matches!(back[1], Linear::Quantized { spec, .. } if spec.bits == 8));
     }
 }

@@ -167,15 +167,10 @@ pub(crate) fn block(
             spec.qkv_bias,
         )?)
     } else {
-        let q = w.linear(&format!("{p}.self_attn.q_proj"), d, nq, spec.qkv_bias)?;
-        let k = w.linear(&format!("{p}.self_attn.k_proj"), d, nkv, spec.qkv_bias)?;
-        let v = w.linear(&format!("{p}.self_attn.v_proj"), d, nkv, spec.qkv_bias)?;
-        match Linear::fuse(vec![q, k, v])? {
-            Ok(qkv) => Qkv::Fused(qkv),
-            Err(parts) => {
-                let [q, k, v]: [Linear; 3] = parts.try_into().expect("three parts back");
-                Qkv::Split { q, k, v }
-            }
+        Qkv::Split {
+            q: w.linear(&format!("{p}.self_attn.q_proj"), d, nq, spec.qkv_bias)?,
+            k: w.linear(&format!("{p}.self_attn.k_proj"), d, nkv, spec.qkv_bias)?,
+            v: w.linear(&format!("{p}.self_attn.v_proj"), d, nkv, spec.qkv_bias)?,
         }
     };
     let eps = cfg.rms_norm_eps;
@@ -209,24 +204,11 @@ pub(crate) fn block(
             act: spec.act,
         }
     } else {
-        let gate = w.linear(&format!("{p}.mlp.gate_proj"), d, f, spec.mlp_bias)?;
-        let up = w.linear(&format!("{p}.mlp.up_proj"), d, f, spec.mlp_bias)?;
-        let down = w.linear(&format!("{p}.mlp.down_proj"), f, d, spec.mlp_bias)?;
-        match Linear::fuse(vec![gate, up])? {
-            Ok(gate_up) => Mlp::Fused {
-                gate_up,
-                down,
-                act: spec.act,
-            },
-            Err(parts) => {
-                let [gate, up]: [Linear; 2] = parts.try_into().expect("two parts back");
-                Mlp::Split {
-                    gate,
-                    up,
-                    down,
-                    act: spec.act,
-                }
-            }
+        Mlp::Split {
+            gate: w.linear(&format!("{p}.mlp.gate_proj"), d, f, spec.mlp_bias)?,
+            up: w.linear(&format!("{p}.mlp.up_proj"), d, f, spec.mlp_bias)?,
+            down: w.linear(&format!("{p}.mlp.down_proj"), f, d, spec.mlp_bias)?,
+            act: spec.act,
         }
     };
     let mut norm = |name: &str| w.norm(&format!("{p}.{name}"), d, eps, opn);
