@@ -1,6 +1,8 @@
 //! MLX on this machine: f32 matmul GFLOPS and bandwidth-bound GB/s, next to the machine's own
 //! limits (read bandwidth measured here with plain Rust threads; nominal FLOP peak from the CPU).
-//! Run: `cargo bench -p mlxk-infer --bench matmul` (or `benchmarks/matmul.sh`).
+//! Run: `cargo bench -p mlxk-infer --bench matmul` (or `benchmarks/matmul.sh`);
+//! `cargo bench -p mlxk-infer --bench matmul -- bandwidth` prints only the all-cores read
+//! bandwidth in GB/s (benchmarks/gen.sh uses it for its bound).
 
 use mlx_rs::ops;
 use mlxk_infer::runtime;
@@ -71,14 +73,18 @@ fn nominal_peak_gflops() -> Option<(f64, String)> {
 }
 
 fn main() {
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    if std::env::args().any(|a| a == "bandwidth") {
+        println!("{:.1}", machine_read_bandwidth(threads));
+        return;
+    }
     println!(
         "MLX {} — BLAS: {}",
         runtime::mlx_version(),
         runtime::blas_in_use()
     );
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
     let bw = machine_read_bandwidth(threads);
     let bw1 = machine_read_bandwidth(1);
     println!("machine read bandwidth: {bw1:.1} GB/s (1 thread), {bw:.1} GB/s ({threads} threads)");

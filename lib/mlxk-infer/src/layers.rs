@@ -453,6 +453,32 @@ impl Activation {
             Activation::GeluApprox => mlx_rs::nn::gelu_approximate(x)?,
         })
     }
+
+    /// `act(gate) · up`. SiLU on f32 on a CPU device runs the [`swiglu`](crate::swiglu) kernel
+    /// (MLX's arithmetic bit for bit, vectorized); everything else MLX's ops.
+    fn gate(self, gate: &Array, up: &Array) -> Result<Array> {
+        if matches!(self, Activation::Silu)
+            && gate.dtype() == Dtype::Float32
+            && up.dtype() == Dtype::Float32
+            && gate.shape() == up.shape()
+            && crate::runtime::default_device_is_cpu()
+        {
+            let contiguous = |a: &Array| -> Result<Array> {
+                Ok(if a.try_as_slice::<f32>().is_ok() {
+                    a.clone()
+                } else {
+                    a.contiguous()?
+                })
+            };
+            let (g, u) = (contiguous(gate)?, contiguous(up)?);
+            if let (Ok(gs), Ok(us)) = (g.try_as_slice::<f32>(), u.try_as_slice::<f32>()) {
+                let mut out = vec![0f32; gs.len()];
+                crate::swiglu::swiglu(gs, us, &mut out);
+                return Ok(Array::from_slice(&out, gate.shape()));
+            }
+        }
+        Ok(ops::multiply(&self.apply(gate)?, up)?)
+    }
 }
 
 /// `down(act(gate(x)) · up(x))`; gate and up may be stored fused (phi3's `gate_up_proj`).
@@ -480,13 +506,13 @@ impl Mlp {
                 down,
                 act,
             } => {
-                let h = ops::multiply(&act.apply(&gate.forward(x)?)?, &up.forward(x)?)?;
+                let h = act.gate(&gate.forward(x)?, &up.forward(x)?)?;
                 down.forward(&h)
             }
             Mlp::Fused { gate_up, down, act } => {
                 let gu = gate_up.forward(x)?;
                 let parts = gu.split_equal(2, -1)?;
-                let h = ops::multiply(&act.apply(&parts[0])?, &parts[1])?;
+                let h = act.gate(&parts[0], &parts[1])?;
                 down.forward(&h)
             }
         }

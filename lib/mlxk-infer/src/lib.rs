@@ -8,6 +8,7 @@ pub mod matvec;
 pub mod models;
 pub mod qmatmul;
 pub mod runtime;
+pub mod swiglu;
 pub mod tiny;
 pub mod tokenizer;
 pub mod weights;
