@@ -73,7 +73,7 @@ pub struct Cli {
     /// Cut a prompt longer than the context from the left instead of failing
     #[arg(long, value_name = "SIDE", value_parser = ["left"])]
     pub truncate: Option<String>,
-    /// Unpack quantized weights to f32 at load (4–8× the memory; f32 BLAS instead of the quantized kernels)
+    /// Unpack quantized weights to f32 at load (4–8× the memory; the dense f32 kernels instead of the quantized ones)
     #[arg(long)]
     pub dequantize: bool,
     /// Prompt tokens processed per prefill step

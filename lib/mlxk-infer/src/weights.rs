@@ -242,7 +242,7 @@ impl Weights {
     }
 
     /// Unpacks every quantized matrix to dense f32 (`--dequantize`): 4–8× the memory; the
-    /// matmuls then run on the BLAS instead of the quantized kernels (for comparisons).
+    /// matmuls then take the dense f32 paths instead of the quantized kernels (for comparisons).
     pub fn dequantize_all(&mut self) -> Result<()> {
         let prefixes: Vec<String> = self
             .map
