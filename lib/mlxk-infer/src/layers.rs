@@ -45,6 +45,23 @@ impl Linear {
     }
 }
 
+/// `a` evaluated and row-contiguous, so a CPU kernel can read it as one f32 slice (a copy only
+/// when `a` is a strided view).
+fn host_f32(a: &Array) -> Result<Array> {
+    Ok(if a.try_as_slice::<f32>().is_ok() {
+        a.clone()
+    } else {
+        a.contiguous()?
+    })
+}
+
+/// A kernel's output as an array shaped like its input `shape` with the last axis `n` long.
+fn with_last_axis(out: &[f32], shape: &[i32], n: usize) -> Array {
+    let mut dims = shape.to_vec();
+    *dims.last_mut().expect("inputs have a last axis") = n as i32;
+    Array::from_slice(out, &dims)
+}
+
 /// `x Wᵀ (+ b)` for a dense `W`: the [`matvec`](crate::matvec) kernel for a few f32 rows on a
 /// CPU device (decoding), else MLX's matmul (BLAS `sgemm`).
 pub fn dense_matmul(x: &Array, weight: &Array, bias: Option<&Array>) -> Result<Array> {
@@ -61,11 +78,7 @@ pub fn dense_matmul(x: &Array, weight: &Array, bias: Option<&Array>) -> Result<A
         && crate::runtime::default_device_is_cpu()
     {
         let n = weight.shape()[0] as usize;
-        let x = if x.try_as_slice::<f32>().is_ok() {
-            x.clone()
-        } else {
-            x.contiguous()?
-        };
+        let x = host_f32(x)?;
         let b = bias.map(|b| b.try_as_slice::<f32>());
         if let (Ok(xs), Ok(ws), None | Some(Ok(_))) =
             (x.try_as_slice::<f32>(), weight.try_as_slice::<f32>(), &b)
@@ -73,9 +86,7 @@ pub fn dense_matmul(x: &Array, weight: &Array, bias: Option<&Array>) -> Result<A
             let b = b.and_then(|b| b.ok());
             let mut out = vec![0f32; rows * n];
             crate::matvec::matmul_t(xs, rows, k, ws, n, b, &mut out);
-            let mut dims = shape.to_vec();
-            *dims.last_mut().expect("k is the last axis") = n as i32;
-            return Ok(Array::from_slice(&out, &dims));
+            return Ok(with_last_axis(&out, shape, n));
         }
     }
     Ok(match bias {
@@ -104,11 +115,7 @@ pub fn quantized_matmul(
         && crate::runtime::default_device_is_cpu()
     {
         let n = weight.shape()[0] as usize;
-        let x = if x.try_as_slice::<f32>().is_ok() {
-            x.clone()
-        } else {
-            x.contiguous()?
-        };
+        let x = host_f32(x)?;
         if let (Ok(xs), Ok(words), Ok(sc), Ok(bi)) = (
             x.try_as_slice::<f32>(),
             weight.try_as_slice::<u32>(),
@@ -127,9 +134,7 @@ pub fn quantized_matmul(
             };
             let mut out = vec![0f32; m * n];
             crate::qmatmul::qmatmul_t(xs, m, &q, &mut out);
-            let mut dims = shape.to_vec();
-            *dims.last_mut().expect("k is the last axis") = n as i32;
-            return Ok(Array::from_slice(&out, &dims));
+            return Ok(with_last_axis(&out, shape, n));
         }
     }
     Ok(ops::quantized_matmul(
@@ -463,14 +468,7 @@ impl Activation {
             && gate.shape() == up.shape()
             && crate::runtime::default_device_is_cpu()
         {
-            let contiguous = |a: &Array| -> Result<Array> {
-                Ok(if a.try_as_slice::<f32>().is_ok() {
-                    a.clone()
-                } else {
-                    a.contiguous()?
-                })
-            };
-            let (g, u) = (contiguous(gate)?, contiguous(up)?);
+            let (g, u) = (host_f32(gate)?, host_f32(up)?);
             if let (Ok(gs), Ok(us)) = (g.try_as_slice::<f32>(), u.try_as_slice::<f32>()) {
                 let mut out = vec![0f32; gs.len()];
                 crate::swiglu::swiglu(gs, us, &mut out);

@@ -158,17 +158,7 @@ mod avx2 {
 mod tests {
     use super::*;
 
-    fn pseudo(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-            })
-            .collect()
-    }
+    use crate::tiny::unit_values as pseudo;
 
     /// Within f32 rounding of an f64 reference, for shapes that hit every tail: k not a
     /// multiple of 16 or 8, n not a multiple of the row group or the block, several rows.
@@ -183,7 +173,7 @@ mod tests {
             (4, 5, 17),
             (1, 1000, 64),
         ] {
-            let (x, w, b) = (pseudo(m * k, 1), pseudo(n * k, 2), pseudo(n, 3));
+            let (x, w, b) = (pseudo(1, m * k), pseudo(2, n * k), pseudo(3, n));
             for bias in [None, Some(b.as_slice())] {
                 let mut got = vec![f32::NAN; m * n];
                 matmul_t(&x, m, k, &w, n, bias, &mut got);

@@ -265,23 +265,13 @@ mod tests {
     use super::*;
     use mlx_rs::{Array, ops};
 
-    fn pseudo(n: usize, seed: u32) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(2654435761).wrapping_add(1);
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 17;
-                s ^= s << 5;
-                (s as f32 / u32::MAX as f32) * 2.0 - 1.0
-            })
-            .collect()
-    }
+    use crate::tiny::unit_values as pseudo;
 
     /// The kernel equals MLX's `quantized_matmul` bit for bit.
     fn same_as_mlx(m: usize, n: usize, k: usize, group: i32, bits: i32) {
-        let w = Array::from_slice(&pseudo(n * k, 7), &[n as i32, k as i32]);
+        let w = Array::from_slice(&pseudo(7, n * k), &[n as i32, k as i32]);
         let (wq, s, b) = ops::quantize(&w, group, bits).unwrap();
-        let x = Array::from_slice(&pseudo(m * k, 3), &[m as i32, k as i32]);
+        let x = Array::from_slice(&pseudo(3, m * k), &[m as i32, k as i32]);
         let want = ops::quantized_matmul(&x, &wq, &s, &b, true, group, bits).unwrap();
         let q = QuantMatrix {
             words: wq.as_slice::<u32>(),

@@ -223,6 +223,13 @@ impl Rng {
     }
 }
 
+/// `n` values uniform in [-1, 1) from SplitMix64 seeded with `seed`: deterministic test data
+/// for kernels, without an RNG crate.
+pub fn unit_values(seed: u64, n: usize) -> Vec<f32> {
+    let mut r = Rng(seed);
+    (0..n).map(|_| r.unit()).collect()
+}
+
 /// FNV-1a, 64-bit.
 struct Fnv(u64);
 
