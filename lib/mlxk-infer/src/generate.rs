@@ -92,6 +92,25 @@ pub struct GenerateOptions {
     pub context_length: Option<usize>,
 }
 
+impl GenerateOptions {
+    /// Greedy decoding of up to `max_tokens`, no stop strings, prompts prefilled
+    /// `prefill_step` tokens at a time, within `context_length` — how the parity tests run
+    /// mlx-lm's `generate_step`.
+    pub fn greedy(
+        max_tokens: usize,
+        prefill_step: usize,
+        context_length: Option<usize>,
+    ) -> GenerateOptions {
+        GenerateOptions {
+            max_tokens,
+            sampling: Sampling::default(),
+            stop_strings: vec![],
+            prefill_step,
+            context_length,
+        }
+    }
+}
+
 /// What a generation produced and how fast.
 #[derive(Debug, Clone)]
 pub struct Generation {

@@ -3,7 +3,7 @@
 //! dequantized to f32 (as the reference's f32 folder). Raw, chat and a 374-token chat prompt
 //! (a long prompt catches a wrong q/k row order that a 5-token prompt does not).
 //! Goldens: tests/reference/goldens/smollm2.json, made by tests/reference/mlx_lm_goldens.py.
-use mlxk_infer::generate::{GenerateOptions, Sampling, generate};
+use mlxk_infer::generate::{GenerateOptions, generate};
 use mlxk_infer::loader::{self, TextModel};
 use mlxk_infer::tokenizer::Message;
 use mlxk_infer::weights::DtypePolicy;
@@ -62,13 +62,11 @@ fn check(model: &TextModel, folder: &str) {
             ids(&c["prompt_ids"]),
             "{folder}: prompt ids of {prompt:.40}"
         );
-        let opts = GenerateOptions {
-            max_tokens: c["max_tokens"].as_u64().unwrap() as usize,
-            sampling: Sampling::default(),
-            stop_strings: vec![],
-            prefill_step: 2048,
-            context_length: model.context_length(),
-        };
+        let opts = GenerateOptions::greedy(
+            c["max_tokens"].as_u64().unwrap() as usize,
+            2048,
+            model.context_length(),
+        );
         let g = generate(
             &model.decoder,
             &model.tokenizer,
@@ -106,13 +104,7 @@ fn capital_of_france() {
         .tokenizer
         .encode("The capital of France is", true)
         .unwrap();
-    let opts = GenerateOptions {
-        max_tokens: 2,
-        sampling: Sampling::default(),
-        stop_strings: vec![],
-        prefill_step: 2048,
-        context_length: None,
-    };
+    let opts = GenerateOptions::greedy(2, 2048, None);
     let g = generate(&model.decoder, &model.tokenizer, &ids, &opts, &mut |_| {
         Ok(true)
     })

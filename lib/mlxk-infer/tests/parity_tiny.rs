@@ -6,7 +6,7 @@
 //! Goldens: tests/reference/goldens/tiny.json, made by tests/reference/tiny_goldens.py on the
 //! folders `cargo run -p mlxk-infer --example tiny_models -- DIR` writes.
 use mlx_rs::{Array, ops};
-use mlxk_infer::generate::{GenerateOptions, Sampling, generate, prefill};
+use mlxk_infer::generate::{GenerateOptions, generate, prefill};
 use mlxk_infer::loader::{self, TextModel};
 use mlxk_infer::tiny;
 use mlxk_infer::weights::DtypePolicy;
@@ -73,13 +73,11 @@ fn check(name: &str) {
                 "{name} (prefill step {step}): log-prob of token {id} is {got}, mlx-lm {want}"
             );
         }
-        let opts = GenerateOptions {
-            max_tokens: c["max_tokens"].as_u64().unwrap() as usize,
-            sampling: Sampling::default(),
-            stop_strings: vec![],
-            prefill_step: step,
-            context_length: model.context_length(),
-        };
+        let opts = GenerateOptions::greedy(
+            c["max_tokens"].as_u64().unwrap() as usize,
+            step,
+            model.context_length(),
+        );
         let out = generate(
             &model.decoder,
             &model.tokenizer,
