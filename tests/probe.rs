@@ -186,6 +186,71 @@ fn gguf_model_facts() {
 }
 
 #[test]
+fn a_gguf_file_path_is_a_model() {
+    let c = zoo();
+    let file = c
+        .repo_dir("org/Small-GGUF")
+        .join("snapshots/6666ffff/small.Q4_1.gguf");
+    let (r, code) = one(&c, file.to_str().unwrap());
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(r["id"], "org/Small-GGUF");
+    assert_eq!(r["path"], file.to_str().unwrap());
+    assert_eq!(r["quantization"]["gguf_types"], json!(["F32", "Q4_1"]));
+}
+
+#[test]
+fn several_gguf_files_are_listed_and_one_must_be_named() {
+    let c = Cache::new();
+    let s = c.snapshot("org/Many-GGUF", "88");
+    gguf_llama(&s, "m.Q4_1.gguf");
+    gguf_llama(&s, "m.Q8_0.gguf");
+    let (recs, code, stderr) = probe(&c, &["Many-GGUF"]);
+    assert_eq!(code, 3, "{stderr}");
+    assert_eq!(recs[0]["code"], "not_found");
+    assert!(
+        stderr.contains("org/Many-GGUF holds 2 GGUF files; name the one to use:")
+            && stderr.contains("m.Q4_1.gguf")
+            && stderr.contains("m.Q8_0.gguf"),
+        "{stderr}"
+    );
+    // Naming one of them works, and only that file is probed.
+    let (r, code) = one(&c, s.join("m.Q8_0.gguf").to_str().unwrap());
+    assert_eq!((code, r["health"]["ok"].clone()), (0, json!(true)), "{r}");
+}
+
+#[test]
+fn a_config_without_model_type_is_unhealthy() {
+    for (name, config, problem) in [
+        (
+            "Empty-Config",
+            json!({}),
+            "config.json is an empty object (no model_type)",
+        ),
+        (
+            "No-Type",
+            json!({"hidden_size": 64}),
+            "config.json has no model_type",
+        ),
+    ] {
+        let c = Cache::new();
+        let s = c.snapshot(&format!("org/{name}"), "99");
+        mlx_llama_4bit(&s);
+        write_json(&s, "config.json", &config);
+        let (r, code) = one(&c, name);
+        assert_eq!(code, 4, "{r}");
+        assert_eq!(r["health"]["ok"], false);
+        assert!(
+            r["health"]["problems"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p == problem),
+            "{r}"
+        );
+    }
+}
+
+#[test]
 fn corrupt_gguf_header_is_named() {
     let c = Cache::new();
     let s = c.snapshot("org/Broken-GGUF", "77");

@@ -7,8 +7,9 @@ use mlxk::report::run::{RunFacts, record as report_record};
 use mlxk::resolve::{CacheRoot, resolve};
 use mlxk::sys::{ProcessTree, SysRoot};
 use mlxk_infer::error::InferError;
-use mlxk_infer::generate::{GenerateOptions, Generation, Sampling, generate};
+use mlxk_infer::generate::{GenerateOptions, Generation, generate};
 use mlxk_infer::loader::{self, TextModel};
+use mlxk_infer::sampling::Sampling;
 use mlxk_infer::tokenizer::Message;
 use mlxk_infer::weights::{DtypePolicy, WeightFormat};
 use serde_json::{Value, json};
@@ -119,7 +120,7 @@ impl Failure {
 impl From<InferError> for Failure {
     fn from(e: InferError) -> Failure {
         let (exit, code) = match &e {
-            InferError::BrokenModel { .. } => (Exit::Unhealthy, "broken_model"),
+            InferError::BrokenModel { .. } => (Exit::Unusable, "broken_model"),
             InferError::Unsupported { .. } => (Exit::Blocked, "unsupported"),
             InferError::ContextOverflow { .. } => (Exit::Usage, "context_overflow"),
             InferError::Options(_) => (Exit::Usage, "usage"),
@@ -297,7 +298,7 @@ fn report_failure(out: &mut Output, f: &Failure, model: Option<&str>, failed: &m
     // The most specific failure wins the exit status: blocked > unhealthy > not found > others.
     let rank = |e: Exit| match e {
         Exit::Blocked => 5,
-        Exit::Unhealthy => 4,
+        Exit::Unusable => 4,
         Exit::NotFound => 3,
         Exit::Usage => 2,
         _ => 1,

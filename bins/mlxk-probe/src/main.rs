@@ -1,6 +1,6 @@
 //! `mlxk-probe`: resolve model names to local folders and report what each holds.
 use clap::Parser;
-use mlxk::cli::{self, Exit, OutputMode, Written};
+use mlxk::cli::{self, Exit, ExitStatus, ExitTally, OutputMode, Written};
 use mlxk::probe::{self, Device};
 use mlxk::records::{ModelRecord, error_record};
 use mlxk::resolve::{self, CacheRoot, ResolveError};
@@ -74,16 +74,14 @@ fn main() -> ExitCode {
         }
     }
 
-    let mut exit = Exit::Ok;
+    let mut exit = ExitTally::default();
     for o in &outcomes {
         match o {
             Outcome::Error { err, .. } => {
                 eprintln!("mlxk-probe: {err}");
-                exit = Exit::NotFound;
+                exit.note(err.exit());
             }
-            Outcome::Record(r, named) if *named && !r.health.ok && exit == Exit::Ok => {
-                exit = Exit::Unhealthy
-            }
+            Outcome::Record(r, named) if *named && !r.health.ok => exit.note(Exit::Unusable),
             _ => {}
         }
     }
@@ -95,7 +93,7 @@ fn main() -> ExitCode {
         OutputMode::Human => write_human(&mut out, &outcomes, &cache),
     };
     match written {
-        Ok(_) => exit.into(),
+        Ok(_) => exit.exit().into(),
         Err(e) => {
             eprintln!("mlxk-probe: cannot write output: {e}");
             Exit::Failure.into()
@@ -107,24 +105,13 @@ fn write_json(out: &mut impl Write, outcomes: &[Outcome]) -> std::io::Result<Wri
     for o in outcomes {
         let value = match o {
             Outcome::Record(r, _) => serde_json::to_value(r).map_err(std::io::Error::other)?,
-            Outcome::Error { spec, err } => {
-                error_record(error_code(err), &err.to_string(), Some(spec))
-            }
+            Outcome::Error { spec, err } => error_record(err.code(), &err.to_string(), Some(spec)),
         };
         if cli::write_json(out, &value)? == Written::Closed {
             return Ok(Written::Closed);
         }
     }
     Ok(Written::Ok)
-}
-
-fn error_code(err: &ResolveError) -> &'static str {
-    match err {
-        ResolveError::Ambiguous { .. } => "ambiguous",
-        ResolveError::NotFound { .. }
-        | ResolveError::RevisionNotFound { .. }
-        | ResolveError::NoSnapshot { .. } => "not_found",
-    }
 }
 
 fn write_human(

@@ -1,10 +1,10 @@
-//! The quantized matmul kernel (`mlxk_infer::qmatmul`) against MLX's CPU `quantized_matmul` on
+//! The quantized matmul kernel (`mlxk_infer::kernels::qmatmul`) against MLX's CPU `quantized_matmul` on
 //! SmolLM2-135M's shapes, one token (decode) and 128 tokens (prefill): milliseconds per call,
 //! speed-up, and the weight bytes streamed per second.
 //! Run: `cargo bench -p mlxk-infer --bench qmatmul`.
 use mlx_rs::{Array, ops};
 use mlxk_infer::config::QuantSpec;
-use mlxk_infer::layers::quantized_matmul;
+use mlxk_infer::kernels::quantized_matmul;
 use std::time::Instant;
 
 fn median_ms(reps: usize, mut f: impl FnMut()) -> f64 {

@@ -3,7 +3,7 @@
 //! the operations mlx-lm computes, in the same order, so greedy tokens match it bit for bit.
 use crate::config::QuantSpec;
 use crate::error::Result;
-use crate::qmatmul::QuantMatrix;
+use crate::kernels::{self, dense_matmul, quantized_matmul};
 use mlx_rs::fast::{self, ScaledDotProductAttentionMask};
 use mlx_rs::ops::indexing::{IndexOp, TryIndexMutOp};
 use mlx_rs::{Array, Dtype, ops};
@@ -43,109 +43,6 @@ impl Linear {
             }
         })
     }
-}
-
-/// `a` evaluated and row-contiguous, so a CPU kernel can read it as one f32 slice (a copy only
-/// when `a` is a strided view).
-fn host_f32(a: &Array) -> Result<Array> {
-    Ok(if a.try_as_slice::<f32>().is_ok() {
-        a.clone()
-    } else {
-        a.contiguous()?
-    })
-}
-
-/// A kernel's output as an array shaped like its input `shape` with the last axis `n` long.
-fn with_last_axis(out: &[f32], shape: &[i32], n: usize) -> Array {
-    let mut dims = shape.to_vec();
-    *dims.last_mut().expect("inputs have a last axis") = n as i32;
-    Array::from_slice(out, &dims)
-}
-
-/// `x Wᵀ (+ b)` for a dense `W`: the [`matvec`](crate::matvec) kernel for a few f32 rows on a
-/// CPU device (decoding), else MLX's matmul (BLAS `sgemm`).
-pub fn dense_matmul(x: &Array, weight: &Array, bias: Option<&Array>) -> Result<Array> {
-    let shape = x.shape();
-    let k = *shape.last().unwrap_or(&0) as usize;
-    // k == 0 leaves no rows for the kernel: MLX handles that degenerate product.
-    let rows = x.size().checked_div(k).unwrap_or(0);
-    let f32s = x.dtype() == Dtype::Float32
-        && weight.dtype() == Dtype::Float32
-        && bias.is_none_or(|b| b.dtype() == Dtype::Float32 && b.ndim() == 1);
-    if f32s
-        && weight.ndim() == 2
-        && (1..=crate::matvec::MAX_ROWS).contains(&rows)
-        && crate::runtime::default_device_is_cpu()
-    {
-        let n = weight.shape()[0] as usize;
-        let x = host_f32(x)?;
-        let b = bias.map(|b| b.try_as_slice::<f32>());
-        if let (Ok(xs), Ok(ws), None | Some(Ok(_))) =
-            (x.try_as_slice::<f32>(), weight.try_as_slice::<f32>(), &b)
-        {
-            let b = b.and_then(|b| b.ok());
-            let mut out = vec![0f32; rows * n];
-            crate::matvec::matmul_t(xs, rows, k, ws, n, b, &mut out);
-            return Ok(with_last_axis(&out, shape, n));
-        }
-    }
-    Ok(match bias {
-        None => ops::matmul(x, weight.t())?,
-        Some(b) => ops::addmm(b, x, weight.t(), None, None)?,
-    })
-}
-
-/// `x Wᵀ` for a packed `W`: the [`qmatmul`](crate::qmatmul) kernel (same bits as MLX's CPU op,
-/// several times faster) for f32 activations and scales in a layout it handles, else MLX's op.
-pub fn quantized_matmul(
-    x: &Array,
-    weight: &Array,
-    scales: &Array,
-    biases: &Array,
-    spec: QuantSpec,
-) -> Result<Array> {
-    let shape = x.shape();
-    let k = *shape.last().unwrap_or(&0) as usize;
-    let f32s = [x, scales, biases]
-        .iter()
-        .all(|a| a.dtype() == Dtype::Float32);
-    if f32s
-        && weight.ndim() == 2
-        && QuantMatrix::supported(spec.bits, spec.group_size, k)
-        && crate::runtime::default_device_is_cpu()
-    {
-        let n = weight.shape()[0] as usize;
-        let x = host_f32(x)?;
-        if let (Ok(xs), Ok(words), Ok(sc), Ok(bi)) = (
-            x.try_as_slice::<f32>(),
-            weight.try_as_slice::<u32>(),
-            scales.try_as_slice::<f32>(),
-            biases.try_as_slice::<f32>(),
-        ) {
-            let m = xs.len() / k.max(1);
-            let q = QuantMatrix {
-                words,
-                scales: sc,
-                biases: bi,
-                n,
-                k,
-                group: spec.group_size as usize,
-                bits: spec.bits as u32,
-            };
-            let mut out = vec![0f32; m * n];
-            crate::qmatmul::qmatmul_t(xs, m, &q, &mut out);
-            return Ok(with_last_axis(&out, shape, n));
-        }
-    }
-    Ok(ops::quantized_matmul(
-        x,
-        weight,
-        scales,
-        biases,
-        true,
-        spec.group_size,
-        spec.bits,
-    )?)
 }
 
 /// Token embedding table, dense or quantized; also usable as the output projection (tied).
@@ -459,21 +356,13 @@ impl Activation {
         })
     }
 
-    /// `act(gate) · up`. SiLU on f32 on a CPU device runs the [`swiglu`](crate::swiglu) kernel
+    /// `act(gate) · up`. SiLU on f32 on a CPU device runs the [`swiglu`](crate::kernels::swiglu) kernel
     /// (MLX's arithmetic bit for bit, vectorized); everything else MLX's ops.
     fn gate(self, gate: &Array, up: &Array) -> Result<Array> {
         if matches!(self, Activation::Silu)
-            && gate.dtype() == Dtype::Float32
-            && up.dtype() == Dtype::Float32
-            && gate.shape() == up.shape()
-            && crate::runtime::default_device_is_cpu()
+            && let Some(y) = kernels::swiglu_f32(gate, up)?
         {
-            let (g, u) = (host_f32(gate)?, host_f32(up)?);
-            if let (Ok(gs), Ok(us)) = (g.try_as_slice::<f32>(), u.try_as_slice::<f32>()) {
-                let mut out = vec![0f32; gs.len()];
-                crate::swiglu::swiglu(gs, us, &mut out);
-                return Ok(Array::from_slice(&out, gate.shape()));
-            }
+            return Ok(y);
         }
         Ok(ops::multiply(&self.apply(gate)?, up)?)
     }
@@ -702,7 +591,7 @@ mod tests {
                 };
                 assert_eq!(got.shape(), [1, rows, 40]);
                 for (g, w) in got.as_slice::<f32>().iter().zip(want.as_slice::<f32>()) {
-                    if rows as usize > crate::matvec::MAX_ROWS {
+                    if rows as usize > crate::kernels::matvec::MAX_ROWS {
                         assert_eq!(g.to_bits(), w.to_bits());
                     } else {
                         assert!((g - w).abs() < 1e-5, "rows={rows}: {g} vs {w}");

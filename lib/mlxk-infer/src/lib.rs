@@ -2,13 +2,13 @@
 pub mod config;
 pub mod error;
 pub mod generate;
+pub mod gguf;
+pub mod kernels;
 pub mod layers;
 pub mod loader;
-pub mod matvec;
 pub mod models;
-pub mod qmatmul;
 pub mod runtime;
-pub mod swiglu;
+pub mod sampling;
 pub mod tiny;
 pub mod tokenizer;
 pub mod weights;

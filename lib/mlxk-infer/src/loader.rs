@@ -70,7 +70,7 @@ pub fn load_with(path: &Path, policy: DtypePolicy, dequantize: bool) -> Result<T
     let start = Instant::now();
     let (config, mut w, tokenizer, format) = match gguf_file(path)? {
         Some(file) => {
-            let g = weights::load_gguf(&file)?;
+            let g = crate::gguf::load(&file)?;
             let dir = file.parent().unwrap_or(Path::new("."));
             // A tokenizer.json beside the file wins over the GGUF metadata.
             let tok = if dir.join("tokenizer.json").is_file() {

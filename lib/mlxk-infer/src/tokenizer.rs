@@ -3,7 +3,7 @@
 //! (+ `chat_template.jinja`) in the model folder, or is built from GGUF metadata.
 use crate::config::eos_ids;
 use crate::error::{InferError, Result};
-use crate::weights::GgufTokenizerData;
+use crate::gguf::GgufTokenizerData;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::path::Path;

@@ -1,4 +1,5 @@
-//! What every mlxk binary shares at its edge: exit codes, output mode, and a JSON Lines writer
+//! What every mlxk binary shares at its edge: exit codes and the one error → exit-status
+//! mapping ([`Failure`], [`ExitStatus`], [`main_with`]), output mode, and a JSON Lines writer
 //! that ends quietly when the reader goes away (`| head`).
 
 use std::io::{self, IsTerminal, Write};
@@ -10,8 +11,12 @@ pub enum Exit {
     Ok = 0,
     Failure = 1,
     Usage = 2,
+    /// Model not found, or the spec matches several.
     NotFound = 3,
-    Unhealthy = 4,
+    /// Model unusable here: broken files, or an architecture/format no backend supports (the
+    /// server's 501).
+    Unusable = 4,
+    /// Blocked by the memory gate only (the server's 507).
     Blocked = 5,
     Interrupted = 130,
 }
@@ -19,6 +24,121 @@ pub enum Exit {
 impl Exit {
     pub fn code(self) -> u8 {
         self as u8
+    }
+
+    /// How specific a failure is, for a run that goes on past several: interrupted >
+    /// blocked > unusable > not found > usage > failure.
+    fn rank(self) -> u8 {
+        match self {
+            Exit::Ok => 0,
+            Exit::Failure => 1,
+            Exit::Usage => 2,
+            Exit::NotFound => 3,
+            Exit::Unusable => 4,
+            Exit::Blocked => 5,
+            Exit::Interrupted => 6,
+        }
+    }
+}
+
+/// Errors of the libraries say which exit status and `error`-record code they stand for (as
+/// uucore's `UError::code` does), so every binary maps them alike.
+pub trait ExitStatus: std::fmt::Display {
+    fn exit(&self) -> Exit;
+    /// The `code` of the `error` record, e.g. `not_found`, `broken_model`.
+    fn code(&self) -> &'static str;
+    fn failure(&self) -> Failure {
+        Failure::new(self.exit(), self.code(), self.to_string())
+    }
+}
+
+/// A failure as a tool reports it: its exit status, the code of its `error` record, and a
+/// message that names the input and the fix.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure {
+    pub exit: Exit,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(exit: Exit, code: &'static str, message: impl Into<String>) -> Failure {
+        Failure {
+            exit,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// Bad arguments or options (exit 2).
+    pub fn usage(message: impl Into<String>) -> Failure {
+        Failure::new(Exit::Usage, "usage", message)
+    }
+
+    /// A file or stream that cannot be read or written (exit 1).
+    pub fn io(message: impl Into<String>) -> Failure {
+        Failure::new(Exit::Failure, "io", message)
+    }
+
+    /// The `error` record for this failure.
+    pub fn record(&self, model: Option<&str>) -> serde_json::Value {
+        crate::records::error_record(self.code, &self.message, model)
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Failure {}
+
+impl ExitStatus for crate::resolve::ResolveError {
+    fn exit(&self) -> Exit {
+        Exit::NotFound
+    }
+    fn code(&self) -> &'static str {
+        match self {
+            crate::resolve::ResolveError::Ambiguous { .. } => "ambiguous",
+            _ => "not_found",
+        }
+    }
+}
+
+/// The exit status of a run that goes on past failures (a batch of models or files): the
+/// most specific failure wins, whatever the order they came in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExitTally(Option<Exit>);
+
+impl ExitTally {
+    pub fn note(&mut self, e: Exit) {
+        if self.0.is_none_or(|old| e.rank() > old.rank()) {
+            self.0 = Some(e);
+        }
+    }
+
+    pub fn failed(&self) -> bool {
+        self.0.is_some_and(|e| e != Exit::Ok)
+    }
+
+    pub fn exit(&self) -> Exit {
+        self.0.unwrap_or(Exit::Ok)
+    }
+}
+
+/// A binary's whole run: `body` returns the exit status, or the failure that ended it, which
+/// is printed as one line `TOOL: message` and mapped to its status.
+pub fn main_with(
+    tool: &str,
+    body: impl FnOnce() -> Result<Exit, Failure>,
+) -> std::process::ExitCode {
+    match body() {
+        Ok(e) => e.into(),
+        Err(f) => {
+            eprintln!("{tool}: {f}");
+            f.exit.into()
+        }
     }
 }
 
@@ -174,7 +294,31 @@ mod tests {
     }
 
     #[test]
+    fn the_most_specific_failure_wins_the_exit_status() {
+        let mut t = ExitTally::default();
+        assert_eq!(t.exit(), Exit::Ok);
+        for e in [Exit::Failure, Exit::Blocked, Exit::NotFound, Exit::Unusable] {
+            t.note(e);
+        }
+        assert_eq!(t.exit(), Exit::Blocked);
+        t.note(Exit::Interrupted);
+        t.note(Exit::Usage);
+        assert_eq!(t.exit(), Exit::Interrupted);
+    }
+
+    #[test]
+    fn resolve_errors_map_to_not_found() {
+        let e = crate::resolve::ResolveError::NotFound {
+            spec: "x".into(),
+            suggestions: vec![],
+        };
+        let f = e.failure();
+        assert_eq!((f.exit, f.code), (Exit::NotFound, "not_found"));
+    }
+
+    #[test]
     fn exit_codes_match_design() {
+        assert_eq!(Exit::Unusable.code(), 4);
         assert_eq!(Exit::NotFound.code(), 3);
         assert_eq!(Exit::Blocked.code(), 5);
         assert_eq!(Exit::Interrupted.code(), 130);

@@ -167,13 +167,24 @@ struct Findings {
 }
 
 pub fn probe(snap: &SnapshotDir, device: Device) -> ModelRecord {
-    let folder = Folder::scan(&snap.path);
+    // A `.gguf` file is probed with its folder's other files (a tokenizer beside it), but
+    // without the folder's other GGUF files.
+    let file = snap.path.is_file().then(|| snap.path.clone());
+    let dir = match &file {
+        Some(f) => f.parent().map(Path::to_path_buf).unwrap_or_default(),
+        None => snap.path.clone(),
+    };
+    let mut folder = Folder::scan(&dir);
+    if let Some(name) = file.as_ref().and_then(|f| f.file_name()) {
+        let name = name.to_string_lossy();
+        folder.files.retain(|n| !n.ends_with(".gguf") || *n == name);
+    }
     let mut f = Findings::default();
     let float_bytes = if device == Device::Cpu { 4.0 } else { 2.0 };
 
-    if !snap.path.is_dir() {
+    if !dir.is_dir() {
         f.problems
-            .push(format!("folder {} does not exist", snap.path.display()));
+            .push(format!("folder {} does not exist", dir.display()));
     }
 
     // Partial downloads: in the folder, and in the cache repo's blobs/.
@@ -187,11 +198,7 @@ pub fn probe(snap: &SnapshotDir, device: Device) -> ModelRecord {
         f.problems.push(format!("partial download: {name}"));
     }
     if snap.cached
-        && let Some(blobs) = snap
-            .path
-            .parent()
-            .and_then(Path::parent)
-            .map(|r| r.join("blobs"))
+        && let Some(blobs) = dir.parent().and_then(Path::parent).map(|r| r.join("blobs"))
         && let Ok(entries) = std::fs::read_dir(blobs)
     {
         for e in entries.flatten() {
@@ -218,7 +225,19 @@ pub fn probe(snap: &SnapshotDir, device: Device) -> ModelRecord {
 
     // config.json: required unless the folder is GGUF-only (GGUF carries its own metadata).
     let config = match folder.json("config.json") {
-        Some(Ok(v)) if v.is_object() => Some(v),
+        // mlx-knife's health check: a config is a non-empty object that names its model type.
+        Some(Ok(v)) if v.as_object().is_some_and(|o| o.is_empty()) => {
+            f.problems
+                .push("config.json is an empty object (no model_type)".into());
+            None
+        }
+        Some(Ok(v)) if v.is_object() => {
+            let named = |c: &Value| c["model_type"].as_str().is_some_and(|t| !t.is_empty());
+            if !named(&v) && !named(&v["text_config"]) {
+                f.problems.push("config.json has no model_type".into());
+            }
+            Some(v)
+        }
         Some(Ok(_)) => {
             f.problems.push("config.json is not a JSON object".into());
             None

@@ -1,7 +1,8 @@
 //! Resolve: a model spec → one snapshot folder (seeds/003, "Resolve").
 //!
 //! Specs, tried in this order:
-//! 1. a path to an existing folder (inside the cache, the repo id and revision are recovered);
+//! 1. a path to an existing folder or `.gguf` file (inside the cache, the repo id and revision
+//!    are recovered);
 //! 2. `org/name` or `org/name@<rev>` — `rev` is a ref name (`main`) or a snapshot hash prefix;
 //! 3. a bare `name` that exists as `mlx-community/<name>`;
 //! 4. otherwise a case-insensitive substring of cached repo ids; when several match and exactly
@@ -35,6 +36,10 @@ pub enum ResolveError {
     },
     #[error("{repo} is in the cache but has no snapshot (download incomplete?)")]
     NoSnapshot { repo: String },
+    #[error("{place} holds {} GGUF files; name the one to use: {}", files.len(), files.join(", "))]
+    SeveralGguf { place: String, files: Vec<String> },
+    #[error("{path} is a file but not a GGUF model; give a model folder or a .gguf file")]
+    NotAModel { path: String },
 }
 
 fn suggest(s: &[String]) -> String {
@@ -112,8 +117,24 @@ pub struct SnapshotDir {
 
 pub fn resolve(spec: &str, cache: &CacheRoot) -> Result<SnapshotDir, ResolveError> {
     let as_path = Path::new(spec);
+    if as_path.is_file() {
+        if !is_gguf(as_path) {
+            return Err(ResolveError::NotAModel {
+                path: spec.to_string(),
+            });
+        }
+        let mut s = folder(as_path);
+        // The id is the cache repo's, or the file's name outside the cache.
+        if !s.cached {
+            s.id = as_path
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_else(|| spec.to_string());
+        }
+        return Ok(s);
+    }
     if as_path.is_dir() {
-        return Ok(folder(as_path));
+        return one_gguf(folder(as_path));
     }
     let (name, rev) = match spec.rsplit_once('@') {
         Some((n, r)) if !n.is_empty() && !r.is_empty() => (n, Some(r)),
@@ -128,7 +149,36 @@ pub fn resolve(spec: &str, cache: &CacheRoot) -> Result<SnapshotDir, ResolveErro
     } else {
         pick_by_name(spec, name, &ids)?
     };
-    snapshot(cache, &repo, rev)
+    one_gguf(snapshot(cache, &repo, rev)?)
+}
+
+fn is_gguf(p: &Path) -> bool {
+    p.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+}
+
+/// A folder holding several `.gguf` files names no model: the caller must pick one (never
+/// picked silently). Only the folder's own files count, as the loader sees them.
+fn one_gguf(s: SnapshotDir) -> Result<SnapshotDir, ResolveError> {
+    if !s.path.is_dir() {
+        return Ok(s);
+    }
+    let mut files: Vec<String> = std::fs::read_dir(&s.path)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| is_gguf(p))
+                .map(|p| p.display().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    if files.len() > 1 {
+        files.sort();
+        return Err(ResolveError::SeveralGguf {
+            place: s.id.clone(),
+            files,
+        });
+    }
+    Ok(s)
 }
 
 fn pick_by_name(spec: &str, name: &str, ids: &[String]) -> Result<String, ResolveError> {
@@ -263,10 +313,23 @@ fn snapshot_names(repo_dir: &Path) -> Vec<String> {
     v
 }
 
-/// A folder given by path; inside a hub cache snapshot, repo id and revision are recovered.
+/// A folder (or a file) given by path; inside a hub cache snapshot, repo id and revision are
+/// recovered.
 fn folder(path: &Path) -> SnapshotDir {
-    let abs = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    let parts: Vec<String> = abs
+    let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    // A file keeps its own name: cache snapshots link files to blobs/, which name no model.
+    let (abs, dir) = match (path.is_file(), path.parent(), path.file_name()) {
+        (true, Some(parent), Some(name)) => {
+            let parent = canon(if parent.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                parent
+            });
+            (parent.join(name), parent)
+        }
+        _ => (canon(path), canon(path)),
+    };
+    let parts: Vec<String> = dir
         .components()
         .map(|c| c.as_os_str().to_string_lossy().to_string())
         .collect();
@@ -300,7 +363,7 @@ pub fn list(cache: &CacheRoot) -> Vec<(String, Result<SnapshotDir, ResolveError>
         .repo_ids()
         .into_iter()
         .map(|id| {
-            let snap = snapshot(cache, &id, None);
+            let snap = snapshot(cache, &id, None).and_then(one_gguf);
             (id, snap)
         })
         .collect()
@@ -410,6 +473,60 @@ mod tests {
             (s.id.as_str(), s.revision.as_deref(), s.cached),
             ("a/m", Some("abc123"), true)
         );
+    }
+
+    #[test]
+    fn a_gguf_file_is_a_model_spec() {
+        let (_d, c) = cache_with(&[("a/m", &["abc123"], Some("abc123"))]);
+        let snap = c.repo_dir("a/m").join("snapshots/abc123");
+        // Cache files are links into blobs/: the snapshot path, not the blob, names the model.
+        std::fs::create_dir_all(c.repo_dir("a/m").join("blobs")).unwrap();
+        let blob = c.repo_dir("a/m").join("blobs/f00d");
+        std::fs::write(&blob, b"GGUF").unwrap();
+        std::os::unix::fs::symlink(&blob, snap.join("m.Q4_0.gguf")).unwrap();
+        let s = resolve(snap.join("m.Q4_0.gguf").to_str().unwrap(), &c).unwrap();
+        assert_eq!((s.id.as_str(), s.cached), ("a/m", true));
+        assert!(s.path.ends_with("snapshots/abc123/m.Q4_0.gguf"), "{s:?}");
+        let plain = tempfile::tempdir().unwrap();
+        let f = plain.path().join("tiny.gguf");
+        std::fs::write(&f, b"GGUF").unwrap();
+        let s = resolve(f.to_str().unwrap(), &c).unwrap();
+        assert_eq!(
+            (s.id.as_str(), s.cached, s.path.is_file()),
+            ("tiny.gguf", false, true)
+        );
+        let other = plain.path().join("notes.txt");
+        std::fs::write(&other, b"x").unwrap();
+        assert!(matches!(
+            resolve(other.to_str().unwrap(), &c),
+            Err(ResolveError::NotAModel { .. })
+        ));
+    }
+
+    #[test]
+    fn several_gguf_files_are_listed_never_picked() {
+        let (_d, c) = cache_with(&[("a/m-GGUF", &["abc123"], Some("abc123"))]);
+        let snap = c.repo_dir("a/m-GGUF").join("snapshots/abc123");
+        for f in ["m.Q8_0.gguf", "m.Q4_0.gguf"] {
+            std::fs::write(snap.join(f), b"GGUF").unwrap();
+        }
+        for spec in ["a/m-GGUF".to_string(), snap.display().to_string()] {
+            match resolve(&spec, &c) {
+                Err(e @ ResolveError::SeveralGguf { .. }) => {
+                    let m = e.to_string();
+                    assert!(
+                        m.contains("2 GGUF files") && m.contains("m.Q4_0.gguf"),
+                        "{m}"
+                    );
+                    assert!(m.find("Q4_0") < m.find("Q8_0"), "sorted: {m}");
+                }
+                other => panic!("{spec}: {other:?}"),
+            }
+        }
+        assert!(matches!(
+            list(&c)[0].1,
+            Err(ResolveError::SeveralGguf { .. })
+        ));
     }
 
     #[test]
