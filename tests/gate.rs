@@ -143,7 +143,32 @@ fn drop_blocked_leaves_them_out_and_says_so() {
         "{stderr}"
     );
     let (out, code, _) = gate(&input, &sys, &[]);
-    assert_eq!((out.len(), code), (2, 5));
+    // An unhealthy model is unusable here (4), not short of memory (5).
+    assert_eq!((out.len(), code), (2, 4));
+    assert_eq!(out[0]["gate"]["blocked_by"], "unusable");
+}
+
+#[test]
+fn a_memory_block_exits_5_and_an_unusable_model_4() {
+    let c = Cache::new();
+    vision_model(&c, "org/Big-Vision", 200_000);
+    let sick = c.snapshot("org/Sick", "1");
+    write(&sick, "model.safetensors", b"");
+    let sys = sys_root(1000, None);
+    let (out, code, _) = gate(&probe_json(&c, "org/Big-Vision"), &sys, &[]);
+    assert_eq!(
+        (code, out[0]["gate"]["blocked_by"].clone()),
+        (5, json!("memory"))
+    );
+    let (out, code, _) = gate(&probe_json(&c, "org/Sick"), &sys, &[]);
+    assert_eq!(
+        (code, out[0]["gate"]["blocked_by"].clone()),
+        (4, json!("unusable"))
+    );
+    // Both in one stream: the higher status (the memory block) is the run's, as in every tool.
+    let both = probe_json(&c, "org/Sick") + &probe_json(&c, "org/Big-Vision");
+    let (_, code, _) = gate(&both, &sys, &[]);
+    assert_eq!(code, 5);
 }
 
 #[test]
@@ -205,7 +230,11 @@ fn unsupported_models_are_blocked_whatever_the_memory() {
     let input = probe_json(&c, "org/Embedder") + &probe_json(&c, "org/K-Quant");
     let sys = sys_root(100_000_000, None);
     let (out, code, _) = gate(&input, &sys, &["--allow-warn"]);
-    assert_eq!(code, 5);
+    assert_eq!(
+        code, 4,
+        "no backend can run them: unusable, not a memory block"
+    );
+    assert_eq!(out[0]["gate"]["blocked_by"], "unusable");
     assert_eq!(
         out[0]["gate"]["reasons"][0],
         "embedding model: mlxk has no embeddings backend yet"

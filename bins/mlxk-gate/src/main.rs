@@ -1,8 +1,8 @@
 //! `mlxk-gate`: decide per model record whether this machine can run it now.
 use clap::Parser;
-use mlxk::cli::{self, Exit, OutputMode, Written};
+use mlxk::cli::{self, Exit, ExitTally, Failure, OutputMode, Written};
 use mlxk::policy::{self, GateConfig};
-use mlxk::records::{Decision, RecordLine, error_record, parse_record_line};
+use mlxk::records::{RecordLine, error_record, parse_record_line};
 use mlxk::sys::SysRoot;
 use mlxk::table;
 use serde_json::Value;
@@ -23,7 +23,9 @@ use std::process::ExitCode;
 /// limit when that is lower; swap in use and memory pressure (PSI) are reported too.
 ///
 /// Exit status: 0 all passed, 1 an input line was malformed (reported as an `error` record,
-/// the gate goes on), 2 usage, 5 a model was blocked — so `set -o pipefail` pipelines stop.
+/// the gate goes on), 2 usage, 4 a model was blocked because no backend can run it here
+/// (unhealthy, unsupported architecture or format), 5 a model was blocked by the memory gate
+/// alone — so `set -o pipefail` pipelines stop.
 #[derive(Parser, Debug)]
 #[command(name = "mlxk-gate", version, about, long_about, after_help = EXAMPLES)]
 pub struct Cli {
@@ -63,10 +65,15 @@ fn parse_threshold(s: &str) -> Result<f64, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    cli::main_with("mlxk-gate", || run(&cli))
+}
+
+fn run(cli: &Cli) -> Result<Exit, Failure> {
     let stdin = std::io::stdin();
     if stdin.is_terminal() {
-        eprintln!("mlxk-gate: reads model records on stdin, e.g. `mlxk-probe NAME | mlxk-gate`");
-        return Exit::Usage.into();
+        return Err(Failure::usage(
+            "reads model records on stdin, e.g. `mlxk-probe NAME | mlxk-gate`",
+        ));
     }
     let mode = OutputMode::choose(cli.json, cli.human);
     let sys = cli
@@ -81,8 +88,7 @@ fn main() -> ExitCode {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
 
-    let mut blocked = false;
-    let mut malformed = false;
+    let mut exit = ExitTally::default();
     let mut human_rows = Vec::new();
     for (i, line) in stdin.lock().lines().enumerate() {
         let n = i + 1;
@@ -90,7 +96,7 @@ fn main() -> ExitCode {
             Ok(l) => l,
             Err(e) => {
                 eprintln!("mlxk-gate: stdin line {n}: {e}");
-                malformed = true;
+                exit.note(Exit::Failure);
                 break;
             }
         };
@@ -104,32 +110,25 @@ fn main() -> ExitCode {
                     "mlxk-gate: {}",
                     v["message"].as_str().unwrap_or("malformed input")
                 );
-                malformed = true;
+                exit.note(Exit::Failure);
                 Some(v)
             }
-            Gated::Model(v, decision, id) => {
-                if decision == Decision::Block {
-                    if cli.drop_blocked {
-                        eprintln!("mlxk-gate: dropped {id}: {}", reasons(&v));
-                        None
-                    } else {
-                        blocked = true;
-                        Some(v)
-                    }
-                } else {
-                    Some(v)
-                }
+            Gated::Model(v, None, _) => Some(v),
+            Gated::Model(v, Some(_), id) if cli.drop_blocked => {
+                eprintln!("mlxk-gate: dropped {id}: {}", reasons(&v));
+                None
+            }
+            Gated::Model(v, Some(refusal), _) => {
+                exit.note(refusal.exit);
+                Some(v)
             }
         };
         let Some(v) = emitted else { continue };
         match mode {
             OutputMode::Json => match cli::write_json(&mut out, &v) {
                 Ok(Written::Ok) => {}
-                Ok(Written::Closed) => return Exit::Ok.into(),
-                Err(e) => {
-                    eprintln!("mlxk-gate: cannot write output: {e}");
-                    return Exit::Failure.into();
-                }
+                Ok(Written::Closed) => return Ok(Exit::Ok),
+                Err(e) => return Err(Failure::io(format!("cannot write output: {e}"))),
             },
             OutputMode::Human => human_rows.push(human_row(&v)),
         }
@@ -139,24 +138,17 @@ fn main() -> ExitCode {
             &["MODEL", "DECISION", "BACKEND", "MEM/AVAIL", "REASONS"],
             &human_rows,
         );
-        if let Err(e) = cli::write_line(&mut out, text.trim_end()) {
-            eprintln!("mlxk-gate: cannot write output: {e}");
-            return Exit::Failure.into();
-        }
+        cli::write_line(&mut out, text.trim_end())
+            .map_err(|e| Failure::io(format!("cannot write output: {e}")))?;
     }
-    if blocked {
-        Exit::Blocked.into()
-    } else if malformed {
-        Exit::Failure.into()
-    } else {
-        Exit::Ok.into()
-    }
+    Ok(exit.exit())
 }
 
 enum Gated {
     PassThrough(Value),
     Malformed(Value),
-    Model(Value, Decision, String),
+    /// The record with its gate, the refusal if the gate blocks it, and its id.
+    Model(Value, Option<Failure>, String),
 }
 
 fn gate_line(line: &str, n: usize, sys: &SysRoot, cfg: &GateConfig) -> Gated {
@@ -169,9 +161,8 @@ fn gate_line(line: &str, n: usize, sys: &SysRoot, cfg: &GateConfig) -> Gated {
     };
     let memory = sys.memory().map_err(|e| e.to_string());
     let gate = policy::decide(&record, memory.as_ref().map_err(Clone::clone), cfg);
-    let decision = gate.decision;
     value["gate"] = serde_json::to_value(&gate).unwrap_or(Value::Null);
-    Gated::Model(value, decision, record.id)
+    Gated::Model(value, gate.refusal(), record.id)
 }
 
 fn reasons(v: &Value) -> String {

@@ -3,22 +3,25 @@
 //! is blocked with the reason, never degraded to another mode.
 
 use crate::gguf::MLX_LOADABLE_TYPES;
-use crate::records::{Capability, Decision, Gate, ModelRecord};
+use crate::records::{BlockCause, Capability, Decision, Gate, ModelRecord};
 use crate::sys::MemorySnapshot;
 use crate::table::{human_bytes, round_to};
 
-/// Text architectures the text backend (mlxk-gen) is built for (DESIGN.md, "Models to support").
+/// Text architectures the text backend (mlxk-gen) runs: the one list of them. The inference
+/// core builds exactly these (`mlxk_infer::models` dispatches on it, and its tests fail when
+/// an entry has no architecture or an architecture is missing here). Multimodal `gemma3`
+/// checkpoints are vision models, not text ones.
 pub const TEXT_MODEL_TYPES: &[&str] = &[
     "llama",
+    "smollm",
+    "smollm2",
     "mistral",
     "qwen2",
     "qwen3",
+    "phi3",
     "gemma",
     "gemma2",
-    "gemma3",
     "gemma3_text",
-    "phi3",
-    "smollm",
 ];
 /// Vision architectures the vision backend (mlxk-see) is built for.
 pub const VISION_MODEL_TYPES: &[&str] = &[
@@ -93,24 +96,21 @@ pub fn decide(
     let mut v = Verdict {
         decision: Decision::Allow,
         reasons: Vec::new(),
+        blocked_by: None,
     };
 
     if !record.health.ok {
-        v.raise(
-            Decision::Block,
-            format!("unhealthy: {}", record.health.problems.join("; ")),
-        );
+        v.unusable(format!("unhealthy: {}", record.health.problems.join("; ")));
     }
     let backend = match backend_for(record) {
         Ok(b) => Some(b.to_string()),
         Err(why) => {
-            v.raise(Decision::Block, why);
+            v.unusable(why);
             None
         }
     };
     if record.weight_format == "pytorch_bin" {
-        v.raise(
-            Decision::Block,
+        v.unusable(
             "PyTorch .bin weights: MLX loads safetensors or GGUF; convert with mlx_lm.convert"
                 .into(),
         );
@@ -123,14 +123,11 @@ pub fn decide(
         .filter(|t| !MLX_LOADABLE_TYPES.contains(t))
         .collect();
     if !unloadable.is_empty() {
-        v.raise(
-            Decision::Block,
-            format!(
-                "GGUF tensor types {} cannot be loaded by MLX (it loads {})",
-                unloadable.join(", "),
-                MLX_LOADABLE_TYPES.join(", ")
-            ),
-        );
+        v.unusable(format!(
+            "GGUF tensor types {} cannot be loaded by MLX (it loads {})",
+            unloadable.join(", "),
+            MLX_LOADABLE_TYPES.join(", ")
+        ));
     }
 
     let estimate = record.memory.estimate_bytes;
@@ -157,6 +154,7 @@ pub fn decide(
                 let strict = matches!(backend.as_deref(), Some("vision" | "audio"));
                 if strict && !cfg.allow_warn {
                     v.raise(Decision::Block, format!("memory: {room}; vision/audio models are blocked above the threshold (--allow-warn to run anyway)"));
+                    v.blocked_by.get_or_insert(BlockCause::Memory);
                 } else {
                     v.raise(
                         Decision::Warn,
@@ -201,6 +199,7 @@ pub fn decide(
         ratio,
         threshold: cfg.threshold,
         memory: snapshot,
+        blocked_by: v.blocked_by,
     }
 }
 
@@ -208,9 +207,16 @@ pub fn decide(
 struct Verdict {
     decision: Decision,
     reasons: Vec<String>,
+    blocked_by: Option<BlockCause>,
 }
 
 impl Verdict {
+    /// A block no amount of memory lifts; it outranks a memory block.
+    fn unusable(&mut self, reason: String) {
+        self.raise(Decision::Block, reason);
+        self.blocked_by = Some(BlockCause::Unusable);
+    }
+
     fn raise(&mut self, d: Decision, reason: String) {
         if rank(d) > rank(self.decision) {
             self.decision = d;
@@ -298,9 +304,10 @@ mod tests {
             &cfg,
         );
         assert_eq!(
-            (v.decision, v.backend.as_deref()),
-            (Decision::Block, Some("vision"))
+            (v.decision, v.backend.as_deref(), v.blocked_by),
+            (Decision::Block, Some("vision"), Some(BlockCause::Memory))
         );
+        assert_eq!(v.refusal().map(|f| f.exit), Some(crate::cli::Exit::Blocked));
         let lenient = GateConfig {
             allow_warn: true,
             ..cfg
@@ -344,7 +351,14 @@ mod tests {
             Ok(&mem(1 << 40)),
             &cfg,
         );
-        assert_eq!((e.decision, e.backend.clone()), (Decision::Block, None));
+        assert_eq!(
+            (e.decision, e.backend.clone(), e.blocked_by),
+            (Decision::Block, None, Some(BlockCause::Unusable))
+        );
+        assert_eq!(
+            e.refusal().map(|f| f.exit),
+            Some(crate::cli::Exit::Unusable)
+        );
         let u = decide(
             &record("mamba", &[Capability::Text], 1),
             Ok(&mem(1 << 40)),
@@ -356,9 +370,11 @@ mod tests {
             ok: false,
             problems: vec!["config.json missing".into()],
         };
+        // Unhealthy and short of memory: no memory would make it run, so it is unusable.
+        let g = decide(&sick, Ok(&mem(1)), &GateConfig::default());
         assert_eq!(
-            decide(&sick, Ok(&mem(1 << 40)), &cfg).decision,
-            Decision::Block
+            (g.decision, g.blocked_by),
+            (Decision::Block, Some(BlockCause::Unusable))
         );
         let mut k = record("llama", &[Capability::Text], 1);
         k.quantization.gguf_types = vec!["F32".into(), "Q4_K".into()];

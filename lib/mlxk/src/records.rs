@@ -158,6 +158,34 @@ pub struct Gate {
     pub threshold: f64,
     /// The memory facts behind `available_bytes`.
     pub memory: Option<crate::sys::MemorySnapshot>,
+    /// Why a `block` blocks: `unusable` (no backend can run the model here: broken files, an
+    /// unsupported architecture or format) or `memory` (the memory gate alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocked_by: Option<BlockCause>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum BlockCause {
+    Unusable,
+    Memory,
+}
+
+impl Gate {
+    /// The failure a consumer reports for this gate's decision: none unless it blocks; exit 4
+    /// when the model is unusable here, 5 when only memory blocks it (DESIGN.md). A block
+    /// from a gate that did not say why counts as the memory gate's.
+    pub fn refusal(&self) -> Option<crate::cli::Failure> {
+        use crate::cli::{Exit, Failure};
+        if self.decision != Decision::Block {
+            return None;
+        }
+        let message = format!("blocked by the gate: {}", self.reasons.join("; "));
+        Some(match self.blocked_by {
+            Some(BlockCause::Unusable) => Failure::new(Exit::Unusable, "unusable", message),
+            _ => Failure::new(Exit::Blocked, "blocked", message),
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
