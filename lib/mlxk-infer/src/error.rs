@@ -52,3 +52,31 @@ pub(crate) fn unsupported(path: impl Into<PathBuf>, msg: impl Into<String>) -> I
         msg: msg.into(),
     }
 }
+
+/// The exit contract (DESIGN.md): a model that cannot run here is 4, bad options 2.
+impl mlxk::cli::ExitStatus for InferError {
+    fn exit(&self) -> mlxk::cli::Exit {
+        use mlxk::cli::Exit;
+        match self {
+            InferError::BrokenModel { .. } | InferError::Unsupported { .. } => Exit::Unusable,
+            InferError::ContextOverflow { .. } | InferError::Options(_) => Exit::Usage,
+            InferError::Tokenizer(_) | InferError::Mlx(_) => Exit::Failure,
+        }
+    }
+    fn code(&self) -> &'static str {
+        match self {
+            InferError::BrokenModel { .. } => "broken_model",
+            InferError::Unsupported { .. } => "unsupported",
+            InferError::ContextOverflow { .. } => "context_overflow",
+            InferError::Options(_) => "usage",
+            InferError::Tokenizer(_) => "tokenizer",
+            InferError::Mlx(_) => "mlx",
+        }
+    }
+}
+
+impl From<InferError> for mlxk::cli::Failure {
+    fn from(e: InferError) -> mlxk::cli::Failure {
+        mlxk::cli::ExitStatus::failure(&e)
+    }
+}

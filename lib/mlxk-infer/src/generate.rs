@@ -1,5 +1,6 @@
 //! The generation loop: chunked prefill into the KV cache, then token-by-token decode with
-//! sampling, EOS ids and stop strings (never emitted, not even in part), and timings.
+//! sampling, EOS ids and stop strings (never emitted, not even in part), incremental
+//! detokenization, cancellation (Ctrl-C, a client gone) and timings.
 use crate::error::{InferError, Result};
 use crate::layers::KvCache;
 use crate::models::Decoder;
@@ -7,6 +8,8 @@ use crate::sampling::{Sampling, sample};
 use crate::tokenizer::TextTokenizer;
 use mlx_rs::ops::indexing::IndexOp;
 use mlx_rs::{Array, Dtype};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 /// Why generation ended.
@@ -16,6 +19,8 @@ pub enum FinishReason {
     Stop,
     /// `max_tokens` (or the end of the context) was reached.
     Length,
+    /// Cancelled (Ctrl-C, a client that went away): the text is partial.
+    Interrupted,
 }
 
 impl FinishReason {
@@ -23,6 +28,7 @@ impl FinishReason {
         match self {
             FinishReason::Stop => "stop",
             FinishReason::Length => "length",
+            FinishReason::Interrupted => "interrupted",
         }
     }
 }
@@ -37,6 +43,9 @@ pub struct GenerateOptions {
     pub prefill_step: usize,
     /// Positions the model supports; generation ends there with `Length`.
     pub context_length: Option<usize>,
+    /// Set from elsewhere (a signal handler, a server) to stop at the next token with
+    /// `Interrupted`.
+    pub cancel: Option<Arc<AtomicBool>>,
 }
 
 impl GenerateOptions {
@@ -54,7 +63,88 @@ impl GenerateOptions {
             stop_strings: vec![],
             prefill_step,
             context_length,
+            cancel: None,
         }
+    }
+}
+
+/// Incremental detokenization: the text of the tokens so far, decoding only the few tokens
+/// since the last complete character each step instead of the whole output (as mlx-lm's
+/// streaming detokenizers and TGI's `decode_token` do). Text is committed once it ends in a
+/// whole character; decoding the window from an earlier committed point keeps tokenizers that
+/// strip a leading space (SentencePiece) exact. The result is byte-identical to decoding all
+/// tokens at once.
+pub struct StreamingDecoder<'t> {
+    tokenizer: &'t TextTokenizer,
+    tokens: Vec<u32>,
+    /// Window start: tokens before it are decoded into `text` for good.
+    prefix_offset: usize,
+    /// Tokens up to here are in `text`.
+    read_offset: usize,
+    text: String,
+}
+
+impl<'t> StreamingDecoder<'t> {
+    pub fn new(tokenizer: &'t TextTokenizer) -> Self {
+        StreamingDecoder {
+            tokenizer,
+            tokens: Vec::new(),
+            prefix_offset: 0,
+            read_offset: 0,
+            text: String::new(),
+        }
+    }
+
+    /// Adds a token; commits its text if it completes a character.
+    pub fn push(&mut self, token: u32) -> Result<()> {
+        self.tokens.push(token);
+        let prefix = self
+            .tokenizer
+            .decode(&self.tokens[self.prefix_offset..self.read_offset])?;
+        let window = self.tokenizer.decode(&self.tokens[self.prefix_offset..])?;
+        if window.len() > prefix.len() && !window.ends_with('\u{FFFD}') {
+            match window.strip_prefix(prefix.as_str()) {
+                Some(new) => self.text.push_str(new),
+                None => self.resync()?,
+            }
+            self.prefix_offset = self.read_offset;
+            self.read_offset = self.tokens.len();
+        }
+        Ok(())
+    }
+
+    /// The committed text: whole characters only.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// All the text, including tokens that end in an incomplete character (decoded lossily,
+    /// as a full decode would): what is left when no more tokens come.
+    pub fn finish(mut self) -> Result<String> {
+        if self.read_offset < self.tokens.len() {
+            let prefix = self
+                .tokenizer
+                .decode(&self.tokens[self.prefix_offset..self.read_offset])?;
+            let window = self.tokenizer.decode(&self.tokens[self.prefix_offset..])?;
+            match window.strip_prefix(prefix.as_str()) {
+                Some(tail) => self.text.push_str(tail),
+                None => self.resync()?,
+            }
+        }
+        Ok(self.text)
+    }
+
+    /// A tokenizer whose window decodes differently from its prefix: decode the whole output
+    /// once. Text already shown must stay its start, or the stream would contradict itself.
+    fn resync(&mut self) -> Result<()> {
+        let all = self.tokenizer.decode(&self.tokens)?;
+        if !all.starts_with(self.text.as_str()) {
+            return Err(InferError::Tokenizer(
+                "the tokenizer decodes a longer output into different earlier text".into(),
+            ));
+        }
+        self.text = all;
+        Ok(())
     }
 }
 
@@ -153,11 +243,12 @@ pub fn generate(
             Ok(tok.item_cast::<u32>())
         };
     let mut tokens: Vec<u32> = Vec::new();
+    let mut detok = StreamingDecoder::new(tokenizer);
     let mut emitted = 0usize;
-    let mut text = String::new();
     let mut finish = FinishReason::Length;
     let mut eos_token = None;
     let mut stop_string = None;
+    let mut stopped_at = None;
     let mut ttft = 0.0;
     let mut first_at = start;
     let limit = opts
@@ -165,8 +256,17 @@ pub fn generate(
         .map(|c| c.saturating_sub(prompt.len()))
         .unwrap_or(usize::MAX)
         .min(opts.max_tokens);
+    let cancelled = || {
+        opts.cancel
+            .as_ref()
+            .is_some_and(|c| c.load(Ordering::SeqCst))
+    };
     let mut input: Vec<u32> = vec![prompt[prompt.len() - 1]];
     while tokens.len() < limit {
+        if cancelled() {
+            finish = FinishReason::Interrupted;
+            break;
+        }
         let tok = next(&input, &mut caches, &history, &mut key)?;
         if tokens.is_empty() {
             ttft = start.elapsed().as_secs_f64();
@@ -180,20 +280,26 @@ pub fn generate(
         tokens.push(tok);
         history.push(tok);
         input = vec![tok];
-        text = tokenizer.decode(&tokens)?;
-        if let Some((at, s)) = find_stop(&text, &opts.stop_strings) {
-            text.truncate(at);
+        detok.push(tok)?;
+        let text = detok.text();
+        // A stop string starts after what was shown (a possible start of one is held back).
+        if let Some((at, s)) = find_stop(&text[emitted..], &opts.stop_strings) {
             finish = FinishReason::Stop;
             stop_string = Some(s.clone());
+            stopped_at = Some(emitted + at);
             break;
         }
-        let safe = safe_prefix_len(&text, &opts.stop_strings);
-        if safe > emitted && text.is_char_boundary(emitted) {
+        let safe = emitted + safe_prefix_len(&text[emitted..], &opts.stop_strings);
+        if safe > emitted {
             if !on_text(&text[emitted..safe])? {
                 break;
             }
             emitted = safe;
         }
+    }
+    let mut text = detok.finish()?;
+    if let Some(at) = stopped_at {
+        text.truncate(at);
     }
     // Nothing more will come: held-back text (a partial stop string) is real output.
     if text.len() > emitted && text.is_char_boundary(emitted) {
@@ -246,6 +352,89 @@ mod tests {
     #[test]
     fn incomplete_utf8_is_held_back() {
         assert_eq!(safe_prefix_len("caf\u{FFFD}", &[]), 3);
+    }
+
+    /// Every prefix of `ids`, decoded incrementally, equals the full decode of that prefix.
+    fn assert_streams_exactly(t: &TextTokenizer, ids: &[u32]) {
+        let mut d = StreamingDecoder::new(t);
+        for (i, &id) in ids.iter().enumerate() {
+            d.push(id).unwrap();
+            let full = t.decode(&ids[..=i]).unwrap();
+            assert!(
+                full.starts_with(d.text()),
+                "step {i}: {:?} vs {full:?}",
+                d.text()
+            );
+            assert!(!d.text().ends_with('\u{FFFD}'));
+        }
+        assert_eq!(d.finish().unwrap(), t.decode(ids).unwrap());
+    }
+
+    #[test]
+    fn streaming_decode_is_byte_identical_on_byte_level_bpe() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = crate::tiny::specs().remove(0);
+        crate::tiny::write(&spec, dir.path()).unwrap();
+        let t = TextTokenizer::from_dir(dir.path(), &[]).unwrap();
+        let text = "Grüße, 日本語 and 🎉🎉 — ok\n\ttabs";
+        let ids = t.encode(text, false).unwrap();
+        assert!(
+            ids.len() > text.chars().count(),
+            "multi-byte characters span tokens"
+        );
+        assert_streams_exactly(&t, &ids);
+        // Ending inside a character: the lossy tail is what a full decode gives.
+        let cut = &ids[..ids.len() - 1];
+        assert_streams_exactly(&t, cut);
+        let mut lone = StreamingDecoder::new(&t);
+        let e9 = t.encode("é", false).unwrap();
+        lone.push(e9[0]).unwrap();
+        assert_eq!(lone.text(), "", "half a character is held back");
+        assert_eq!(lone.finish().unwrap(), t.decode(&e9[..1]).unwrap());
+    }
+
+    #[test]
+    fn streaming_decode_is_byte_identical_with_byte_fallback_and_metaspace() {
+        // A llama-style SentencePiece BPE: `▁` for spaces, <0xNN> byte-fallback tokens, and a
+        // decoder that strips the leading space of the first token.
+        let mut vocab = serde_json::Map::new();
+        for (i, piece) in ["<unk>", "▁Hi", "▁there", "!", "▁"].iter().enumerate() {
+            vocab.insert(piece.to_string(), serde_json::json!(i));
+        }
+        for b in 0..256u32 {
+            vocab.insert(format!("<0x{b:02X}>"), serde_json::json!(5 + b));
+        }
+        let tj = serde_json::json!({
+            "version": "1.0", "added_tokens": [], "normalizer": null, "pre_tokenizer": null,
+            "post_processor": null, "truncation": null, "padding": null,
+            "model": {"type": "BPE", "vocab": vocab, "merges": [], "byte_fallback": true,
+                      "unk_token": "<unk>", "fuse_unk": true, "dropout": null,
+                      "continuing_subword_prefix": null, "end_of_word_suffix": null},
+            "decoder": {"type": "Sequence", "decoders": [
+                {"type": "Replace", "pattern": {"String": "▁"}, "content": " "},
+                {"type": "ByteFallback"}, {"type": "Fuse"},
+                {"type": "Strip", "content": " ", "start": 1, "stop": 0}]}
+        });
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("tokenizer.json"), tj.to_string()).unwrap();
+        std::fs::write(dir.path().join("tokenizer_config.json"), "{}").unwrap();
+        let t = TextTokenizer::from_dir(dir.path(), &[]).unwrap();
+        let byte = |b: u8| 5 + b as u32;
+        // "Hi there! 日" with 日 (E6 97 A5) as three byte-fallback tokens, then an invalid byte.
+        let ids = vec![
+            1,
+            2,
+            3,
+            4,
+            byte(0xE6),
+            byte(0x97),
+            byte(0xA5),
+            1,
+            byte(0xFF),
+            3,
+        ];
+        assert_eq!(t.decode(&ids[..7]).unwrap(), "Hi there! 日");
+        assert_streams_exactly(&t, &ids);
     }
 
     #[test]

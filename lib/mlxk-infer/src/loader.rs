@@ -1,6 +1,6 @@
 //! Loading a text model from a folder (config.json + safetensors + tokenizer files) or a GGUF
 //! file, under the device's dtype policy, with everything evaluated before the clock stops.
-use crate::config::ModelConfig;
+use crate::config::{ModelConfig, QuantSpec};
 use crate::error::{Result, broken};
 use crate::models::{self, Decoder};
 use crate::tokenizer::TextTokenizer;
@@ -17,8 +17,11 @@ pub struct TextModel {
     pub format: WeightFormat,
     /// What the dtype policy did (empty: stored dtypes kept).
     pub policy_applied: Vec<String>,
-    /// `4-bit/g64`, or `None` for dense weights.
-    pub quantization: Option<String>,
+    /// The packed tensors' quantizations, most common first; empty for dense weights (also
+    /// after `dequantize`).
+    pub quantization: Vec<QuantSpec>,
+    /// The dtype dense weights compute in after the dtype policy (`float32` on a CPU).
+    pub float_dtype: Option<mlx_rs::Dtype>,
     /// Bytes of all weights in memory after the dtype policy.
     pub weight_bytes: usize,
     pub load_time_s: f64,
@@ -28,6 +31,18 @@ impl TextModel {
     /// Positions the model was trained for, if the checkpoint says.
     pub fn context_length(&self) -> Option<usize> {
         self.config.max_position_embeddings
+    }
+
+    /// `4-bit/g32, 8-bit/g32` or `dense` — for people, not for parsing.
+    pub fn quantization_label(&self) -> String {
+        if self.quantization.is_empty() {
+            return "dense".into();
+        }
+        self.quantization
+            .iter()
+            .map(|q| format!("{}-bit/g{}", q.bits, q.group_size))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -83,6 +98,8 @@ pub fn load_with(path: &Path, policy: DtypePolicy, dequantize: bool) -> Result<T
         }
         None => {
             let config = ModelConfig::load(path)?;
+            // An architecture this build cannot run is refused before any tensor is read.
+            models::architecture(&config)?;
             let map = weights::load_safetensors_dir(path)?;
             let mut w = Weights::new(path.to_path_buf(), map, WeightFormat::Safetensors);
             w.set_quantization(config.quantization.clone());
@@ -91,10 +108,12 @@ pub fn load_with(path: &Path, policy: DtypePolicy, dequantize: bool) -> Result<T
         }
     };
     w.apply_policy(policy)?;
-    let quantization = weights::describe_quantization(&w);
+    let mut quantization = weights::quantizations(&w);
     if dequantize {
         w.dequantize_all()?;
+        quantization.clear();
     }
+    let float_dtype = w.float_dtype();
     w.materialize()?;
     let weight_bytes = w.nbytes();
     let policy_applied = w.policy_applied.clone();
@@ -107,6 +126,7 @@ pub fn load_with(path: &Path, policy: DtypePolicy, dequantize: bool) -> Result<T
         format,
         policy_applied,
         quantization,
+        float_dtype,
         weight_bytes,
         load_time_s: start.elapsed().as_secs_f64(),
     })

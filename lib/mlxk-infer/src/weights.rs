@@ -330,23 +330,37 @@ pub fn load_safetensors_dir(dir: &Path) -> Result<HashMap<String, Array>> {
     Ok(all)
 }
 
-/// Quantized tensors in a map, for the model record (`4-bit group 32`, …), most common first.
-pub fn describe_quantization(weights: &Weights) -> Option<String> {
-    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+/// The quantizations of a checkpoint's packed tensors, most common first (empty: dense).
+pub fn quantizations(weights: &Weights) -> Vec<QuantSpec> {
+    let mut seen: BTreeMap<(i32, i32), usize> = BTreeMap::new();
     for (k, w) in &weights.map {
         if let Some(prefix) = k.strip_suffix(".weight")
             && let Some(scales) = weights.map.get(&format!("{prefix}.scales"))
             && let Ok(spec) = weights.quant_spec(prefix, w, scales)
         {
-            *seen
-                .entry(format!("{}-bit/g{}", spec.bits, spec.group_size))
-                .or_default() += 1;
+            *seen.entry((spec.bits, spec.group_size)).or_default() += 1;
         }
     }
-    if seen.is_empty() {
-        return None;
-    }
-    let mut v: Vec<(String, usize)> = seen.into_iter().collect();
+    let mut v: Vec<((i32, i32), usize)> = seen.into_iter().collect();
     v.sort_by_key(|e| std::cmp::Reverse(e.1));
-    Some(v.into_iter().map(|(k, _)| k).collect::<Vec<_>>().join(", "))
+    v.into_iter()
+        .map(|((bits, group_size), _)| QuantSpec { group_size, bits })
+        .collect()
+}
+
+impl Weights {
+    /// The floating-point dtype holding the most bytes (what dense layers compute in).
+    pub fn float_dtype(&self) -> Option<Dtype> {
+        let mut bytes: Vec<(Dtype, usize)> = Vec::new();
+        for a in self.map.values() {
+            let d = a.dtype();
+            if matches!(d, Dtype::Float32 | Dtype::Float16 | Dtype::Bfloat16) {
+                match bytes.iter_mut().find(|(k, _)| *k == d) {
+                    Some((_, n)) => *n += a.nbytes(),
+                    None => bytes.push((d, a.nbytes())),
+                }
+            }
+        }
+        bytes.into_iter().max_by_key(|(_, n)| *n).map(|(d, _)| d)
+    }
 }

@@ -87,7 +87,7 @@ fn check(model: &TextModel, folder: &str) {
 #[test]
 fn gguf_4bit_matches_mlx_lm() {
     let model = loader::load(&gguf(), DtypePolicy::UpcastHalfToF32).unwrap();
-    assert_eq!(model.quantization.as_deref(), Some("4-bit/g32, 8-bit/g32"));
+    assert_eq!(model.quantization_label(), "4-bit/g32, 8-bit/g32");
     check(&model, "smollm2-q4");
 }
 

@@ -10,6 +10,7 @@ pub mod probe;
 pub mod records;
 pub mod report;
 pub mod resolve;
+pub mod runner;
 pub mod safetensors;
 pub mod sys;
 pub mod table;

@@ -36,29 +36,32 @@ pub const ARCHITECTURES: &[Architecture] = &[
     gemma3::ARCH,
 ];
 
-/// All supported `model_type` values.
-pub fn supported_model_types() -> Vec<&'static str> {
-    ARCHITECTURES
-        .iter()
-        .flat_map(|a| a.model_types.iter().copied())
-        .collect()
+/// All supported `model_type` values: the gate's list ([`mlxk::policy::TEXT_MODEL_TYPES`]),
+/// which the tests hold equal to what [`ARCHITECTURES`] builds.
+pub fn supported_model_types() -> &'static [&'static str] {
+    mlxk::policy::TEXT_MODEL_TYPES
 }
 
-/// Builds the model `cfg.model_type` names from `weights`; every tensor must be used.
-pub fn build(cfg: &ModelConfig, mut weights: Weights) -> Result<Decoder> {
-    let arch = ARCHITECTURES
+/// The architecture that builds `cfg.model_type`, or why none does.
+pub fn architecture(cfg: &ModelConfig) -> Result<&'static Architecture> {
+    let mt = cfg.model_type.as_str();
+    ARCHITECTURES
         .iter()
-        .find(|a| a.model_types.contains(&cfg.model_type.as_str()))
+        .find(|a| a.model_types.contains(&mt) && supported_model_types().contains(&mt))
         .ok_or_else(|| {
             unsupported(
                 &cfg.path,
                 format!(
-                    "model_type `{}` is not supported; supported: {}",
-                    cfg.model_type,
+                    "model_type `{mt}` is not supported; supported: {}",
                     supported_model_types().join(", ")
                 ),
             )
-        })?;
+        })
+}
+
+/// Builds the model `cfg.model_type` names from `weights`; every tensor must be used.
+pub fn build(cfg: &ModelConfig, mut weights: Weights) -> Result<Decoder> {
+    let arch = architecture(cfg)?;
     // Rotary tables some exporters save are recomputed, never read.
     weights.discard(|k| k.contains("rotary_emb.inv_freq"));
     let model = (arch.build)(cfg, &mut weights)?;
@@ -365,4 +368,37 @@ pub(crate) fn pre_norm_decoder(
         final_softcap: None,
         mask_as_array: false,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_gate_and_the_loader_know_the_same_architectures() {
+        let built: Vec<&str> = ARCHITECTURES
+            .iter()
+            .flat_map(|a| a.model_types.iter().copied())
+            .collect();
+        for t in mlxk::policy::TEXT_MODEL_TYPES {
+            assert!(
+                built.contains(t),
+                "the gate allows `{t}` but no architecture builds it"
+            );
+        }
+        for t in &built {
+            assert!(
+                mlxk::policy::TEXT_MODEL_TYPES.contains(t),
+                "`{t}` is built but the gate would block it"
+            );
+        }
+        let mut sorted = built.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(
+            sorted.len(),
+            built.len(),
+            "a model_type in two architectures"
+        );
+    }
 }
