@@ -119,24 +119,26 @@ pub fn write_json(dir: &Path, name: &str, v: &Value) {
 
 /// A safetensors file with zero-filled tensors: (name, dtype, shape).
 pub fn safetensors(tensors: &[(&str, &str, &[u64])], format: Option<&str>) -> Vec<u8> {
-    let mut header = serde_json::Map::new();
-    if let Some(f) = format {
-        header.insert("__metadata__".into(), json!({ "format": f }));
-    }
-    let mut offset = 0u64;
-    for (name, dtype, shape) in tensors {
-        let bytes = mlxk::safetensors::dtype_bytes(dtype).unwrap() * shape.iter().product::<u64>();
-        header.insert(
-            (*name).into(),
-            json!({"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + bytes]}),
-        );
-        offset += bytes;
-    }
-    let h = serde_json::to_vec(&Value::Object(header)).unwrap();
-    let mut out = (h.len() as u64).to_le_bytes().to_vec();
-    out.extend(h);
-    out.resize(out.len() + offset as usize, 0);
-    out
+    let zeros: Vec<Vec<u8>> = tensors
+        .iter()
+        .map(|(_, dtype, shape)| {
+            let n = mlxk::safetensors::dtype_bytes(dtype).unwrap() * shape.iter().product::<u64>();
+            vec![0u8; n as usize]
+        })
+        .collect();
+    let list: Vec<mlxk::safetensors::TensorData> = tensors
+        .iter()
+        .zip(&zeros)
+        .map(
+            |((name, dtype, shape), data)| mlxk::safetensors::TensorData {
+                name,
+                dtype,
+                shape,
+                data,
+            },
+        )
+        .collect();
+    mlxk::safetensors::write(&list, format)
 }
 
 pub const CHAT_TEMPLATE: &str =

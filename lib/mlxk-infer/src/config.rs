@@ -130,6 +130,16 @@ impl ModelConfig {
             .to_string();
         let hidden_size = need("hidden_size")?;
         let num_heads = need("num_attention_heads")?;
+        for k in [
+            "hidden_size",
+            "num_hidden_layers",
+            "intermediate_size",
+            "vocab_size",
+        ] {
+            if need(k)? == 0 {
+                return Err(broken(path, format!("`{k}` is 0")));
+            }
+        }
         let num_kv_heads = get("num_key_value_heads")
             .and_then(Value::as_u64)
             .map(|x| x as usize)
@@ -144,6 +154,14 @@ impl ModelConfig {
             .and_then(Value::as_u64)
             .map(|x| x as usize)
             .unwrap_or(hidden_size / num_heads);
+        if head_dim == 0 || head_dim % 2 != 0 {
+            return Err(broken(
+                path,
+                format!(
+                    "head dimension {head_dim} (hidden {hidden_size} / {num_heads} heads) must be even and > 0"
+                ),
+            ));
+        }
         let f = |k: &str, d: f64| get(k).and_then(Value::as_f64).unwrap_or(d) as f32;
         let b = |k: &str| get(k).and_then(Value::as_bool);
         let quantization = get("quantization")
@@ -259,5 +277,17 @@ mod tests {
         let mut v = base();
         v["num_key_value_heads"] = json!(3);
         assert!(cfg(v).unwrap_err().to_string().contains("cannot share"));
+        for (k, x) in [
+            ("num_attention_heads", 0),
+            ("hidden_size", 0),
+            ("vocab_size", 0),
+        ] {
+            let mut v = base();
+            v[k] = json!(x);
+            assert!(cfg(v).is_err(), "{k} = {x}");
+        }
+        let mut v = base();
+        v["num_attention_heads"] = json!(128);
+        assert!(cfg(v).unwrap_err().to_string().contains("head dimension 0"));
     }
 }

@@ -75,9 +75,15 @@ pub fn gguf_to_hf_name(name: &str) -> Option<String> {
 /// llama.cpp stores llama's q/k rows permuted for its interleaved RoPE; undo it so the
 /// Hugging Face (half-split) RoPE applies. Rows are output features, so packed weights,
 /// scales and biases permute alike.
-fn unpermute_rows(a: &Array, n_heads: usize) -> Result<Array> {
+fn unpermute_rows(a: &Array, n_heads: usize, path: &Path) -> Result<Array> {
     let s = a.shape().to_vec();
-    let rows = s[0];
+    let rows = s.first().copied().unwrap_or(0);
+    if n_heads == 0 || rows <= 0 || rows % (2 * n_heads as i32) != 0 {
+        return Err(broken(
+            path,
+            format!("a q/k projection of {rows} rows cannot split into {n_heads} rotary heads"),
+        ));
+    }
     let half = rows / n_heads as i32 / 2;
     let mut shape = vec![n_heads as i32, half, 2];
     shape.extend_from_slice(&s[1..]);
@@ -128,6 +134,8 @@ pub fn load(path: &Path) -> Result<GgufModel> {
     if let Some(hd) = num("attention.key_length")? {
         raw["head_dim"] = serde_json::json!(hd as usize);
     }
+    // The dimensions are checked (heads, sizes > 0) before any tensor is touched.
+    ModelConfig::from_json(path, raw.clone())?;
     let mut arrays = g
         .arrays()
         .map_err(|e| broken(path, format!("cannot read GGUF tensors: {e}")))?;
@@ -141,9 +149,9 @@ pub fn load(path: &Path) -> Result<GgufModel> {
             )
         })?;
         let a = if arch == "llama" && hf.contains("self_attn.q_proj.") && !hf.ends_with(".bias") {
-            unpermute_rows(&a, n_heads)?
+            unpermute_rows(&a, n_heads, path)?
         } else if arch == "llama" && hf.contains("self_attn.k_proj.") && !hf.ends_with(".bias") {
-            unpermute_rows(&a, n_kv)?
+            unpermute_rows(&a, n_kv, path)?
         } else {
             a
         };
@@ -239,8 +247,42 @@ mod tests {
             .unwrap()
             .reshape(&[rows as i32, cols as i32])
             .unwrap();
-        let back = unpermute_rows(&permuted, h).unwrap();
+        let back = unpermute_rows(&permuted, h, Path::new("m.gguf")).unwrap();
         back.eval().unwrap();
         assert_eq!(back.as_slice::<f32>(), &hf[..]);
+    }
+
+    fn llama_gguf(dir: &Path, heads: u32) -> std::path::PathBuf {
+        use mlxk::gguf::writer::{Meta, build};
+        let bytes = build(
+            &[
+                ("general.architecture", Meta::Str("llama")),
+                ("llama.embedding_length", Meta::U32(64)),
+                ("llama.attention.head_count", Meta::U32(heads)),
+                ("llama.block_count", Meta::U32(1)),
+                ("llama.feed_forward_length", Meta::U32(128)),
+                ("llama.context_length", Meta::U32(128)),
+                ("tokenizer.ggml.tokens", Meta::StrArray(&["a", "b"])),
+            ],
+            &[("blk.0.attn_q.weight", &[64, 64], 0)],
+        );
+        let p = dir.join("m.gguf");
+        std::fs::write(&p, bytes).unwrap();
+        p
+    }
+
+    #[test]
+    fn zero_or_absurd_dimensions_are_broken_models_not_a_crash() {
+        let d = tempfile::tempdir().unwrap();
+        for heads in [0, 3] {
+            let p = llama_gguf(d.path(), heads);
+            let e = load(&p).err().expect("refused");
+            assert!(
+                matches!(e, crate::error::InferError::BrokenModel { .. }),
+                "{heads} heads: {e}"
+            );
+            let m = e.to_string();
+            assert!(m.contains("m.gguf"), "{m}");
+        }
     }
 }

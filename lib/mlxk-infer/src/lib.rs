@@ -10,6 +10,8 @@ pub mod models;
 pub mod runner;
 pub mod runtime;
 pub mod sampling;
+/// Tiny random models for tests and the reference scripts (feature `test-support`).
+#[cfg(any(test, feature = "test-support"))]
 pub mod tiny;
 pub mod tokenizer;
 pub mod weights;

@@ -131,3 +131,29 @@ pub fn load_with(path: &Path, policy: DtypePolicy, dequantize: bool) -> Result<T
         load_time_s: start.elapsed().as_secs_f64(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::InferError;
+
+    #[test]
+    fn an_unsupported_architecture_is_refused_before_any_tensor_is_read() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = serde_json::json!({"model_type": "mamba", "hidden_size": 64,
+            "num_hidden_layers": 1, "intermediate_size": 128, "num_attention_heads": 4,
+            "vocab_size": 10});
+        std::fs::write(d.path().join("config.json"), cfg.to_string()).unwrap();
+        // Not safetensors at all: reading it would fail with a different error.
+        std::fs::write(d.path().join("model.safetensors"), b"garbage").unwrap();
+        let e = load(d.path(), DtypePolicy::UpcastHalfToF32)
+            .err()
+            .expect("refused");
+        assert!(matches!(e, InferError::Unsupported { .. }), "{e}");
+        assert!(
+            e.to_string()
+                .contains("model_type `mamba` is not supported"),
+            "{e}"
+        );
+    }
+}

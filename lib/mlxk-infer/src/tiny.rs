@@ -431,26 +431,21 @@ fn quantize(
 }
 
 fn safetensors(tensors: &BTreeMap<String, Raw>) -> Vec<u8> {
-    let mut header = serde_json::Map::new();
-    header.insert("__metadata__".into(), json!({"format": "mlx"}));
-    let mut offset = 0usize;
-    for (name, t) in tensors {
-        header.insert(
-            name.clone(),
-            json!({"dtype": t.dtype, "shape": t.shape, "data_offsets": [offset, offset + t.bytes.len()]}),
-        );
-        offset += t.bytes.len();
-    }
-    let mut h = serde_json::to_vec(&Value::Object(header)).expect("serializable");
-    while !h.len().is_multiple_of(8) {
-        h.push(b' ');
-    }
-    let mut out = (h.len() as u64).to_le_bytes().to_vec();
-    out.extend(h);
-    for t in tensors.values() {
-        out.extend(&t.bytes);
-    }
-    out
+    let shapes: Vec<Vec<u64>> = tensors
+        .values()
+        .map(|t| t.shape.iter().map(|&d| d as u64).collect())
+        .collect();
+    let list: Vec<mlxk::safetensors::TensorData> = tensors
+        .iter()
+        .zip(&shapes)
+        .map(|((name, t), shape)| mlxk::safetensors::TensorData {
+            name,
+            dtype: t.dtype,
+            shape,
+            data: &t.bytes,
+        })
+        .collect();
+    mlxk::safetensors::write(&list, Some("mlx"))
 }
 
 /// The byte-level tokenizer every tiny model ships: ids 0..256 are the bytes (GPT-2's byte to

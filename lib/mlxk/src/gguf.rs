@@ -265,6 +265,8 @@ pub fn parse_header(r: impl Read) -> Result<GgufHeader, GgufError> {
 
 /// Builds GGUF files for tests (metadata + tensor table + zero data). Public so the
 /// end-to-end tests can make fixtures with the same code.
+/// A GGUF writer for tests and fixtures (feature `test-support`).
+#[cfg(any(test, feature = "test-support"))]
 pub mod writer {
     pub enum Meta<'a> {
         Str(&'a str),

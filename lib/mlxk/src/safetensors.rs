@@ -1,5 +1,5 @@
 //! Reads a safetensors file's JSON header (tensor names, dtypes, shapes, metadata) without
-//! touching tensor data.
+//! touching tensor data; writes small files for tests and fixtures (feature `test-support`).
 
 use serde_json::Value;
 use std::io::Read;
@@ -131,6 +131,45 @@ pub fn parse_header(json: &[u8], header_len: u64) -> Result<SafetensorsHeader, S
     Ok(out)
 }
 
+/// One tensor to write: name, safetensors dtype (`F32`, `BF16`, `U32`, …), shape, raw bytes.
+#[cfg(any(test, feature = "test-support"))]
+pub struct TensorData<'a> {
+    pub name: &'a str,
+    pub dtype: &'a str,
+    pub shape: &'a [u64],
+    pub data: &'a [u8],
+}
+
+/// A safetensors file: the tensors in the order given, `__metadata__.format` when `format`
+/// is given, the header padded with spaces to a multiple of 8 bytes as MLX writes it — the
+/// one writer behind the tests' fixtures and the tiny random models.
+#[cfg(any(test, feature = "test-support"))]
+pub fn write(tensors: &[TensorData], format: Option<&str>) -> Vec<u8> {
+    let mut header = serde_json::Map::new();
+    if let Some(f) = format {
+        header.insert("__metadata__".into(), serde_json::json!({ "format": f }));
+    }
+    let mut offset = 0usize;
+    for t in tensors {
+        header.insert(
+            t.name.into(),
+            serde_json::json!({"dtype": t.dtype, "shape": t.shape,
+                               "data_offsets": [offset, offset + t.data.len()]}),
+        );
+        offset += t.data.len();
+    }
+    let mut h = serde_json::to_vec(&Value::Object(header)).expect("a JSON map serializes");
+    while !h.len().is_multiple_of(8) {
+        h.push(b' ');
+    }
+    let mut out = (h.len() as u64).to_le_bytes().to_vec();
+    out.extend(h);
+    for t in tensors {
+        out.extend(t.data);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,5 +189,26 @@ mod tests {
         let json = br#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[8,0]}}"#;
         assert!(parse_header(json, json.len() as u64).is_err());
         assert!(parse_header(b"not json", 8).is_err());
+    }
+
+    #[test]
+    fn written_files_read_back() {
+        let data = [1u8, 2, 3, 4, 5, 6, 7, 8];
+        let bytes = write(
+            &[TensorData {
+                name: "w",
+                dtype: "U32",
+                shape: &[2],
+                data: &data,
+            }],
+            Some("mlx"),
+        );
+        let len = u64::from_le_bytes(bytes[..8].try_into().unwrap());
+        assert_eq!(len % 8, 0);
+        let h = parse_header(&bytes[8..8 + len as usize], len).unwrap();
+        assert_eq!(h.tensors[0].shape, vec![2]);
+        assert_eq!(h.metadata["format"], "mlx");
+        assert_eq!(h.expected_file_bytes, bytes.len() as u64);
+        assert_eq!(&bytes[bytes.len() - 8..], &data);
     }
 }
