@@ -32,6 +32,16 @@ pub struct TinySpec {
     pub config: Value,
     pub storage: Storage,
     pub shards: usize,
+    /// Multiplies the weight matrices' scale. Some architectures' random blocks are too weak
+    /// against their (scaled) embeddings and decode one token over and over, which tests
+    /// little; a larger gain makes greedy output vary.
+    pub gain: f32,
+}
+
+impl TinySpec {
+    fn with_gain(self, gain: f32) -> TinySpec {
+        TinySpec { gain, ..self }
+    }
 }
 
 fn base(model_type: &str, extra: Value) -> Value {
@@ -66,6 +76,7 @@ pub fn specs() -> Vec<TinySpec> {
         config,
         storage,
         shards,
+        gain: 1.0,
     };
     use Storage::*;
     vec![
@@ -98,7 +109,8 @@ pub fn specs() -> Vec<TinySpec> {
             ),
             F32,
             2,
-        ),
+        )
+        .with_gain(2.0),
         s(
             "mistral-sliding",
             base(
@@ -141,7 +153,8 @@ pub fn specs() -> Vec<TinySpec> {
             base("gemma", json!({"num_key_value_heads": 1})),
             F32,
             1,
-        ),
+        )
+        .with_gain(2.0),
         s(
             "gemma2-softcap",
             base(
@@ -151,7 +164,8 @@ pub fn specs() -> Vec<TinySpec> {
             ),
             F32,
             1,
-        ),
+        )
+        .with_gain(14.0),
         s(
             "gemma3-sliding",
             base(
@@ -163,7 +177,8 @@ pub fn specs() -> Vec<TinySpec> {
             ),
             F32,
             1,
-        ),
+        )
+        .with_gain(4.0),
         s(
             "llama-4bit-g64",
             base(
@@ -196,7 +211,8 @@ pub fn specs() -> Vec<TinySpec> {
             ),
             Bf16,
             1,
-        ),
+        )
+        .with_gain(6.0),
     ]
 }
 
@@ -351,12 +367,12 @@ fn tensors(c: &Value) -> Vec<(String, Vec<usize>, Kind)> {
 
 /// Values for one tensor: matrices ~ U(±1.7/√fan_in), norms around 1 (around 0 where the
 /// architecture adds 1), biases and embeddings small.
-fn values(rng: &mut Rng, shape: &[usize], kind: Kind, one_plus: bool) -> Vec<f32> {
+fn values(rng: &mut Rng, shape: &[usize], kind: Kind, one_plus: bool, gain: f32) -> Vec<f32> {
     let n: usize = shape.iter().product();
     let scale = match kind {
-        Kind::Matrix => 1.7 / (shape[1] as f32).sqrt(),
+        Kind::Matrix => gain * 1.7 / (shape[1] as f32).sqrt(),
         Kind::Bias => 0.2,
-        Kind::Norm => 0.3,
+        Kind::Norm => 0.3 * gain,
         // Small, so that the blocks (not the residual embedding) decide a tied head's logits.
         Kind::Embedding => 0.1,
     };
@@ -510,7 +526,7 @@ pub fn write(spec: &TinySpec, dir: &Path) -> Result<String> {
     }
     let mut all: BTreeMap<String, Raw> = BTreeMap::new();
     for (name, shape, kind) in tensors(c) {
-        let v = values(&mut rng, &shape, kind, one_plus);
+        let v = values(&mut rng, &shape, kind, one_plus, spec.gain);
         let prefix = name.trim_end_matches(".weight");
         let q = matches!(kind, Kind::Matrix | Kind::Embedding)
             .then(|| quant.as_ref()?.for_layer(prefix))

@@ -131,3 +131,22 @@ parity! {
     qwen3_mlx_8bit_g32_mixed => "qwen3-8bit-g32-mixed",
     gemma3_mlx_4bit_g32_tied_bf16 => "gemma3-4bit-g32-tied-bf16",
 }
+
+/// A golden of one token repeated tests little (a model stuck on one token hides most
+/// errors): every case must decode varied text.
+#[test]
+fn every_golden_decodes_varied_tokens() {
+    for m in goldens()["models"].as_array().unwrap() {
+        for c in m["cases"].as_array().unwrap() {
+            let mut t = ids(&c["tokens"]);
+            t.sort_unstable();
+            t.dedup();
+            assert!(
+                t.len() >= 6,
+                "{}: only {} distinct tokens",
+                m["name"],
+                t.len()
+            );
+        }
+    }
+}
