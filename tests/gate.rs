@@ -21,11 +21,8 @@ fn gate(input: &str, sys: &tempfile::TempDir, args: &[&str]) -> (Vec<Value>, i32
         .write_stdin(input)
         .output()
         .unwrap();
-    (
-        lines(&out.stdout),
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
+    let r = Run::from(out);
+    (r.records(), r.code, r.stderr)
 }
 
 /// A text model whose estimate we control through a big f32 tensor.
@@ -328,11 +325,6 @@ fn probe_gate_pipe_through_a_real_shell() {
         .env("MLXK_DEVICE", "cpu")
         .output()
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(lines(&out.stdout)[0]["gate"]["decision"], "allow");
+    let out = Run::from(out).ok();
+    assert_eq!(out.records()[0]["gate"]["decision"], "allow");
 }

@@ -15,18 +15,13 @@ fn gen_cmd() -> assert_cmd::Command {
     c
 }
 
-fn run(args: &[&str], stdin: Option<&str>) -> (String, String, i32) {
+fn run(args: &[&str], stdin: Option<&str>) -> Run {
     let mut c = gen_cmd();
     c.args(args);
     if let Some(s) = stdin {
         c.write_stdin(s);
     }
-    let out = c.output().expect("run mlxk-gen");
-    (
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-        out.status.code().unwrap_or(-1),
-    )
+    Run::of(&mut c)
 }
 
 /// The `result` record of a `--json` run.
@@ -41,14 +36,22 @@ const PARIS: &[&str] = &["SmolLM2", "-p", "The capital of France is", "--raw"];
 
 #[test]
 fn raw_prompt_streams_plain_text() {
-    let (out, err, code) = run(&[PARIS, &["-n", "2"]].concat(), None);
+    let Run {
+        stdout: out,
+        stderr: err,
+        code,
+    } = run(&[PARIS, &["-n", "2"]].concat(), None);
     assert_eq!(code, 0, "{err}");
     assert_eq!(out, " Paris.\n");
 }
 
 #[test]
 fn json_records_load_result_unload_with_deltas() {
-    let (out, err, code) = run(&[PARIS, &["-n", "3", "--json", "--stream"]].concat(), None);
+    let Run {
+        stdout: out,
+        stderr: err,
+        code,
+    } = run(&[PARIS, &["-n", "3", "--json", "--stream"]].concat(), None);
     assert_eq!(code, 0, "{err}");
     let recs = lines(out.as_bytes());
     let kinds: Vec<&str> = recs.iter().map(|r| r["type"].as_str().unwrap()).collect();
@@ -73,7 +76,11 @@ fn json_records_load_result_unload_with_deltas() {
 #[test]
 fn stop_string_ends_generation_and_is_never_printed() {
     // " Paris." arrives as " Paris" + "."; the stop string spans no more than needed.
-    let (out, err, code) = run(
+    let Run {
+        stdout: out,
+        stderr: err,
+        code,
+    } = run(
         &[PARIS, &["-n", "8", "--stop", ".\n", "--json"]].concat(),
         None,
     );
@@ -85,7 +92,11 @@ fn stop_string_ends_generation_and_is_never_printed() {
 
 #[test]
 fn chat_prompt_stops_at_eos() {
-    let (out, err, code) = run(
+    let Run {
+        stdout: out,
+        stderr: err,
+        code,
+    } = run(
         &[
             "SmolLM2",
             "-p",
@@ -104,17 +115,32 @@ fn chat_prompt_stops_at_eos() {
 }
 
 #[test]
-fn same_seed_same_sample() {
-    let args = [PARIS, &["-n", "6", "--temp", "1.0", "--seed", "42"]].concat();
-    let a = run(&args, None);
-    let b = run(&args, None);
-    assert_eq!(a.2, 0, "{}", a.1);
-    assert_eq!(a.0, b.0);
+fn sampling_follows_temp_and_seed() {
+    let sample = |seed: &str| {
+        run(
+            &[PARIS, &["-n", "16", "--temp", "1.5", "--seed", seed]].concat(),
+            None,
+        )
+        .ok()
+        .stdout
+    };
+    let (a, b, c) = (sample("42"), sample("42"), sample("7"));
+    assert_eq!(a, b, "same seed, same sample");
+    assert_ne!(a, c, "another seed, another sample (--seed is not ignored)");
+    let greedy = run(&[PARIS, &["-n", "16"]].concat(), None).ok().stdout;
+    assert_ne!(
+        a, greedy,
+        "--temp 1.5 is not greedy (--temp is not ignored)"
+    );
 }
 
 #[test]
 fn prompt_from_stdin_and_from_file() {
-    let (out, err, code) = run(
+    let Run {
+        stdout: out,
+        stderr: err,
+        code,
+    } = run(
         &["SmolLM2", "-p", "-", "--raw", "-n", "2"],
         Some("The capital of France is"),
     );
@@ -123,7 +149,9 @@ fn prompt_from_stdin_and_from_file() {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("q.txt");
     std::fs::write(&f, "The capital of France is").unwrap();
-    let (out, _, code) = run(
+    let Run {
+        stdout: out, code, ..
+    } = run(
         &[
             "SmolLM2",
             "--prompt-file",
@@ -161,14 +189,13 @@ fn runs_probe_gate_records_and_writes_a_valid_report() {
         .write_stdin(gated.stdout)
         .output()
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(String::from_utf8_lossy(&out.stdout), " Paris.\n");
-    let (vout, verr, vcode) = run_tool("report-validate", &[report.as_os_str()]);
+    let out = Run::from(out).ok();
+    assert_eq!(out.stdout, " Paris.\n");
+    let Run {
+        stdout: vout,
+        stderr: verr,
+        code: vcode,
+    } = run_tool("report-validate", &[report.as_os_str()]);
     assert_eq!(vcode, 0, "{vout}{verr}");
     let rec: Value =
         serde_json::from_str(std::fs::read_to_string(&report).unwrap().trim()).unwrap();
@@ -177,6 +204,14 @@ fn runs_probe_gate_records_and_writes_a_valid_report() {
     assert_eq!(rec["model"]["quantization"], "4bit");
     assert_eq!(rec["stop_tokens"]["configured"], json!(["<|im_end|>"]));
     assert_eq!(rec["stop_tokens"]["leaked"], false);
+    assert_eq!(rec["mlx_knife_version"], env!("CARGO_PKG_VERSION"));
+    assert!(rec["performance"]["prompt_tokens"].is_u64());
+    assert_eq!(rec["performance"]["completion_tokens"], 2);
+    // mlx-knife's own validator and report generator read the same folders.
+    assert_eq!(
+        mlxk::report::run::mlx_knife_problems(&rec),
+        Vec::<String>::new()
+    );
     for k in [
         "tokens_per_sec",
         "model_load_time_s",
@@ -200,7 +235,11 @@ fn blocked_record_is_refused_with_its_reasons() {
     rec["gate"] = json!({"decision": "block", "backend": "text",
         "reasons": ["needs 90 GB, 20 GB available"], "available_bytes": 1,
         "ratio": 4.5, "threshold": 0.7, "memory": null});
-    let (out, err, code) = run(&["-p", "hi", "--json"], Some(&format!("{rec}\n")));
+    let Run {
+        stdout: out,
+        stderr: err,
+        code,
+    } = run(&["-p", "hi", "--json"], Some(&format!("{rec}\n")));
     assert_eq!(code, 5, "{err}");
     assert!(
         err.contains("SmolLM2") && err.contains("needs 90 GB"),
@@ -216,7 +255,11 @@ fn prompt_over_the_context_is_an_error_naming_the_fix() {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("long.txt");
     std::fs::write(&f, "word ".repeat(9000)).unwrap();
-    let (out, err, code) = run(
+    let Run {
+        stdout: out,
+        stderr: err,
+        code,
+    } = run(
         &["SmolLM2", "--prompt-file", f.to_str().unwrap(), "--raw"],
         None,
     );
@@ -230,16 +273,26 @@ fn prompt_over_the_context_is_an_error_naming_the_fix() {
 
 #[test]
 fn bad_input_gets_one_line_errors_and_exit_codes() {
-    let (_, err, code) = run(&["SmolLM2"], None);
+    let Run {
+        stderr: err, code, ..
+    } = run(&["SmolLM2"], None);
     assert_eq!(code, 2);
     assert!(err.contains("no prompt"), "{err}");
-    let (_, err, code) = run(&["no-such-model", "-p", "hi"], None);
+    let Run {
+        stderr: err, code, ..
+    } = run(&["no-such-model", "-p", "hi"], None);
     assert_eq!(code, 3, "{err}");
-    let (out, err, code) = run(&["-p", "hi", "--json"], Some("{not json\n"));
+    let Run {
+        stdout: out,
+        stderr: err,
+        code,
+    } = run(&["-p", "hi", "--json"], Some("{not json\n"));
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("stdin line 1"), "{err}");
     assert_eq!(lines(out.as_bytes())[0]["code"], "malformed_input");
-    let (_, err, code) = run(&[PARIS, &["--top-p", "0"]].concat(), None);
+    let Run {
+        stderr: err, code, ..
+    } = run(&[PARIS, &["--top-p", "0"]].concat(), None);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--top-p"), "{err}");
 }
@@ -254,9 +307,173 @@ fn broken_model_folder_is_refused() {
     );
     write(dir.path(), "model.safetensors", b"not a safetensors file");
     tokenizer(dir.path(), false);
-    let (_, err, code) = run(&[dir.path().to_str().unwrap(), "-p", "hi", "--raw"], None);
-    assert!(code == 4 || code == 5, "exit {code}: {err}");
+    let Run {
+        stderr: err, code, ..
+    } = run(&[dir.path().to_str().unwrap(), "-p", "hi", "--raw"], None);
+    assert_eq!(code, 4, "a broken model is unusable here: {err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
+}
+
+/// The probe record of the real SmolLM2, as mlxk-probe writes it.
+fn smollm2_record() -> Value {
+    let probe = bin("mlxk-probe")
+        .env("HF_HUB_CACHE", hub())
+        .args(["SmolLM2", "--json"])
+        .output()
+        .unwrap();
+    serde_json::from_slice(&probe.stdout).unwrap()
+}
+
+#[test]
+fn a_record_for_another_backend_is_refused_before_loading() {
+    let mut rec = smollm2_record();
+    rec["gate"] = json!({"decision": "allow", "backend": "vision", "reasons": [],
+        "available_bytes": null, "ratio": null, "threshold": 0.7, "memory": null});
+    let r = run(&["-p", "hi", "--json"], Some(&format!("{rec}\n")));
+    assert_eq!(r.code, 4, "{}", r.stderr);
+    let recs = r.records();
+    assert_eq!(recs.len(), 1, "nothing was loaded: {}", r.stdout);
+    assert_eq!(recs[0]["code"], "wrong_backend");
+    assert!(r.stderr.contains("use mlxk-see"), "{}", r.stderr);
+}
+
+#[test]
+fn a_gguf_file_path_runs_directly() {
+    let file = hub()
+        .join("models--mlxk-demo--SmolLM2-135M-Instruct-Q4_1-GGUF/snapshots")
+        .read_dir()
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path()
+        .join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    let r = run(
+        &[
+            file.to_str().unwrap(),
+            "-p",
+            "The capital of France is",
+            "--raw",
+            "-n",
+            "2",
+        ],
+        None,
+    )
+    .ok();
+    assert_eq!(r.stdout, " Paris.\n");
+}
+
+#[test]
+fn a_gguf_with_zero_heads_is_a_broken_model_not_a_crash() {
+    use mlxk::gguf::writer::{Meta, build};
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = build(
+        &[
+            ("general.architecture", Meta::Str("llama")),
+            ("llama.embedding_length", Meta::U32(64)),
+            ("llama.attention.head_count", Meta::U32(0)),
+            ("llama.block_count", Meta::U32(1)),
+            ("llama.feed_forward_length", Meta::U32(128)),
+            ("llama.context_length", Meta::U32(128)),
+            ("tokenizer.ggml.model", Meta::Str("gpt2")),
+            ("tokenizer.ggml.tokens", Meta::StrArray(&["a", "b"])),
+        ],
+        &[("blk.0.attn_q.weight", &[64, 64], 0)],
+    );
+    let f = dir.path().join("zero-heads.gguf");
+    std::fs::write(&f, bytes).unwrap();
+    let r = run(&[f.to_str().unwrap(), "-p", "hi", "--raw"], None);
+    assert_eq!(r.code, 4, "{}", r.stderr);
+    assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.stderr);
+    assert!(r.stderr.contains("zero-heads.gguf"), "{}", r.stderr);
+}
+
+#[test]
+fn a_failed_run_still_reaches_the_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("bench.jsonl");
+    let long = dir.path().join("long.txt");
+    std::fs::write(&long, "word ".repeat(9000)).unwrap();
+    let r = run(
+        &[
+            "SmolLM2",
+            "--prompt-file",
+            long.to_str().unwrap(),
+            "--raw",
+            "--report",
+            report.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    let text = std::fs::read_to_string(&report).unwrap();
+    let recs = lines(text.as_bytes());
+    assert_eq!(recs.len(), 1, "{text}");
+    assert_eq!(recs[0]["outcome"], "failed");
+    assert_eq!(recs[0]["metadata"]["error"]["code"], "context_overflow");
+    assert!(mlxk::report::run::mlx_knife_problems(&recs[0]).is_empty());
+    run_tool("report-validate", &[report.as_os_str()]).ok();
+}
+
+#[test]
+fn ctrl_c_marks_the_partial_text_and_completes_the_records() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("bench.jsonl");
+    let mut child = std::process::Command::new(bin_path("mlxk-gen"))
+        .env("HF_HUB_CACHE", hub())
+        .env("MLXK_DEVICE", "cpu")
+        .args([
+            "SmolLM2",
+            "-p",
+            "Tell me a long story.",
+            "-n",
+            "400",
+            "--json",
+            "--stream",
+        ])
+        .arg("--report")
+        .arg(&report)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut seen = Vec::new();
+    // Wait for the first text, then press Ctrl-C.
+    loop {
+        let mut line = String::new();
+        assert!(
+            reader.read_line(&mut line).unwrap() > 0,
+            "ended early: {seen:?}"
+        );
+        let v: Value = serde_json::from_str(&line).unwrap();
+        let delta = v["type"] == "delta";
+        seen.push(v);
+        if delta {
+            break;
+        }
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    for line in reader.lines() {
+        seen.push(serde_json::from_str(&line.unwrap()).unwrap());
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    let result = seen
+        .iter()
+        .find(|r| r["type"] == "result")
+        .expect("a result record");
+    assert_eq!(result["finish_reason"], "interrupted");
+    assert!(result["generated_tokens"].as_u64().unwrap() < 400);
+    assert!(seen.iter().any(|r| r["type"] == "unload"), "{seen:?}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    let rec: Value =
+        serde_json::from_str(std::fs::read_to_string(&report).unwrap().trim()).unwrap();
+    assert_eq!(rec["outcome"], "failed");
+    assert_eq!(rec["metadata"]["finish_reason"], "interrupted");
+    assert_eq!(rec["metadata"]["error"]["code"], "interrupted");
 }
 
 #[test]
@@ -290,14 +507,22 @@ fn a_prompt_over_the_context_is_refused_or_truncated_on_the_left() {
     let path = model.path().to_str().unwrap();
     // 201 byte tokens against a 128-token context.
     let prompt = "x".repeat(200) + "y";
-    let (out, err, code) = run(&[path, "-p", &prompt, "--raw", "-n", "8"], None);
+    let Run {
+        stdout: out,
+        stderr: err,
+        code,
+    } = run(&[path, "-p", &prompt, "--raw", "-n", "8"], None);
     assert_eq!(code, 2, "{err}");
     assert!(out.is_empty());
     assert!(
         err.contains("201 tokens") && err.contains("128") && err.contains("--truncate left"),
         "{err}"
     );
-    let (out, err, code) = run(
+    let Run {
+        stdout: out,
+        stderr: err,
+        code,
+    } = run(
         &[
             path,
             "-p",
@@ -325,7 +550,11 @@ fn generation_stops_at_the_end_of_the_context_and_says_so() {
     let model = tiny_model();
     let path = model.path().to_str().unwrap();
     let prompt = "z".repeat(100);
-    let (out, err, code) = run(&[path, "-p", &prompt, "--raw", "-n", "64", "--json"], None);
+    let Run {
+        stdout: out,
+        stderr: err,
+        code,
+    } = run(&[path, "-p", &prompt, "--raw", "-n", "64", "--json"], None);
     assert_eq!(code, 0, "{err}");
     let r = result_of(&out);
     assert_eq!(r["prompt_tokens"], 100);
@@ -343,7 +572,11 @@ fn generation_stops_at_the_end_of_the_context_and_says_so() {
 fn a_model_folder_path_runs_directly_with_its_chat_template() {
     let model = tiny_model();
     let path = model.path().to_str().unwrap();
-    let (out, err, code) = run(&[path, "-p", "hi", "-n", "5", "--json", "--verbose"], None);
+    let Run {
+        stdout: out,
+        stderr: err,
+        code,
+    } = run(&[path, "-p", "hi", "-n", "5", "--json", "--verbose"], None);
     assert_eq!(code, 0, "{err}");
     let r = result_of(&out);
     // "<|bos|>user\nhi\n<|bos|>assistant\n": 2 specials and 18 bytes.

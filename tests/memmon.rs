@@ -6,12 +6,8 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 fn run(args: &[&str]) -> (Vec<Value>, i32, String) {
-    let out = bin("memmon").args(args).output().unwrap();
-    (
-        lines(&out.stdout),
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
+    let r = Run::of(bin("memmon").args(args));
+    (r.records(), r.code, r.stderr)
 }
 
 fn read_jsonl(path: &std::path::Path) -> (Vec<Value>, Value) {
@@ -36,12 +32,7 @@ fn process_tree_rss_peak_matches_what_the_child_allocated() {
         .args(["--", "sh", "-c", script])
         .output()
         .unwrap();
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    Run::from(o).ok();
     let (samples, summary) = read_jsonl(&out);
     let want_mb = 200.0 * 1024.0 * 1024.0 / 1e6;
     let peak = summary["proc_rss_peak_mb"].as_f64().unwrap();

@@ -11,7 +11,7 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn memplot(args: &[&std::ffi::OsStr]) -> (String, String, i32) {
+fn memplot(args: &[&std::ffi::OsStr]) -> Run {
     run_tool("memplot", args)
 }
 
@@ -77,7 +77,11 @@ fn structure(fig: &Value) -> String {
 fn figure_structure_golden_with_events() {
     let d = tempfile::tempdir().unwrap();
     let html = d.path().join("t.html");
-    let (out, err, code) = memplot(&[
+    let Run {
+        stdout: out,
+        stderr: err,
+        code,
+    } = memplot(&[
         fixture("events.jsonl").as_os_str(),
         fixture("mem.jsonl").as_os_str(),
         fixture("bench.jsonl").as_os_str(),
@@ -98,7 +102,9 @@ fn figure_structure_golden_with_events() {
 fn without_events_tests_with_models_are_gray() {
     let d = tempfile::tempdir().unwrap();
     let html = d.path().join("t.html");
-    let (_, err, code) = memplot(&[
+    let Run {
+        stderr: err, code, ..
+    } = memplot(&[
         fixture("mem.jsonl").as_os_str(),
         fixture("bench.jsonl").as_os_str(),
         "-o".as_ref(),
@@ -119,7 +125,9 @@ fn without_events_tests_with_models_are_gray() {
 fn python_tools_samples_plot_and_gpu_row_is_omitted() {
     let d = tempfile::tempdir().unwrap();
     let html = d.path().join("py.html");
-    let (_, err, code) = memplot(&[
+    let Run {
+        stderr: err, code, ..
+    } = memplot(&[
         fixture("python-mem.jsonl").as_os_str(),
         "-o".as_ref(),
         html.as_os_str(),
@@ -156,7 +164,9 @@ fn python_tools_samples_plot_and_gpu_row_is_omitted() {
 fn svg_parses_and_has_three_rows() {
     let d = tempfile::tempdir().unwrap();
     let svg = d.path().join("t.svg");
-    let (_, err, code) = memplot(&[
+    let Run {
+        stderr: err, code, ..
+    } = memplot(&[
         fixture("mem.jsonl").as_os_str(),
         fixture("bench.jsonl").as_os_str(),
         fixture("events.jsonl").as_os_str(),
@@ -224,7 +234,9 @@ fn four_hour_run_is_decimated_small_and_keeps_the_dip() {
     let d = tempfile::tempdir().unwrap();
     let long = four_hour_run(d.path());
     let html = d.path().join("long.html");
-    let (_, err, code) = memplot(&[long.as_os_str(), "-o".as_ref(), html.as_os_str()]);
+    let Run {
+        stderr: err, code, ..
+    } = memplot(&[long.as_os_str(), "-o".as_ref(), html.as_os_str()]);
     assert_eq!(code, 0, "{err}");
     let size = std::fs::metadata(&html).unwrap().len();
     assert!(size < 5_000_000, "{size} bytes");
@@ -250,7 +262,9 @@ fn four_hour_run_is_decimated_small_and_keeps_the_dip() {
 fn malformed_lines_are_named_and_skipped_bad_inputs_fail() {
     let d = tempfile::tempdir().unwrap();
     let html = d.path().join("b.html");
-    let (_, err, code) = memplot(&[
+    let Run {
+        stderr: err, code, ..
+    } = memplot(&[
         fixture("broken.jsonl").as_os_str(),
         "-o".as_ref(),
         html.as_os_str(),
@@ -270,17 +284,23 @@ fn malformed_lines_are_named_and_skipped_bad_inputs_fail() {
 
     let empty = d.path().join("empty.jsonl");
     std::fs::write(&empty, "\n").unwrap();
-    let (_, err, code) = memplot(&[empty.as_os_str(), "-o".as_ref(), html.as_os_str()]);
+    let Run {
+        stderr: err, code, ..
+    } = memplot(&[empty.as_os_str(), "-o".as_ref(), html.as_os_str()]);
     assert_eq!(code, 1);
     assert!(err.contains("is empty"), "{err}");
-    let (_, err, code) = memplot(&[
+    let Run {
+        stderr: err, code, ..
+    } = memplot(&[
         fixture("bench.jsonl").as_os_str(),
         "-o".as_ref(),
         html.as_os_str(),
     ]);
     assert_eq!(code, 1);
     assert!(err.contains("no memmon samples"), "{err}");
-    let (_, err, code) = memplot(&[
+    let Run {
+        stderr: err, code, ..
+    } = memplot(&[
         fixture("mem.jsonl").as_os_str(),
         "-o".as_ref(),
         "t.png".as_ref(),
@@ -345,7 +365,9 @@ fn chromium(page: &Path, dir: &Path) -> (Vec<u8>, String, String) {
 fn html_renders_in_a_real_browser_without_errors() {
     let d = tempfile::tempdir().unwrap();
     let html = d.path().join("t.html");
-    let (_, err, code) = memplot(&[
+    let Run {
+        stderr: err, code, ..
+    } = memplot(&[
         fixture("mem.jsonl").as_os_str(),
         fixture("bench.jsonl").as_os_str(),
         fixture("events.jsonl").as_os_str(),

@@ -59,11 +59,8 @@ fn probe(c: &Cache, args: &[&str]) -> (Vec<Value>, i32, String) {
         .arg("--json")
         .output()
         .unwrap();
-    (
-        lines(&out.stdout),
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
+    let r = Run::from(out);
+    (r.records(), r.code, r.stderr)
 }
 
 fn one(c: &Cache, spec: &str) -> (Value, i32) {

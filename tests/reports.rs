@@ -10,14 +10,18 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn validate(args: &[&str]) -> (String, String, i32) {
+fn validate(args: &[&str]) -> Run {
     let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_ref()).collect();
     run_tool("report-validate", &args)
 }
 
 #[test]
 fn every_version_and_the_python_writers_file_are_valid() {
-    let (out, err, code) = validate(&[
+    let Run {
+        stdout: out,
+        stderr: err,
+        code,
+    } = validate(&[
         "fixtures/reports/v0.1.0.jsonl",
         "fixtures/reports/v0.2.0.jsonl",
         "fixtures/reports/v0.2.1.jsonl",
@@ -32,14 +36,18 @@ fn every_version_and_the_python_writers_file_are_valid() {
 
 #[test]
 fn invalid_cases_read_like_a_compiler() {
-    let (out, _, code) = validate(&["fixtures/reports/invalid.jsonl"]);
+    let Run {
+        stdout: out, code, ..
+    } = validate(&["fixtures/reports/invalid.jsonl"]);
     assert_eq!(code, 1);
     insta::assert_snapshot!("validate_invalid", out);
 }
 
 #[test]
 fn json_mode_gives_records() {
-    let (out, _, code) = validate(&["--json", "fixtures/reports/invalid.jsonl"]);
+    let Run {
+        stdout: out, code, ..
+    } = validate(&["--json", "fixtures/reports/invalid.jsonl"]);
     assert_eq!(code, 1);
     let recs = lines(out.as_bytes());
     assert_eq!(recs[0]["type"], "error");
@@ -62,7 +70,9 @@ fn stdin_works_and_a_terminal_is_refused() {
         String::from_utf8_lossy(&out.stdout),
         "1 records in 1 file(s): all valid\n"
     );
-    let (_, err, code) = validate(&["fixtures/reports/no-such.jsonl"]);
+    let Run {
+        stderr: err, code, ..
+    } = validate(&["fixtures/reports/no-such.jsonl"]);
     assert_eq!(code, 1);
     assert!(
         err.starts_with("report-validate: cannot read fixtures/reports/no-such.jsonl"),
@@ -72,7 +82,11 @@ fn stdin_works_and_a_terminal_is_refused() {
 
 #[test]
 fn migrate_round_trip_keeps_every_field() {
-    let (out, err, code) = validate(&[
+    let Run {
+        stdout: out,
+        stderr: err,
+        code,
+    } = validate(&[
         "--migrate",
         "--to",
         "0.2.2",
@@ -94,7 +108,11 @@ fn migrate_round_trip_keeps_every_field() {
 
 #[test]
 fn migrate_refuses_and_writes_nothing() {
-    let (out, err, code) = validate(&[
+    let Run {
+        stdout: out,
+        stderr: err,
+        code,
+    } = validate(&[
         "--migrate",
         "--to",
         "0.2.2",
@@ -109,7 +127,9 @@ fn migrate_refuses_and_writes_nothing() {
         "{err}"
     );
     assert!(err.contains("nothing written"), "{err}");
-    let (_, err, code) = validate(&[
+    let Run {
+        stderr: err, code, ..
+    } = validate(&[
         "--migrate",
         "--to",
         "0.1.0",
@@ -117,27 +137,36 @@ fn migrate_refuses_and_writes_nothing() {
     ]);
     assert_eq!(code, 1);
     assert!(err.contains("cannot migrate 0.2.2 down to 0.1.0"), "{err}");
-    let (_, _, code) = validate(&["--to", "0.2.2", "fixtures/reports/v0.2.2.jsonl"]);
+    let Run { code, .. } = validate(&["--to", "0.2.2", "fixtures/reports/v0.2.2.jsonl"]);
     assert_eq!(code, 2, "--to without --migrate is a usage error");
 }
 
-fn report_gen(args: &[&str]) -> (String, String, i32) {
+fn report_gen(args: &[&str]) -> Run {
     let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_ref()).collect();
     run_tool("report-gen", &args)
 }
 
 #[test]
 fn report_golden_and_deterministic() {
-    let (a, err, code) = report_gen(&["fixtures/reports/run-old_benchmark.jsonl", "-o", "-"]);
+    let Run {
+        stdout: a,
+        stderr: err,
+        code,
+    } = report_gen(&["fixtures/reports/run-old_benchmark.jsonl", "-o", "-"]);
     assert_eq!(code, 0, "{err}");
-    let (b, _, _) = report_gen(&["fixtures/reports/run-old_benchmark.jsonl", "-o", "-"]);
+    let Run { stdout: b, .. } =
+        report_gen(&["fixtures/reports/run-old_benchmark.jsonl", "-o", "-"]);
     assert_eq!(a, b, "same input, same bytes");
     insta::assert_snapshot!("report_old", a);
 }
 
 #[test]
 fn compare_golden() {
-    let (out, err, code) = report_gen(&[
+    let Run {
+        stdout: out,
+        stderr: err,
+        code,
+    } = report_gen(&[
         "fixtures/reports/run-new_benchmark.jsonl",
         "--compare",
         "fixtures/reports/run-old_benchmark.jsonl",
@@ -165,13 +194,8 @@ fn default_paths_follow_the_seed() {
     )
     .unwrap();
     let out = bin("report-gen").current_dir(d.path()).output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let out = Run::from(out).ok();
+    let path = out.stdout.trim().to_string();
     assert_eq!(
         path,
         "benchmarks/reports/BENCHMARK-2.0.4-beta.9-2026-01-31.md"
@@ -182,7 +206,11 @@ fn default_paths_follow_the_seed() {
 
 #[test]
 fn invalid_input_gives_no_report() {
-    let (out, err, code) = report_gen(&["fixtures/reports/invalid.jsonl", "-o", "-"]);
+    let Run {
+        stdout: out,
+        stderr: err,
+        code,
+    } = report_gen(&["fixtures/reports/invalid.jsonl", "-o", "-"]);
     assert_eq!(code, 1);
     assert!(out.is_empty());
     assert!(

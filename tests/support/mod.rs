@@ -15,30 +15,75 @@ pub fn bin(name: &str) -> assert_cmd::Command {
     cmd
 }
 
-/// Runs `tool` with `args` from the tests folder: (stdout, stderr, exit code).
-pub fn run_tool(tool: &str, args: &[&std::ffi::OsStr]) -> (String, String, i32) {
-    let out = bin(tool)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(args)
-        .output()
-        .expect("run the binary");
-    (
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-        out.status.code().unwrap_or(-1),
-    )
+/// What one run of a binary gave: its exit code (-1 when a signal ended it), stdout, stderr.
+#[derive(Debug, Clone)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
 }
 
+impl Run {
+    /// Runs `cmd` to its end.
+    pub fn of(cmd: &mut assert_cmd::Command) -> Run {
+        Run::from(cmd.output().expect("run the binary"))
+    }
+
+    /// stdout as JSON Lines records.
+    pub fn records(&self) -> Vec<Value> {
+        lines(self.stdout.as_bytes())
+    }
+
+    /// Asserts exit 0, showing stderr otherwise; returns the run for further checks.
+    #[track_caller]
+    pub fn ok(self) -> Run {
+        assert_eq!(self.code, 0, "exit {}; stderr:\n{}", self.code, self.stderr);
+        self
+    }
+}
+
+impl From<std::process::Output> for Run {
+    fn from(out: std::process::Output) -> Run {
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into(),
+            stderr: String::from_utf8_lossy(&out.stderr).into(),
+        }
+    }
+}
+
+/// Runs `tool` with `args` from the tests folder.
+pub fn run_tool(tool: &str, args: &[&std::ffi::OsStr]) -> Run {
+    Run::of(bin(tool).current_dir(env!("CARGO_MANIFEST_DIR")).args(args))
+}
+
+/// The path of a workspace binary, built up to date first: the first call in each test process
+/// runs `cargo build --workspace --bins` for this profile (a no-op when nothing changed), so a
+/// plain `cargo test` never runs a binary older than its sources.
 pub fn bin_path(name: &str) -> PathBuf {
     // tests run from target/<profile>/deps/<test>; binaries sit in target/<profile>/.
     let exe = std::env::current_exe().expect("test executable path");
     let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    static BUILT: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    let built = BUILT.get_or_init(|| {
+        let cargo = option_env!("CARGO").unwrap_or("cargo");
+        let mut cmd = std::process::Command::new(cargo);
+        cmd.args(["build", "--workspace", "--bins", "--quiet"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"));
+        if dir.file_name().is_some_and(|n| n == "release") {
+            cmd.arg("--release");
+        }
+        match cmd.status() {
+            Ok(s) if s.success() => Ok(()),
+            Ok(s) => Err(format!("cargo build --workspace --bins failed ({s})")),
+            Err(e) => Err(format!("cannot run {cargo}: {e}")),
+        }
+    });
+    if let Err(e) = built {
+        panic!("{e}: the binaries under test cannot be brought up to date");
+    }
     let p = dir.join(name);
-    assert!(
-        p.exists(),
-        "{} not built: run `cargo build --workspace --bins` first (make test does)",
-        p.display()
-    );
+    assert!(p.exists(), "{} was not built", p.display());
     p
 }
 
