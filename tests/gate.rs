@@ -328,3 +328,38 @@ fn probe_gate_pipe_through_a_real_shell() {
     let out = Run::from(out).ok();
     assert_eq!(out.records()[0]["gate"]["decision"], "allow");
 }
+
+#[test]
+fn closed_stdout_ends_quietly() {
+    let c = Cache::new();
+    text_model(&c, "org/Fine", 10);
+    let one = probe_json(&c, "org/Fine");
+    let input = one.repeat(100);
+    let sys = sys_root(1_000_000, None);
+    let d = tempfile::tempdir().unwrap();
+    let file = d.path().join("records.jsonl");
+    std::fs::write(&file, &input).unwrap();
+    assert_output_exceeds(
+        bin("mlxk-gate")
+            .env("MLXK_SYS_ROOT", sys.path())
+            .write_stdin(input.clone()),
+        8192,
+    );
+    let mut cmd = std::process::Command::new(bin_path("mlxk-gate"));
+    cmd.env("MLXK_SYS_ROOT", sys.path())
+        .stdin(std::fs::File::open(&file).unwrap());
+    assert_ends_quietly_when_reader_leaves(cmd);
+}
+
+#[test]
+fn a_terminal_on_stdin_is_a_usage_error() {
+    let mut cmd = std::process::Command::new(bin_path("mlxk-gate"));
+    let _tty = terminal_stdin(&mut cmd);
+    let r = Run::from(cmd.output().unwrap());
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("reads model records on stdin"),
+        "{}",
+        r.stderr
+    );
+}

@@ -70,6 +70,16 @@ fn stdin_works_and_a_terminal_is_refused() {
         String::from_utf8_lossy(&out.stdout),
         "1 records in 1 file(s): all valid\n"
     );
+    // No files and a person's terminal on stdin: a usage error, not a hang.
+    let mut cmd = std::process::Command::new(bin_path("report-validate"));
+    let _tty = terminal_stdin(&mut cmd);
+    let r = Run::from(cmd.output().unwrap());
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("give report files"), "{}", r.stderr);
+}
+
+#[test]
+fn a_missing_file_is_named() {
     let Run {
         stderr: err, code, ..
     } = validate(&["fixtures/reports/no-such.jsonl"]);
@@ -220,4 +230,39 @@ fn invalid_input_gives_no_report() {
     let d = tempfile::tempdir().unwrap();
     let out = bin("report-gen").current_dir(d.path()).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
+}
+
+/// Many valid records: enough output from report-gen and report-validate --json to overflow a
+/// pipe.
+fn big_report(dir: &std::path::Path) -> PathBuf {
+    let line = std::fs::read_to_string(fixture("run-old_benchmark.jsonl")).unwrap();
+    let body = line.repeat(400);
+    let p = dir.join("big_benchmark.jsonl");
+    std::fs::write(&p, body).unwrap();
+    p
+}
+
+#[test]
+fn report_gen_ends_quietly_on_a_closed_stdout() {
+    let d = tempfile::tempdir().unwrap();
+    let big = big_report(d.path());
+    assert_output_exceeds(bin("report-gen").arg(&big).args(["-o", "-"]), 8192);
+    let mut c = std::process::Command::new(bin_path("report-gen"));
+    c.arg(&big).args(["-o", "-"]);
+    assert_ends_quietly_when_reader_leaves(c);
+}
+
+#[test]
+fn report_validate_json_ends_quietly_on_a_closed_stdout() {
+    let d = tempfile::tempdir().unwrap();
+    let bad = std::fs::read_to_string(fixture("invalid.jsonl"))
+        .unwrap()
+        .repeat(200);
+    let p = d.path().join("bad.jsonl");
+    std::fs::write(&p, bad).unwrap();
+    assert_output_exceeds(bin("report-validate").arg("--json").arg(&p), 8192);
+    let mut c = std::process::Command::new(bin_path("report-validate"));
+    c.arg("--json").arg(&p);
+    // Invalid records exit 1 when all output is read; a reader that leaves ends it with 0.
+    assert_ends_quietly_when_reader_leaves(c);
 }

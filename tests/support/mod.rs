@@ -87,27 +87,75 @@ pub fn bin_path(name: &str) -> PathBuf {
     p
 }
 
-/// `| head -1`: reads one line of the tool's stdout and closes the pipe; the tool must then end
-/// with exit 0 and nothing on stderr.
+/// `| head -c 1`: shrinks the pipe to one page, reads one byte of the tool's stdout and closes
+/// the pipe; the tool must then end with exit 0 and nothing on stderr. A tool that writes more
+/// than a page after that byte really meets the closed pipe (callers make sure it does, e.g.
+/// with [`assert_output_exceeds`] or output that streams over seconds).
 pub fn assert_ends_quietly_when_reader_leaves(mut cmd: std::process::Command) {
-    use std::io::BufRead;
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
     let mut child = cmd
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("start the tool");
-    let mut reader = std::io::BufReader::new(child.stdout.take().expect("piped stdout"));
-    let mut first = String::new();
-    reader.read_line(&mut first).expect("read one line");
-    assert!(!first.is_empty(), "the tool wrote a first line");
-    drop(reader);
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    // SAFETY: F_SETPIPE_SZ on a pipe fd we own; a failure only leaves the default size.
+    unsafe { libc::fcntl(stdout.as_raw_fd(), libc::F_SETPIPE_SZ, 4096) };
+    let mut first = [0u8; 1];
+    stdout
+        .read_exact(&mut first)
+        .expect("the tool wrote something");
+    drop(stdout);
     let out = child.wait_with_output().expect("wait for the tool");
-    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(
         out.stderr.is_empty(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// The command's whole stdout is larger than `bytes`: so that a reader leaving after the first
+/// byte makes the tool write into a closed pipe (more than a shrunk pipe holds).
+pub fn assert_output_exceeds(cmd: &mut assert_cmd::Command, bytes: usize) {
+    let r = Run::of(cmd);
+    assert!(
+        r.stdout.len() > bytes,
+        "only {} bytes of output: too little to overflow the pipe",
+        r.stdout.len()
+    );
+}
+
+/// Gives `cmd` a pseudo-terminal as stdin, as a person at a shell would.
+pub fn terminal_stdin(cmd: &mut std::process::Command) -> std::os::fd::OwnedFd {
+    use std::os::fd::FromRawFd;
+    let (mut master, mut slave) = (0, 0);
+    // SAFETY: openpty fills two fds; the null pointers ask for no name, settings or size.
+    let rc = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(rc, 0, "openpty");
+    // SAFETY: both fds were just opened and are owned here.
+    let (master, slave) = unsafe {
+        (
+            std::os::fd::OwnedFd::from_raw_fd(master),
+            std::os::fd::OwnedFd::from_raw_fd(slave),
+        )
+    };
+    cmd.stdin(std::process::Stdio::from(slave));
+    master
 }
 
 /// A temporary hub cache.

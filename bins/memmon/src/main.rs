@@ -93,9 +93,8 @@ impl Sink {
         let w: Box<dyn Write> = if path == std::path::Path::new("-") {
             Box::new(std::io::stdout())
         } else {
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir)?;
-            }
+            // No folders are made: a mistyped path is an error before the command starts,
+            // not a new directory tree.
             Box::new(std::fs::File::create(path)?)
         };
         if csv_mode {
@@ -164,7 +163,10 @@ fn main() -> ExitCode {
     let mut sink = match Sink::open(&output, cli.csv) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("memmon: cannot write {}: {e}", output.display());
+            eprintln!(
+                "memmon: cannot create {}: {e}; nothing was started (check the path, create its folder first)",
+                output.display()
+            );
             return Exit::Failure.into();
         }
     };
@@ -204,12 +206,23 @@ fn main() -> ExitCode {
         loop {
             let next = start + interval.mul_f64(tick as f64);
             let now = Instant::now();
-            if now >= next {
+            if write_failed.is_none() && now >= next {
                 let s = sampler.sample();
                 summary.add(&s);
                 if let Err(e) = sink.sample(&s) {
+                    // Samples are lost from here on: say so now, stop sampling, but let the
+                    // command finish (it is not ours to abandon) and fail the run after.
+                    if e.kind() != std::io::ErrorKind::BrokenPipe {
+                        eprintln!(
+                            "memmon: cannot write samples to {}: {e}; sampling stopped, waiting for the command",
+                            output.display()
+                        );
+                    }
                     write_failed = Some(e);
-                    break;
+                    if child_pid.is_none() {
+                        break;
+                    }
+                    continue;
                 }
                 tick += 1;
                 // Fixed clock: if we fell behind by whole intervals, skip them and count them.
@@ -228,7 +241,12 @@ fn main() -> ExitCode {
                 }
                 continue;
             }
-            let wait = (next - now).min(Duration::from_millis(50));
+            let wait = if write_failed.is_some() {
+                Duration::from_millis(50)
+            } else {
+                next.saturating_duration_since(now)
+                    .min(Duration::from_millis(50))
+            };
             match done_rx.recv_timeout(wait) {
                 Ok(status) => {
                     exit_code = Some(match status {
@@ -284,11 +302,15 @@ fn main() -> ExitCode {
     };
     if let Some(e) = write_failed {
         if e.kind() != std::io::ErrorKind::BrokenPipe {
-            eprintln!("memmon: cannot write samples to {}: {e}", output.display());
-            return Exit::Failure.into();
+            // The command's own failure says more; a successful one still lost its samples.
+            return ExitCode::from(if code != 0 {
+                code.clamp(1, 255) as u8
+            } else {
+                1
+            });
         }
         // `memmon -o - | head`: the reader left; end quietly.
-        return ExitCode::from(code as u8);
+        return ExitCode::from(code.clamp(0, 255) as u8);
     }
     if let Err(e) = sink.summary(&summary.build(facts))
         && e.kind() != std::io::ErrorKind::BrokenPipe

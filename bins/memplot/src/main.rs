@@ -1,8 +1,8 @@
 //! `memplot`: draw a memory/CPU/GPU timeline from memmon samples, reports and events.
 use clap::{Parser, ValueEnum};
-use mlxk::cli::Exit;
+use mlxk::cli::{self, Exit, Failure};
 use mlxk::timeline::{self, Inputs};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 const PLOTLY_JS_GZ_B64: &str = include_str!(concat!(env!("OUT_DIR"), "/plotly.min.js.gz.b64"));
@@ -48,35 +48,28 @@ const EXAMPLES: &str = "Examples:
   memplot mem.jsonl bench.jsonl -o timeline.html
   memplot mem.jsonl bench.jsonl gen-events.jsonl -o t.svg";
 
-fn main() -> ExitCode {
-    let cli = Cli::parse();
+fn run(cli: &Cli) -> Result<Exit, Failure> {
     let mut inputs = Inputs::default();
     for path in &cli.inputs {
-        match std::fs::read(path) {
-            Ok(bytes) if bytes.iter().all(|b| b.is_ascii_whitespace()) => {
-                eprintln!("memplot: {} is empty", path.display());
-                return Exit::Failure.into();
-            }
-            Ok(bytes) => inputs.add_text(
-                &path.display().to_string(),
-                &String::from_utf8_lossy(&bytes),
-            ),
-            Err(e) => {
-                eprintln!("memplot: cannot read {}: {e}", path.display());
-                return Exit::Failure.into();
-            }
+        let bytes = std::fs::read(path)
+            .map_err(|e| Failure::io(format!("cannot read {}: {e}", path.display())))?;
+        if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+            return Err(Failure::new(
+                Exit::Failure,
+                "empty_input",
+                format!("{} is empty", path.display()),
+            ));
         }
+        inputs.add_text(
+            &path.display().to_string(),
+            &String::from_utf8_lossy(&bytes),
+        );
     }
     for s in &inputs.skipped {
         eprintln!("memplot: skipped {s}");
     }
-    let t = match timeline::build(&inputs) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("memplot: {e}");
-            return Exit::Failure.into();
-        }
-    };
+    let t = timeline::build(&inputs)
+        .map_err(|e| Failure::new(Exit::Failure, "no_timeline", e.to_string()))?;
     let output = cli.output.clone().unwrap_or_else(|| {
         let stem = cli.inputs[0]
             .file_stem()
@@ -89,30 +82,26 @@ fn main() -> ExitCode {
         (None, Some("svg")) => Format::Svg,
         (None, Some("html" | "htm")) => Format::Html,
         (None, _) => {
-            eprintln!(
-                "memplot: cannot tell the format of {}: use .html or .svg, or --format",
+            return Err(Failure::usage(format!(
+                "cannot tell the format of {}: use .html or .svg, or --format",
                 output.display()
-            );
-            return Exit::Usage.into();
+            )));
         }
     };
     let text = match format {
         Format::Html => timeline::to_html(&t, PLOTLY_JS_GZ_B64),
         Format::Svg => t.to_svg(),
     };
-    if let Err(e) = write(&output, &text) {
-        eprintln!("memplot: cannot write {}: {e}", output.display());
-        return Exit::Failure.into();
-    }
-    println!("{}", output.display());
-    Exit::Ok.into()
+    cli::write_atomically(&output, text.as_bytes())
+        .map_err(|e| Failure::io(format!("cannot write {}: {e}", output.display())))?;
+    cli::write_line(&mut std::io::stdout().lock(), &output.display().to_string())
+        .map_err(|e| Failure::io(format!("cannot write output: {e}")))?;
+    Ok(Exit::Ok)
 }
 
-fn write(path: &Path, text: &str) -> std::io::Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
-    std::fs::write(path, text)
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    cli::main_with("memplot", || run(&cli))
 }
 
 #[cfg(test)]

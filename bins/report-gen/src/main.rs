@@ -1,6 +1,6 @@
 //! `report-gen`: turn benchmark report JSON Lines into a Markdown report.
 use clap::Parser;
-use mlxk::cli::Exit;
+use mlxk::cli::{self, Exit, Failure};
 use mlxk::report::markdown::{self, Entry};
 use mlxk::report::{self, Schemas};
 use std::path::{Path, PathBuf};
@@ -55,11 +55,9 @@ fn newest_run(dir: &Path) -> Option<PathBuf> {
     runs.pop()
 }
 
-fn load(schemas: &Schemas, path: &Path) -> Result<Vec<Entry>, ExitCode> {
-    let bytes = std::fs::read(path).map_err(|e| {
-        eprintln!("report-gen: cannot read {}: {e}", path.display());
-        ExitCode::from(Exit::Failure)
-    })?;
+fn load(schemas: &Schemas, path: &Path) -> Result<Vec<Entry>, Failure> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| Failure::io(format!("cannot read {}: {e}", path.display())))?;
     let (problems, _) = report::validate_bytes(schemas, &bytes);
     if !problems.is_empty() {
         for p in &problems {
@@ -71,19 +69,22 @@ fn load(schemas: &Schemas, path: &Path) -> Result<Vec<Entry>, ExitCode> {
                 p.problem.message
             );
         }
-        eprintln!(
-            "report-gen: {} is not a valid report; no report written (see report-validate)",
-            path.display()
-        );
-        return Err(Exit::Failure.into());
+        return Err(Failure::new(
+            Exit::Failure,
+            "invalid_report",
+            format!(
+                "{} is not a valid report; no report written (see report-validate)",
+                path.display()
+            ),
+        ));
     }
     let parsed = report::parse_lines(&bytes);
     if parsed.records.is_empty() {
-        eprintln!(
-            "report-gen: {} holds no records; no report written",
-            path.display()
-        );
-        return Err(Exit::Failure.into());
+        return Err(Failure::new(
+            Exit::Failure,
+            "empty_report",
+            format!("{} holds no records; no report written", path.display()),
+        ));
     }
     Ok(parsed
         .records
@@ -92,29 +93,39 @@ fn load(schemas: &Schemas, path: &Path) -> Result<Vec<Entry>, ExitCode> {
         .collect())
 }
 
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let input = match cli
+fn default_output(entries: &[Entry]) -> PathBuf {
+    let version = entries
+        .first()
+        .map(|e| e.version.clone())
+        .unwrap_or_default();
+    let safe: String = version
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || ".-_".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    PathBuf::from(format!(
+        "benchmarks/reports/BENCHMARK-{safe}-{}.md",
+        markdown::run_date(entries)
+    ))
+}
+
+fn run(cli: &Cli) -> Result<Exit, Failure> {
+    let input = cli
         .file
         .clone()
         .or_else(|| newest_run(Path::new("benchmarks/runs")))
-    {
-        Some(p) => p,
-        None => {
-            eprintln!("report-gen: no FILE given and no benchmarks/runs/*_benchmark.jsonl here");
-            return Exit::Usage.into();
-        }
-    };
+        .ok_or_else(|| {
+            Failure::usage("no FILE given and no benchmarks/runs/*_benchmark.jsonl here")
+        })?;
     let schemas = Schemas::new();
-    let entries = match load(&schemas, &input) {
-        Ok(e) => e,
-        Err(code) => return code,
-    };
+    let entries = load(&schemas, &input)?;
     let old = match &cli.compare {
-        Some(p) => match load(&schemas, p) {
-            Ok(e) => Some((p.display().to_string(), e)),
-            Err(code) => return code,
-        },
+        Some(p) => Some((p.display().to_string(), load(&schemas, p)?)),
         None => None,
     };
     let text = markdown::render(
@@ -122,46 +133,27 @@ fn main() -> ExitCode {
         &entries,
         old.as_ref().map(|(s, e)| (s.as_str(), e.as_slice())),
     );
-    let output = cli.output.clone().unwrap_or_else(|| {
-        let version = entries
-            .first()
-            .map(|e| e.version.clone())
-            .unwrap_or_default();
-        let safe: String = version
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || ".-_".contains(c) {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        PathBuf::from(format!(
-            "benchmarks/reports/BENCHMARK-{safe}-{}.md",
-            markdown::run_date(&entries)
-        ))
-    });
+    let output = cli
+        .output
+        .clone()
+        .unwrap_or_else(|| default_output(&entries));
+    let mut stdout = std::io::stdout().lock();
     if output == Path::new("-") {
-        print!("{text}");
-        return Exit::Ok.into();
+        // A closed stdout (`| head`) ends quietly.
+        cli::write_line(&mut stdout, text.trim_end_matches('\n'))
+            .map_err(|e| Failure::io(format!("cannot write output: {e}")))?;
+        return Ok(Exit::Ok);
     }
-    if let Some(dir) = output.parent().filter(|d| !d.as_os_str().is_empty())
-        && let Err(e) = std::fs::create_dir_all(dir)
-    {
-        eprintln!("report-gen: cannot create {}: {e}", dir.display());
-        return Exit::Failure.into();
-    }
-    match std::fs::write(&output, &text) {
-        Ok(()) => {
-            println!("{}", output.display());
-            Exit::Ok.into()
-        }
-        Err(e) => {
-            eprintln!("report-gen: cannot write {}: {e}", output.display());
-            Exit::Failure.into()
-        }
-    }
+    cli::write_atomically(&output, text.as_bytes())
+        .map_err(|e| Failure::io(format!("cannot write {}: {e}", output.display())))?;
+    cli::write_line(&mut stdout, &output.display().to_string())
+        .map_err(|e| Failure::io(format!("cannot write output: {e}")))?;
+    Ok(Exit::Ok)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    cli::main_with("report-gen", || run(&cli))
 }
 
 mlxk::man_page_test!(Cli);

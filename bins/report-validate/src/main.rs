@@ -1,6 +1,6 @@
 //! `report-validate`: check benchmark report JSON Lines against the report schemas.
 use clap::Parser;
-use mlxk::cli::{self, Exit, OutputMode, Written};
+use mlxk::cli::{self, Exit, Failure, OutputMode, Written};
 use mlxk::report::{self, Schemas};
 use serde_json::json;
 use std::io::{IsTerminal, Read, Write};
@@ -41,39 +41,37 @@ const EXAMPLES: &str = "Examples:
   mlxk-gen m -p hi --report - | report-validate
   report-validate --migrate --to 0.2.2 old.jsonl > new.jsonl";
 
-fn read_inputs(files: &[PathBuf]) -> Result<Vec<(String, Vec<u8>)>, ExitCode> {
+fn read_inputs(files: &[PathBuf]) -> Result<Vec<(String, Vec<u8>)>, Failure> {
     if files.is_empty() {
         let stdin = std::io::stdin();
         if stdin.is_terminal() {
-            eprintln!("report-validate: give report files, or pipe records on stdin");
-            return Err(Exit::Usage.into());
+            return Err(Failure::usage(
+                "give report files, or pipe records on stdin",
+            ));
         }
         let mut buf = Vec::new();
-        if let Err(e) = stdin.lock().read_to_end(&mut buf) {
-            eprintln!("report-validate: cannot read stdin: {e}");
-            return Err(Exit::Failure.into());
-        }
+        stdin
+            .lock()
+            .read_to_end(&mut buf)
+            .map_err(|e| Failure::io(format!("cannot read stdin: {e}")))?;
         return Ok(vec![("<stdin>".into(), buf)]);
     }
-    let mut out = Vec::new();
-    for f in files {
-        match std::fs::read(f) {
-            Ok(b) => out.push((f.display().to_string(), b)),
-            Err(e) => {
-                eprintln!("report-validate: cannot read {}: {e}", f.display());
-                return Err(Exit::Failure.into());
-            }
-        }
-    }
-    Ok(out)
+    files
+        .iter()
+        .map(|f| {
+            std::fs::read(f)
+                .map(|b| (f.display().to_string(), b))
+                .map_err(|e| Failure::io(format!("cannot read {}: {e}", f.display())))
+        })
+        .collect()
 }
 
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let inputs = match read_inputs(&cli.files) {
-        Ok(i) => i,
-        Err(code) => return code,
-    };
+fn written(w: std::io::Result<Written>) -> Result<Written, Failure> {
+    w.map_err(|e| Failure::io(format!("cannot write output: {e}")))
+}
+
+fn run(cli: &Cli) -> Result<Exit, Failure> {
+    let inputs = read_inputs(&cli.files)?;
     let schemas = Schemas::new();
     if cli.migrate {
         return migrate(
@@ -97,7 +95,7 @@ fn main() -> ExitCode {
         bad_lines.dedup();
         invalid += bad_lines.len();
         for p in problems {
-            let written = match mode {
+            let w = match mode {
                 OutputMode::Json => cli::write_json(
                     &mut out,
                     &json!({"type": "error", "code": "invalid_report", "file": name, "line": p.line,
@@ -111,13 +109,8 @@ fn main() -> ExitCode {
                     ),
                 ),
             };
-            match written {
-                Ok(Written::Ok) => {}
-                Ok(Written::Closed) => return Exit::Ok.into(),
-                Err(e) => {
-                    eprintln!("report-validate: cannot write output: {e}");
-                    return Exit::Failure.into();
-                }
+            if written(w)? == Written::Closed {
+                return Ok(Exit::Ok);
             }
         }
     }
@@ -126,15 +119,15 @@ fn main() -> ExitCode {
         OutputMode::Human if invalid == 0 => format!("{records} records in {} file(s): all valid", inputs.len()),
         OutputMode::Human => format!("{invalid} of {records} records invalid in {} file(s)", inputs.len()),
     };
-    let _ = cli::write_line(&mut out, &summary);
-    if invalid == 0 {
-        Exit::Ok.into()
+    written(cli::write_line(&mut out, &summary))?;
+    Ok(if invalid == 0 {
+        Exit::Ok
     } else {
-        Exit::Failure.into()
-    }
+        Exit::Failure
+    })
 }
 
-fn migrate(schemas: &Schemas, inputs: &[(String, Vec<u8>)], to: &str) -> ExitCode {
+fn migrate(schemas: &Schemas, inputs: &[(String, Vec<u8>)], to: &str) -> Result<Exit, Failure> {
     let mut migrated = Vec::new();
     let mut failed = false;
     for (name, bytes) in inputs {
@@ -149,25 +142,26 @@ fn migrate(schemas: &Schemas, inputs: &[(String, Vec<u8>)], to: &str) -> ExitCod
         }
     }
     if failed {
-        eprintln!(
-            "report-validate: nothing written: fix or remove the lines above, then migrate again"
-        );
-        return Exit::Failure.into();
+        return Err(Failure::new(
+            Exit::Failure,
+            "migrate",
+            "nothing written: fix or remove the lines above, then migrate again",
+        ));
     }
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     for r in &migrated {
-        match cli::write_json(&mut out, r) {
-            Ok(Written::Ok) => {}
-            Ok(Written::Closed) => return Exit::Ok.into(),
-            Err(e) => {
-                eprintln!("report-validate: cannot write output: {e}");
-                return Exit::Failure.into();
-            }
+        if written(cli::write_json(&mut out, r))? == Written::Closed {
+            return Ok(Exit::Ok);
         }
     }
     let _ = out.flush();
-    Exit::Ok.into()
+    Ok(Exit::Ok)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    cli::main_with("report-validate", || run(&cli))
 }
 
 mlxk::man_page_test!(Cli);
