@@ -162,8 +162,25 @@ impl ModelConfig {
                 ),
             ));
         }
-        let f = |k: &str, d: f64| get(k).and_then(Value::as_f64).unwrap_or(d) as f32;
-        let b = |k: &str| get(k).and_then(Value::as_bool);
+        // Present but of the wrong type is an error, not the default.
+        let f = |k: &str, d: f64| -> Result<f32> {
+            match get(k) {
+                None => Ok(d as f32),
+                Some(v) => v
+                    .as_f64()
+                    .map(|x| x as f32)
+                    .ok_or_else(|| broken(path, format!("`{k}` is not a number: {v}"))),
+            }
+        };
+        let b = |k: &str| -> Result<Option<bool>> {
+            match get(k) {
+                None => Ok(None),
+                Some(v) => v
+                    .as_bool()
+                    .map(Some)
+                    .ok_or_else(|| broken(path, format!("`{k}` is not true/false: {v}"))),
+            }
+        };
         let quantization = get("quantization")
             .or_else(|| get("quantization_config"))
             .and_then(Quantization::from_json);
@@ -175,17 +192,17 @@ impl ModelConfig {
             num_heads,
             num_kv_heads,
             head_dim,
-            rms_norm_eps: f("rms_norm_eps", 1e-6),
-            rope_theta: f("rope_theta", 10000.0),
-            rope_traditional: b("rope_traditional").unwrap_or(false),
+            rms_norm_eps: f("rms_norm_eps", 1e-6)?,
+            rope_theta: f("rope_theta", 10000.0)?,
+            rope_traditional: b("rope_traditional")?.unwrap_or(false),
             rope_scaling: get("rope_scaling").cloned(),
             vocab_size: need("vocab_size")?,
             max_position_embeddings: get("max_position_embeddings")
                 .and_then(Value::as_u64)
                 .map(|x| x as usize),
-            tie_word_embeddings: b("tie_word_embeddings"),
-            attention_bias: b("attention_bias").unwrap_or(false),
-            mlp_bias: b("mlp_bias").unwrap_or(false),
+            tie_word_embeddings: b("tie_word_embeddings")?,
+            attention_bias: b("attention_bias")?.unwrap_or(false),
+            mlp_bias: b("mlp_bias")?.unwrap_or(false),
             quantization,
             eos_token_ids: eos_ids(get("eos_token_id")),
             model_type,
@@ -193,21 +210,16 @@ impl ModelConfig {
         })
     }
 
-    /// An architecture-specific number, or `default` when absent.
-    pub fn f32_or(&self, key: &str, default: f32) -> f32 {
-        self.raw
-            .get(key)
-            .and_then(Value::as_f64)
-            .map(|x| x as f32)
-            .unwrap_or(default)
-    }
-
-    /// An architecture-specific optional integer.
-    pub fn usize_opt(&self, key: &str) -> Option<usize> {
-        self.raw
-            .get(key)
-            .and_then(Value::as_u64)
-            .map(|x| x as usize)
+    /// The architecture-specific keys of config.json as a typed struct (mlx-lm's
+    /// `ModelArgs`): absent keys take the struct's documented defaults, a key of the wrong type
+    /// is an error naming it — never a silent default.
+    pub fn args<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
+        serde_json::from_value(self.raw.clone()).map_err(|e| {
+            broken(
+                &self.path,
+                format!("invalid {} config: {e}", self.model_type),
+            )
+        })
     }
 }
 
@@ -286,6 +298,14 @@ mod tests {
             v[k] = json!(x);
             assert!(cfg(v).is_err(), "{k} = {x}");
         }
+        let mut v = base();
+        v["rope_theta"] = json!("1e4");
+        assert!(
+            cfg(v)
+                .unwrap_err()
+                .to_string()
+                .contains("`rope_theta` is not a number")
+        );
         let mut v = base();
         v["num_attention_heads"] = json!(128);
         assert!(cfg(v).unwrap_err().to_string().contains("head dimension 0"));

@@ -13,16 +13,10 @@ pub const ARCH: Architecture = Architecture {
 
 fn build(cfg: &ModelConfig, w: &mut Weights) -> Result<Decoder> {
     let spec = BlockSpec {
-        qkv_bias: false,
-        o_bias: false,
         mlp_bias: false,
-        fused: false,
-        qk_norm: false,
-        sandwich: false,
         one_plus_norms: true,
         act: Activation::Gelu,
-        scale: (cfg.head_dim as f64).powf(-0.5) as f32,
-        softcap: None,
+        ..BlockSpec::llama(cfg)
     };
     decoder(cfg, w, &spec, None, false)
 }

@@ -11,20 +11,35 @@ pub const ARCH: Architecture = Architecture {
     build,
 };
 
+/// Gemma 2's own config keys; absent (or null) ones take mlx-lm's `ModelArgs` defaults (the
+/// query scale defaults to the head dimension).
+#[derive(serde::Deserialize)]
+struct Args {
+    #[serde(default)]
+    query_pre_attn_scalar: Option<f32>,
+    #[serde(default)]
+    attn_logit_softcapping: Option<f32>,
+    #[serde(default)]
+    final_logit_softcapping: Option<f32>,
+}
+
 fn build(cfg: &ModelConfig, w: &mut Weights) -> Result<Decoder> {
+    let args: Args = cfg.args()?;
+    let scalar = args.query_pre_attn_scalar.unwrap_or(cfg.head_dim as f32);
     let spec = BlockSpec {
-        qkv_bias: false,
-        o_bias: false,
         mlp_bias: false,
-        fused: false,
-        qk_norm: false,
         sandwich: true,
         one_plus_norms: true,
         act: Activation::GeluApprox,
-        scale: (1.0 / (cfg.f32_or("query_pre_attn_scalar", cfg.head_dim as f32) as f64).sqrt())
-            as f32,
-        softcap: Some(cfg.f32_or("attn_logit_softcapping", 50.0)),
+        scale: (1.0 / (scalar as f64).sqrt()) as f32,
+        softcap: Some(args.attn_logit_softcapping.unwrap_or(50.0)),
+        ..BlockSpec::llama(cfg)
     };
-    let softcap = cfg.f32_or("final_logit_softcapping", 30.0);
-    super::gemma::decoder(cfg, w, &spec, Some(softcap), true)
+    super::gemma::decoder(
+        cfg,
+        w,
+        &spec,
+        Some(args.final_logit_softcapping.unwrap_or(30.0)),
+        true,
+    )
 }

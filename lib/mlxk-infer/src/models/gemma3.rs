@@ -13,22 +13,33 @@ pub const ARCH: Architecture = Architecture {
     build,
 };
 
+/// Gemma 3's own config keys; absent (or null) ones take mlx-lm's `ModelArgs` defaults.
+#[derive(serde::Deserialize)]
+struct Args {
+    #[serde(default)]
+    query_pre_attn_scalar: Option<f32>,
+    #[serde(default)]
+    sliding_window_pattern: Option<usize>,
+    #[serde(default)]
+    sliding_window: Option<usize>,
+    #[serde(default)]
+    rope_local_base_freq: Option<f32>,
+}
+
 fn build(cfg: &ModelConfig, w: &mut Weights) -> Result<Decoder> {
+    let args: Args = cfg.args()?;
     let spec = BlockSpec {
-        qkv_bias: false,
-        o_bias: false,
         mlp_bias: false,
-        fused: false,
         qk_norm: true,
         sandwich: true,
         one_plus_norms: true,
         act: Activation::GeluApprox,
-        scale: (cfg.f32_or("query_pre_attn_scalar", 256.0) as f64).powf(-0.5) as f32,
-        softcap: None,
+        scale: (args.query_pre_attn_scalar.unwrap_or(256.0) as f64).powf(-0.5) as f32,
+        ..BlockSpec::llama(cfg)
     };
-    let pattern = cfg.usize_opt("sliding_window_pattern").unwrap_or(6).max(1);
-    let window = cfg.usize_opt("sliding_window").unwrap_or(512);
-    let local_base = cfg.f32_or("rope_local_base_freq", 10000.0);
+    let pattern = args.sliding_window_pattern.unwrap_or(6).max(1);
+    let window = args.sliding_window.unwrap_or(512);
+    let local_base = args.rope_local_base_freq.unwrap_or(10000.0);
     let blocks = (0..cfg.num_layers)
         .map(|i| {
             let sliding = (i + 1) % pattern != 0;

@@ -1,5 +1,5 @@
 //! Llama 1/2/3 (incl. llama-3 `rope_scaling`) and SmolLM, which uses the llama layout.
-use super::{Architecture, Decoder, llama_like};
+use super::{Architecture, BlockSpec, Decoder, HeadDefault, pre_norm_decoder};
 use crate::config::ModelConfig;
 use crate::error::Result;
 use crate::weights::Weights;
@@ -11,5 +11,6 @@ pub const ARCH: Architecture = Architecture {
 
 fn build(cfg: &ModelConfig, w: &mut Weights) -> Result<Decoder> {
     // mlx-lm's llama ties embeddings unless the config says otherwise.
-    llama_like(cfg, w, cfg.attention_bias, cfg.attention_bias, false, true)
+    let spec = BlockSpec::llama_with_attention_bias(cfg);
+    pre_norm_decoder(cfg, w, &spec, cfg.head_dim, HeadDefault::Tied)
 }

@@ -1,7 +1,7 @@
 //! Mistral: the llama layout with untied embeddings by default. Like mlx-lm (which maps
 //! `mistral` onto its llama module) layers attend to the full cache unless `layer_types` marks
 //! them `sliding_attention`; a bare `sliding_window` is ignored, as there.
-use super::{Architecture, Decoder, llama_like};
+use super::{Architecture, BlockSpec, Decoder, HeadDefault, pre_norm_decoder};
 use crate::config::ModelConfig;
 use crate::error::Result;
 use crate::weights::Weights;
@@ -12,5 +12,6 @@ pub const ARCH: Architecture = Architecture {
 };
 
 fn build(cfg: &ModelConfig, w: &mut Weights) -> Result<Decoder> {
-    llama_like(cfg, w, cfg.attention_bias, cfg.attention_bias, false, false)
+    let spec = BlockSpec::llama_with_attention_bias(cfg);
+    pre_norm_decoder(cfg, w, &spec, cfg.head_dim, HeadDefault::Separate)
 }

@@ -136,7 +136,9 @@ impl Decoder {
     }
 }
 
-/// The knobs that distinguish the architectures' blocks.
+/// The knobs that distinguish the architectures' blocks. Architectures start from
+/// [`BlockSpec::llama`] and change what differs with struct-update syntax.
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct BlockSpec {
     pub qkv_bias: bool,
     pub o_bias: bool,
@@ -148,6 +150,41 @@ pub(crate) struct BlockSpec {
     pub act: Activation,
     pub scale: f32,
     pub softcap: Option<f32>,
+}
+
+impl BlockSpec {
+    /// The llama block: pre-norm, split q/k/v and gate/up, SwiGLU, no attention biases, MLP
+    /// biases as the config says, scores scaled by 1/√head_dim.
+    pub fn llama(cfg: &ModelConfig) -> BlockSpec {
+        BlockSpec {
+            qkv_bias: false,
+            o_bias: false,
+            mlp_bias: cfg.mlp_bias,
+            fused: false,
+            qk_norm: false,
+            sandwich: false,
+            one_plus_norms: false,
+            act: Activation::Silu,
+            scale: (cfg.head_dim as f64).powf(-0.5) as f32,
+            softcap: None,
+        }
+    }
+
+    /// The llama block with biases on q/k/v and o as `attention_bias` says (llama, mistral).
+    pub fn llama_with_attention_bias(cfg: &ModelConfig) -> BlockSpec {
+        BlockSpec {
+            qkv_bias: cfg.attention_bias,
+            o_bias: cfg.attention_bias,
+            ..BlockSpec::llama(cfg)
+        }
+    }
+}
+
+/// How a model's output head is stored when the config does not say (`tie_word_embeddings`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HeadDefault {
+    Tied,
+    Separate,
 }
 
 /// Builds layer `i` named the Hugging Face way (`model.layers.{i}.…`).
@@ -285,36 +322,18 @@ pub(crate) fn ends(
     Ok((embed, norm, head))
 }
 
-/// A llama-shaped model (pre-norm blocks, SwiGLU, full attention) with the given biases.
-pub(crate) fn llama_like(
-    cfg: &ModelConfig,
-    w: &mut Weights,
-    qkv_bias: bool,
-    o_bias: bool,
-    qk_norm: bool,
-    tie_default: bool,
-) -> Result<Decoder> {
-    let spec = BlockSpec {
-        qkv_bias,
-        o_bias,
-        mlp_bias: cfg.mlp_bias,
-        fused: false,
-        qk_norm,
-        sandwich: false,
-        one_plus_norms: false,
-        act: Activation::Silu,
-        scale: (cfg.head_dim as f64).powf(-0.5) as f32,
-        softcap: None,
-    };
-    pre_norm_decoder(cfg, w, &spec, cfg.head_dim, tie_default)
-}
-
 /// The attention window of each layer from the config's `layer_types` (`sliding_attention`
 /// layers see the last `sliding_window` positions, as mlx-lm's llama does); none without it.
 pub(crate) fn layer_windows(cfg: &ModelConfig) -> Result<Vec<Option<usize>>> {
+    #[derive(serde::Deserialize)]
+    struct Args {
+        #[serde(default)]
+        sliding_window: Option<usize>,
+    }
     let Some(types) = cfg.raw.get("layer_types").filter(|v| !v.is_null()) else {
         return Ok(vec![None; cfg.num_layers]);
     };
+    let sliding_window = cfg.args::<Args>()?.sliding_window;
     let bad = |msg: String| crate::error::broken(&cfg.path, msg);
     let types = types
         .as_array()
@@ -329,11 +348,9 @@ pub(crate) fn layer_windows(cfg: &ModelConfig) -> Result<Vec<Option<usize>>> {
         .iter()
         .map(|t| match t.as_str() {
             Some("full_attention") => Ok(None),
-            Some("sliding_attention") => {
-                cfg.usize_opt("sliding_window").map(Some).ok_or_else(|| {
-                    bad("`layer_types` has sliding_attention layers but no `sliding_window`".into())
-                })
-            }
+            Some("sliding_attention") => sliding_window.map(Some).ok_or_else(|| {
+                bad("`layer_types` has sliding_attention layers but no `sliding_window`".into())
+            }),
             _ => Err(unsupported(
                 &cfg.path,
                 format!("layer type {t} is not supported (full_attention, sliding_attention)"),
@@ -342,14 +359,14 @@ pub(crate) fn layer_windows(cfg: &ModelConfig) -> Result<Vec<Option<usize>>> {
         .collect()
 }
 
-/// Pre-norm blocks of `spec` with RoPE over `rope_dim` dimensions, windows from `layer_types`, plain
-/// embeddings, and a head tied unless the config (or `tie_default`) says otherwise.
+/// Pre-norm blocks of `spec` with RoPE over `rope_dim` dimensions, windows from `layer_types`,
+/// plain embeddings, and the head the config asks for (`head` when it does not say).
 pub(crate) fn pre_norm_decoder(
     cfg: &ModelConfig,
     w: &mut Weights,
     spec: &BlockSpec,
     rope_dim: usize,
-    tie_default: bool,
+    head: HeadDefault,
 ) -> Result<Decoder> {
     let windows = layer_windows(cfg)?;
     let blocks = (0..cfg.num_layers)
@@ -358,7 +375,7 @@ pub(crate) fn pre_norm_decoder(
             block(cfg, w, i, spec, rope, windows[i])
         })
         .collect::<Result<Vec<_>>>()?;
-    let (embed, norm, head) = ends(cfg, w, tie_default, false)?;
+    let (embed, norm, head) = ends(cfg, w, head == HeadDefault::Tied, false)?;
     Ok(Decoder {
         embed,
         embed_scale: None,

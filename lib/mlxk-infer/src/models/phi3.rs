@@ -1,8 +1,7 @@
 //! Phi-3: fused `qkv_proj` and `gate_up_proj`, optional partial rotary dimensions.
-use super::{Architecture, BlockSpec, Decoder, pre_norm_decoder};
+use super::{Architecture, BlockSpec, Decoder, HeadDefault, pre_norm_decoder};
 use crate::config::ModelConfig;
 use crate::error::{Result, unsupported};
-use crate::layers::Activation;
 use crate::weights::Weights;
 
 pub const ARCH: Architecture = Architecture {
@@ -10,7 +9,15 @@ pub const ARCH: Architecture = Architecture {
     build,
 };
 
+/// Phi-3's own config keys; absent (or null) ones take mlx-lm's `ModelArgs` defaults.
+#[derive(serde::Deserialize)]
+struct Args {
+    #[serde(default)]
+    partial_rotary_factor: Option<f32>,
+}
+
 fn build(cfg: &ModelConfig, w: &mut Weights) -> Result<Decoder> {
+    let args: Args = cfg.args()?;
     if let Some(kind) = cfg
         .rope_scaling
         .as_ref()
@@ -23,18 +30,11 @@ fn build(cfg: &ModelConfig, w: &mut Weights) -> Result<Decoder> {
             "phi3 `longrope` scaling (128k-context variants) is not supported; use a 4k-context checkpoint",
         ));
     }
-    let rope_dim = (cfg.head_dim as f32 * cfg.f32_or("partial_rotary_factor", 1.0)) as usize;
+    let rope_dim = (cfg.head_dim as f32 * args.partial_rotary_factor.unwrap_or(1.0)) as usize;
     let spec = BlockSpec {
-        qkv_bias: false,
-        o_bias: false,
         mlp_bias: false,
         fused: true,
-        qk_norm: false,
-        sandwich: false,
-        one_plus_norms: false,
-        act: Activation::Silu,
-        scale: (cfg.head_dim as f64).powf(-0.5) as f32,
-        softcap: None,
+        ..BlockSpec::llama(cfg)
     };
-    pre_norm_decoder(cfg, w, &spec, rope_dim, false)
+    pre_norm_decoder(cfg, w, &spec, rope_dim, HeadDefault::Separate)
 }

@@ -1,5 +1,5 @@
 //! Qwen2 / Qwen2.5: llama layout with biases on the q, k and v projections.
-use super::{Architecture, Decoder, llama_like};
+use super::{Architecture, BlockSpec, Decoder, HeadDefault, pre_norm_decoder};
 use crate::config::ModelConfig;
 use crate::error::Result;
 use crate::weights::Weights;
@@ -10,5 +10,9 @@ pub const ARCH: Architecture = Architecture {
 };
 
 fn build(cfg: &ModelConfig, w: &mut Weights) -> Result<Decoder> {
-    llama_like(cfg, w, true, false, false, true)
+    let spec = BlockSpec {
+        qkv_bias: true,
+        ..BlockSpec::llama(cfg)
+    };
+    pre_norm_decoder(cfg, w, &spec, cfg.head_dim, HeadDefault::Tied)
 }

@@ -1,5 +1,5 @@
 //! Qwen3: llama layout with per-head RMSNorm of queries and keys before RoPE.
-use super::{Architecture, Decoder, llama_like};
+use super::{Architecture, BlockSpec, Decoder, HeadDefault, pre_norm_decoder};
 use crate::config::ModelConfig;
 use crate::error::Result;
 use crate::weights::Weights;
@@ -10,5 +10,9 @@ pub const ARCH: Architecture = Architecture {
 };
 
 fn build(cfg: &ModelConfig, w: &mut Weights) -> Result<Decoder> {
-    llama_like(cfg, w, cfg.attention_bias, cfg.attention_bias, true, false)
+    let spec = BlockSpec {
+        qk_norm: true,
+        ..BlockSpec::llama_with_attention_bias(cfg)
+    };
+    pre_norm_decoder(cfg, w, &spec, cfg.head_dim, HeadDefault::Separate)
 }
