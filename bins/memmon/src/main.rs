@@ -1,9 +1,8 @@
 //! `memmon`: sample memory, CPU and GPU while a command runs, as JSON Lines (or CSV).
 use clap::Parser;
 use mlxk::cli::Exit;
-use mlxk::monitor::{self, RunFacts, Sample, Sampler, SummaryBuilder};
+use mlxk::monitor::{self, RunFacts, Sampler, Sink, SummaryBuilder};
 use mlxk::sys::SysRoot;
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -79,65 +78,6 @@ fn install_signal_handlers() {
             action.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
             libc::sigemptyset(&mut action.sa_mask);
             libc::sigaction(sig, &action, std::ptr::null_mut());
-        }
-    }
-}
-
-enum Sink {
-    Json(Box<dyn Write>),
-    Csv(Box<csv::Writer<Box<dyn Write>>>, Option<PathBuf>),
-}
-
-impl Sink {
-    fn open(path: &std::path::Path, csv_mode: bool) -> std::io::Result<Sink> {
-        let w: Box<dyn Write> = if path == std::path::Path::new("-") {
-            Box::new(std::io::stdout())
-        } else {
-            // No folders are made: a mistyped path is an error before the command starts,
-            // not a new directory tree.
-            Box::new(std::fs::File::create(path)?)
-        };
-        if csv_mode {
-            let mut c = csv::Writer::from_writer(w);
-            c.write_record(monitor::CSV_COLUMNS)?;
-            c.flush()?;
-            let sidecar = (path != std::path::Path::new("-")).then(|| {
-                let mut p = path.as_os_str().to_owned();
-                p.push(".summary.json");
-                PathBuf::from(p)
-            });
-            Ok(Sink::Csv(Box::new(c), sidecar))
-        } else {
-            Ok(Sink::Json(w))
-        }
-    }
-
-    /// Writes and flushes one sample, so a crash loses at most one interval.
-    fn sample(&mut self, s: &Sample) -> std::io::Result<()> {
-        match self {
-            Sink::Json(w) => {
-                serde_json::to_writer(&mut *w, s)?;
-                w.write_all(b"\n")?;
-                w.flush()
-            }
-            Sink::Csv(c, _) => {
-                c.write_record(s.csv_row())?;
-                c.flush()
-            }
-        }
-    }
-
-    fn summary(&mut self, v: &serde_json::Value) -> std::io::Result<()> {
-        match self {
-            Sink::Json(w) => {
-                writeln!(w, "{v}")?;
-                w.flush()
-            }
-            Sink::Csv(_, Some(sidecar)) => std::fs::write(sidecar, format!("{v}\n")),
-            Sink::Csv(_, None) => {
-                eprintln!("{v}");
-                Ok(())
-            }
         }
     }
 }

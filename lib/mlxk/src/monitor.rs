@@ -4,6 +4,8 @@
 use crate::sys::{self, CpuTimes, SysRoot};
 use crate::table::round_to as round;
 use serde::Serialize;
+use std::io::Write;
+use std::path::PathBuf;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 const GB: f64 = 1e9;
@@ -287,6 +289,69 @@ pub struct RunFacts {
     pub command: Vec<String>,
     pub error: Option<String>,
     pub end_ts: f64,
+}
+
+/// Where memmon writes: JSON Lines samples then a `{"summary": …}` line, or CSV rows with the
+/// summary in a `.summary.json` file beside them.
+pub enum Sink {
+    Json(Box<dyn Write>),
+    Csv(Box<csv::Writer<Box<dyn Write>>>, Option<PathBuf>),
+}
+
+impl Sink {
+    /// Opens `path` (`-` is stdout); CSV mode writes the header at once.
+    pub fn open(path: &std::path::Path, csv_mode: bool) -> std::io::Result<Sink> {
+        let w: Box<dyn Write> = if path == std::path::Path::new("-") {
+            Box::new(std::io::stdout())
+        } else {
+            // No folders are made: a mistyped path is an error before the command starts,
+            // not a new directory tree.
+            Box::new(std::fs::File::create(path)?)
+        };
+        if csv_mode {
+            let mut c = csv::Writer::from_writer(w);
+            c.write_record(CSV_COLUMNS)?;
+            c.flush()?;
+            let sidecar = (path != std::path::Path::new("-")).then(|| {
+                let mut p = path.as_os_str().to_owned();
+                p.push(".summary.json");
+                PathBuf::from(p)
+            });
+            Ok(Sink::Csv(Box::new(c), sidecar))
+        } else {
+            Ok(Sink::Json(w))
+        }
+    }
+
+    /// Writes and flushes one sample, so a crash loses at most one interval.
+    pub fn sample(&mut self, s: &Sample) -> std::io::Result<()> {
+        match self {
+            Sink::Json(w) => {
+                serde_json::to_writer(&mut *w, s)?;
+                w.write_all(b"\n")?;
+                w.flush()
+            }
+            Sink::Csv(c, _) => {
+                c.write_record(s.csv_row())?;
+                c.flush()
+            }
+        }
+    }
+
+    /// Writes the summary (after the samples, or beside them for CSV).
+    pub fn summary(&mut self, v: &serde_json::Value) -> std::io::Result<()> {
+        match self {
+            Sink::Json(w) => {
+                writeln!(w, "{v}")?;
+                w.flush()
+            }
+            Sink::Csv(_, Some(sidecar)) => std::fs::write(sidecar, format!("{v}\n")),
+            Sink::Csv(_, None) => {
+                eprintln!("{v}");
+                Ok(())
+            }
+        }
+    }
 }
 
 #[cfg(test)]
