@@ -353,9 +353,7 @@ fn closed_stdout_ends_quietly() {
 
 #[test]
 fn a_terminal_on_stdin_is_a_usage_error() {
-    let mut cmd = std::process::Command::new(bin_path("mlxk-gate"));
-    let _tty = terminal_stdin(&mut cmd);
-    let r = Run::from(cmd.output().unwrap());
+    let r = run_on_terminal(std::process::Command::new(bin_path("mlxk-gate")));
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(
         r.stderr.contains("reads model records on stdin"),

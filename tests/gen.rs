@@ -509,8 +509,7 @@ fn text_mode_ends_quietly_when_the_reader_leaves() {
 fn a_terminal_on_stdin_without_a_model_is_a_usage_error() {
     let mut cmd = std::process::Command::new(bin_path("mlxk-gen"));
     cmd.env("HF_HUB_CACHE", hub()).args(["-p", "hi"]);
-    let _tty = terminal_stdin(&mut cmd);
-    let r = Run::from(cmd.output().unwrap());
+    let r = run_on_terminal(cmd);
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(
         r.stderr.contains("name a model, or pipe model records"),

@@ -71,9 +71,7 @@ fn stdin_works_and_a_terminal_is_refused() {
         "1 records in 1 file(s): all valid\n"
     );
     // No files and a person's terminal on stdin: a usage error, not a hang.
-    let mut cmd = std::process::Command::new(bin_path("report-validate"));
-    let _tty = terminal_stdin(&mut cmd);
-    let r = Run::from(cmd.output().unwrap());
+    let r = run_on_terminal(std::process::Command::new(bin_path("report-validate")));
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("give report files"), "{}", r.stderr);
 }

@@ -132,7 +132,13 @@ pub fn assert_output_exceeds(cmd: &mut assert_cmd::Command, bytes: usize) {
     );
 }
 
-/// Gives `cmd` a pseudo-terminal as stdin, as a person at a shell would.
+/// Runs `cmd` with a pseudo-terminal as stdin, as a person at a shell would.
+pub fn run_on_terminal(mut cmd: std::process::Command) -> Run {
+    let _tty = terminal_stdin(&mut cmd);
+    Run::from(cmd.output().expect("run the binary"))
+}
+
+/// Gives `cmd` a pseudo-terminal as stdin; keep the returned end open while it runs.
 pub fn terminal_stdin(cmd: &mut std::process::Command) -> std::os::fd::OwnedFd {
     use std::os::fd::FromRawFd;
     let (mut master, mut slave) = (0, 0);
