@@ -2,7 +2,7 @@
 
 The models come from mlxk's own deterministic generator (lib/mlxk-infer/src/tiny.rs):
 
-    cargo run -p mlxk-infer --example tiny_models -- /tmp/tiny
+    cargo run -p mlxk-infer --features test-support --example tiny_models -- /tmp/tiny
     .deps/venv-ref/bin/python tests/reference/tiny_goldens.py /tmp/tiny \
         tests/reference/goldens/tiny.json
 

@@ -1,6 +1,6 @@
 //! Writes every tiny parity model into DIR/<name>/ and DIR/tiny.json (names, checksums, the
 //! parity cases' prompt ids) for tests/reference/tiny_goldens.py.
-//! Usage: cargo run -p mlxk-infer --example tiny_models -- DIR
+//! Usage: cargo run -p mlxk-infer --features test-support --example tiny_models -- DIR
 use mlxk_infer::tiny;
 use serde_json::json;
 use std::path::PathBuf;

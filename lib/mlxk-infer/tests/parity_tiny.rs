@@ -4,7 +4,7 @@
 //! norms and soft-capping, bf16 storage, MLX 4/8-bit with group 32/64 and per-layer overrides):
 //! greedy tokens and the first step's top-5 log-probabilities equal mlx-lm's.
 //! Goldens: tests/reference/goldens/tiny.json, made by tests/reference/tiny_goldens.py on the
-//! folders `cargo run -p mlxk-infer --example tiny_models -- DIR` writes.
+//! folders `cargo run -p mlxk-infer --features test-support --example tiny_models -- DIR` writes.
 use mlx_rs::{Array, ops};
 use mlxk_infer::generate::{GenerateOptions, generate, prefill};
 use mlxk_infer::loader::{self, TextModel};
