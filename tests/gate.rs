@@ -1,8 +1,10 @@
 //! mlxk-gate end to end: real probe records through the real gate, with fake /proc trees so
 //! allow, warn and block are all reached.
 
-use mlxk_e2e::*;
+#[allow(dead_code)]
+mod support;
 use serde_json::{Value, json};
+use support::*;
 
 fn probe_json(c: &Cache, spec: &str) -> String {
     let out = bin("mlxk-probe")

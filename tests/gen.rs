@@ -1,9 +1,11 @@
 //! mlxk-gen end to end on the real SmolLM2-135M-Instruct GGUF (packaged by scripts/bootstrap):
 //! text and JSON output, stop strings, EOS, max tokens, seeds, gate records, bad input, pipes.
 
-use mlxk_e2e::*;
+#[allow(dead_code)]
+mod support;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
+use support::*;
 
 fn hub() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../.deps/hf/hub")
@@ -498,11 +500,118 @@ fn ends_quietly_when_the_reader_leaves() {
 fn text_mode_ends_quietly_when_the_reader_leaves() {
     // Plain text streams token by token over seconds: after the first byte is read and the
     // pipe closed, every later token meets the closed pipe.
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("bench.jsonl");
     let mut c = std::process::Command::new(bin_path("mlxk-gen"));
     c.env("HF_HUB_CACHE", hub())
         .env("MLXK_DEVICE", "cpu")
-        .args(["SmolLM2", "-p", "Count from one to fifty:", "-n", "40"]);
+        .args([
+            "SmolLM2",
+            "-p",
+            "Count from one to fifty:",
+            "-n",
+            "40",
+            "--report",
+        ])
+        .arg(&report);
     assert_ends_quietly_when_reader_leaves(c);
+    // It stopped at the closed pipe, and the report says the output is partial.
+    let rec: Value =
+        serde_json::from_str(std::fs::read_to_string(&report).unwrap().trim()).unwrap();
+    assert_eq!(rec["outcome"], "failed");
+    assert_eq!(rec["metadata"]["error"]["code"], "output_closed");
+    assert_eq!(rec["metadata"]["finish_reason"], "interrupted");
+    assert!(
+        rec["performance"]["completion_tokens"].as_u64().unwrap() < 40,
+        "{rec}"
+    );
+}
+
+#[test]
+fn an_unsupported_architecture_is_refused_before_loading_with_4() {
+    let dir = tempfile::tempdir().unwrap();
+    write_json(
+        dir.path(),
+        "config.json",
+        &json!({"model_type": "mamba", "hidden_size": 64, "max_position_embeddings": 128}),
+    );
+    write(dir.path(), "model.safetensors", b"not even safetensors");
+    tokenizer(dir.path(), false);
+    let r = run(
+        &[dir.path().to_str().unwrap(), "-p", "hi", "--raw", "--json"],
+        None,
+    );
+    assert_eq!(r.code, 4, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("model_type 'mamba' is not supported"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(r.records()[0]["code"], "unusable");
+}
+
+#[test]
+fn a_prompt_batch_runs_every_line_on_one_load() {
+    let model = tiny_model();
+    let dir = tempfile::tempdir().unwrap();
+    let prompts = dir.path().join("prompts.jsonl");
+    let report = dir.path().join("bench.jsonl");
+    std::fs::write(
+        &prompts,
+        concat!(
+            "{\"prompt\": \"abc\", \"raw\": true, \"max_tokens\": 3}\n",
+            "{\"prompt\": \"x\", \"max_tokns\": 2}\n",
+            "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"max_tokens\": 4}\n",
+        ),
+    )
+    .unwrap();
+    let r = run(
+        &[
+            model.path().to_str().unwrap(),
+            "--prompts",
+            prompts.to_str().unwrap(),
+            "--json",
+            "--report",
+            report.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(r.code, 1, "a bad line fails the run: {}", r.stderr);
+    let recs = r.records();
+    let kinds: Vec<&str> = recs.iter().map(|v| v["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        ["load", "result", "error", "result", "unload"],
+        "{recs:?}"
+    );
+    assert_eq!(
+        (
+            recs[1]["prompt_line"].clone(),
+            recs[1]["generated_tokens"].clone()
+        ),
+        (json!(1), json!(3))
+    );
+    assert!(
+        recs[2]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("--prompts line 2: unknown key `max_tokns`")
+    );
+    assert_eq!(
+        (
+            recs[3]["prompt_line"].clone(),
+            recs[3]["generated_tokens"].clone()
+        ),
+        (json!(3), json!(4))
+    );
+    let reports = lines(std::fs::read_to_string(&report).unwrap().as_bytes());
+    let outcomes: Vec<&str> = reports
+        .iter()
+        .map(|v| v["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["passed", "failed", "passed"]);
+    assert_eq!(reports[2]["test"], "mlxk-gen::prompts[3]");
+    run_tool("report-validate", &[report.as_os_str()]).ok();
 }
 
 #[test]

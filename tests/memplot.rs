@@ -1,9 +1,11 @@
 //! memplot end to end: figure structure from fixture files, SVG rows, a 4-hour run, bad
 //! inputs, and the HTML opened in headless Chromium (installed by scripts/bootstrap).
 
-use mlxk_e2e::*;
+#[allow(dead_code)]
+mod support;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
+use support::*;
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -1,7 +1,9 @@
 //! mlxk-probe end to end: a temporary cache holding every case, the real binary, exact records.
 
-use mlxk_e2e::*;
+#[allow(dead_code)]
+mod support;
 use serde_json::{Value, json};
+use support::*;
 
 /// One cache with every case the probe must tell apart.
 fn zoo() -> Cache {
@@ -203,7 +205,7 @@ fn several_gguf_files_are_listed_and_one_must_be_named() {
     gguf_llama(&s, "m.Q8_0.gguf");
     let (recs, code, stderr) = probe(&c, &["Many-GGUF"]);
     assert_eq!(code, 3, "{stderr}");
-    assert_eq!(recs[0]["code"], "not_found");
+    assert_eq!(recs[0]["code"], "ambiguous");
     assert!(
         stderr.contains("org/Many-GGUF holds 2 GGUF files; name the one to use:")
             && stderr.contains("m.Q4_1.gguf")

@@ -1,8 +1,10 @@
 //! report-validate and report-gen end to end, over fixture files for every schema version,
 //! every invalid case, a file shaped like the Python tool's real output, and two runs.
 
-use mlxk_e2e::*;
+#[allow(dead_code)]
+mod support;
 use std::path::PathBuf;
+use support::*;
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -94,19 +94,23 @@ pub fn bin_path(name: &str) -> PathBuf {
 pub fn assert_ends_quietly_when_reader_leaves(mut cmd: std::process::Command) {
     use std::io::Read;
     use std::os::fd::AsRawFd;
-    let mut child = cmd
-        .stdout(std::process::Stdio::piped())
+    // The pipe is made and shrunk before the tool starts, so it cannot fill the default
+    // 64 KiB before the shrink.
+    let (mut reader, writer) = std::io::pipe().expect("a pipe");
+    // SAFETY: F_SETPIPE_SZ on a pipe fd we own.
+    let size = unsafe { libc::fcntl(reader.as_raw_fd(), libc::F_SETPIPE_SZ, 4096) };
+    assert!(size >= 4096, "cannot shrink the pipe");
+    let child = cmd
+        .stdout(writer)
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("start the tool");
-    let mut stdout = child.stdout.take().expect("piped stdout");
-    // SAFETY: F_SETPIPE_SZ on a pipe fd we own; a failure only leaves the default size.
-    unsafe { libc::fcntl(stdout.as_raw_fd(), libc::F_SETPIPE_SZ, 4096) };
+    drop(cmd);
     let mut first = [0u8; 1];
-    stdout
+    reader
         .read_exact(&mut first)
         .expect("the tool wrote something");
-    drop(stdout);
+    drop(reader);
     let out = child.wait_with_output().expect("wait for the tool");
     assert_eq!(
         out.status.code(),

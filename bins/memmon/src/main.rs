@@ -141,6 +141,10 @@ fn main() -> ExitCode {
     let mut exit_code: Option<i32> = None;
     let mut missed: u64 = 0;
     let mut tick: u64 = 0;
+    // With --duration: the last tick that is due (at or after the end), on the fixed clock.
+    let last_tick = cli
+        .duration
+        .map(|d| ((d * 1000.0).round() as u64).div_ceil(cli.interval.max(1)));
     let mut write_failed = None;
     if start_error.is_none() {
         loop {
@@ -168,15 +172,16 @@ fn main() -> ExitCode {
                 // Fixed clock: if we fell behind by whole intervals, skip them and count them.
                 let behind =
                     Instant::now().saturating_duration_since(start + interval.mul_f64(tick as f64));
-                let skip = (behind.as_nanos() / interval.as_nanos().max(1)) as u64;
+                let mut skip = (behind.as_nanos() / interval.as_nanos().max(1)) as u64;
+                // Ticks past the end of --duration were never due: they are not missed.
+                if let Some(last) = last_tick {
+                    skip = skip.min((last + 1).saturating_sub(tick));
+                }
                 if skip > 0 {
                     missed += skip;
                     tick += skip;
                 }
-                if cli
-                    .duration
-                    .is_some_and(|d| start.elapsed().as_secs_f64() >= d)
-                {
+                if last_tick.is_some_and(|last| tick > last) {
                     break;
                 }
                 continue;

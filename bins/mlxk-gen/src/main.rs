@@ -3,7 +3,7 @@ use clap::Parser;
 use mlxk::cli::{self, Failure};
 use mlxk::runner::{self, Output, ReportFile};
 use mlxk_infer::runner::run_jobs;
-use mlxk_infer::runner::text::{PromptSpec, TextRunner};
+use mlxk_infer::runner::text::{PromptItem, PromptSpec, TextRunner, read_prompt_batch};
 use mlxk_infer::sampling::Sampling;
 use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
@@ -32,6 +32,13 @@ pub struct Cli {
     /// Read the prompt from a file
     #[arg(long, value_name = "FILE", conflicts_with = "prompt")]
     pub prompt_file: Option<PathBuf>,
+    /// Run every prompt of a JSON Lines file on each model, loaded once: one line per prompt,
+    /// `{"prompt": TEXT}` or `{"messages": [{"role", "content"}, …]}`, optionally with
+    /// `system`, `raw`, `max_tokens`, `temperature`, `top_p`, `top_k`, `min_p`,
+    /// `repetition_penalty`, `seed`, `stop` (the options here are the defaults). A bad line
+    /// is an `error` record naming it; the others still run
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["prompt", "prompt_file"])]
+    pub prompts: Option<PathBuf>,
     /// System message for the chat template
     #[arg(long, value_name = "TEXT")]
     pub system: Option<String>,
@@ -92,7 +99,8 @@ const EXAMPLES: &str = "Examples:
   mlxk-gen SmolLM2-135M-Instruct -p 'The capital of France is' -n 32 --raw
   mlxk-probe qwen3 | mlxk-gate | mlxk-gen -p 'Write a haiku' --temp 0.7 --seed 1
   mlxk-probe --all | mlxk-gate --drop-blocked | mlxk-gen --prompt-file q.txt --json --report bench.jsonl
-  echo 'Summarise this' | mlxk-gen my-model -p -";
+  echo 'Summarise this' | mlxk-gen my-model -p -
+  mlxk-gen SmolLM2-135M-Instruct --prompts prompts.jsonl --json --report bench.jsonl";
 
 fn read_prompt(cli: &Cli) -> Result<String, Failure> {
     let text = match (&cli.prompt, &cli.prompt_file) {
@@ -125,16 +133,19 @@ fn read_prompt(cli: &Cli) -> Result<String, Failure> {
     Ok(text)
 }
 
-fn text_runner(cli: &Cli, prompt: String) -> TextRunner {
+/// The prompt and options the command line gives: the one prompt, or every batch line's defaults.
+fn prompt_item(cli: &Cli, text: String) -> PromptItem {
     let seed = cli.seed.unwrap_or_else(|| {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0)
     });
-    TextRunner {
-        prompt: PromptSpec {
-            text: prompt,
+    PromptItem {
+        line: None,
+        spec: PromptSpec {
+            text,
+            messages: Vec::new(),
             system: cli.system.clone(),
             raw: cli.raw,
             no_think: cli.no_think,
@@ -150,18 +161,43 @@ fn text_runner(cli: &Cli, prompt: String) -> TextRunner {
             ..Sampling::default()
         },
         stop: cli.stop.clone(),
+    }
+}
+
+fn text_runner(cli: &Cli) -> Result<TextRunner, Failure> {
+    let prompts = match &cli.prompts {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                Failure::usage(format!("cannot read --prompts {}: {e}", path.display()))
+            })?;
+            let batch = read_prompt_batch(&text, &prompt_item(cli, String::new()));
+            if batch.is_empty() {
+                return Err(Failure::usage(format!(
+                    "--prompts {} holds no prompts",
+                    path.display()
+                )));
+            }
+            batch
+        }
+        None => {
+            let item = prompt_item(cli, read_prompt(cli)?);
+            item.sampling.validate()?;
+            vec![Ok(item)]
+        }
+    };
+    Ok(TextRunner {
+        prompts,
         truncate_left: cli.truncate.is_some(),
         dequantize: cli.dequantize,
         prefill_step: cli.prefill_step,
         verbose: cli.verbose,
         cancel: Some(runner::interrupt_flag()),
-    }
+    })
 }
 
 fn run(cli: &Cli, out: &mut Output) -> Result<(), Failure> {
     let report = cli.report.as_deref().map(ReportFile::check).transpose()?;
-    let text = text_runner(cli, read_prompt(cli)?);
-    text.sampling.validate()?;
+    let text = text_runner(cli)?;
     let jobs = match &cli.model {
         Some(spec) => vec![runner::job_for_spec(spec)?],
         None if std::io::stdin().is_terminal() => {
@@ -171,7 +207,7 @@ fn run(cli: &Cli, out: &mut Output) -> Result<(), Failure> {
         }
         None => runner::jobs_from_records(std::io::stdin().lock(), out)?,
     };
-    run_jobs(&text, &jobs, out, report.as_ref());
+    run_jobs(&text, &jobs, out, report.as_ref(), text.cancel.as_deref());
     Ok(())
 }
 

@@ -222,6 +222,12 @@ pub fn generate(
     on_text: &mut dyn FnMut(&str) -> Result<bool>,
 ) -> Result<Generation> {
     opts.sampling.validate()?;
+    if opts.stop_strings.iter().any(String::is_empty) {
+        return Err(InferError::Options(
+            "a stop string is empty (it would stop before the first token); give --stop TEXT"
+                .into(),
+        ));
+    }
     if prompt.is_empty() {
         return Err(InferError::Options(
             "the prompt is empty (no tokens)".into(),
@@ -292,6 +298,8 @@ pub fn generate(
         let safe = emitted + safe_prefix_len(&text[emitted..], &opts.stop_strings);
         if safe > emitted {
             if !on_text(&text[emitted..safe])? {
+                // The caller stopped it (its reader went away): partial, not finished.
+                finish = FinishReason::Interrupted;
                 break;
             }
             emitted = safe;

@@ -98,12 +98,13 @@ pub fn load(path: &Path) -> Result<GgufModel> {
     let s = |k: &str| g.get_metadata_string(k).ok().flatten();
     let ss = |k: &str| g.get_metadata_strings(k).ok().flatten();
     let arch = s("general.architecture").ok_or_else(|| broken(path, "no general.architecture"))?;
-    if !matches!(arch.as_str(), "llama" | "qwen2" | "qwen3") {
+    if !mlxk::gguf::TEXT_ARCHITECTURES.contains(&arch.as_str()) {
         return Err(unsupported(
             path,
             format!(
-                "GGUF architecture `{arch}` is not supported (llama, qwen2, qwen3); \
-                 use the MLX safetensors checkpoint instead"
+                "GGUF architecture `{arch}` is not supported ({}); \
+                 use the MLX safetensors checkpoint instead",
+                mlxk::gguf::TEXT_ARCHITECTURES.join(", ")
             ),
         ));
     }

@@ -100,7 +100,8 @@ impl ExitStatus for crate::resolve::ResolveError {
     }
     fn code(&self) -> &'static str {
         match self {
-            crate::resolve::ResolveError::Ambiguous { .. } => "ambiguous",
+            crate::resolve::ResolveError::Ambiguous { .. }
+            | crate::resolve::ResolveError::SeveralGguf { .. } => "ambiguous",
             _ => "not_found",
         }
     }

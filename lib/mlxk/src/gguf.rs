@@ -102,6 +102,10 @@ pub fn type_name(t: u32) -> String {
 }
 
 /// Tensor types MLX's GGUF loader turns into MLX arrays; anything else it refuses.
+/// GGUF architectures (`general.architecture`) the text backend loads: the one list the gate
+/// and the GGUF loader (`mlxk_infer::gguf`) both use.
+pub const TEXT_ARCHITECTURES: &[&str] = &["llama", "qwen2", "qwen3"];
+
 pub const MLX_LOADABLE_TYPES: &[&str] = &["F32", "F16", "BF16", "Q4_0", "Q4_1", "Q8_0"];
 
 /// Bytes per element for a tensor once MLX holds it (packed weights + scales + biases for

@@ -84,6 +84,15 @@ pub fn backend_for(record: &ModelRecord) -> Result<&'static str, String> {
             supported.join(", ")
         ));
     }
+    if record.weight_format == "gguf"
+        && backend == "text"
+        && !crate::gguf::TEXT_ARCHITECTURES.contains(&mt)
+    {
+        return Err(format!(
+            "GGUF architecture '{mt}' is not supported (GGUF: {}); use the MLX safetensors checkpoint",
+            crate::gguf::TEXT_ARCHITECTURES.join(", ")
+        ));
+    }
     Ok(backend)
 }
 
@@ -375,6 +384,15 @@ mod tests {
         assert_eq!(
             (g.decision, g.blocked_by),
             (Decision::Block, Some(BlockCause::Unusable))
+        );
+        let mut gemma = record("gemma2", &[Capability::Text], 1);
+        gemma.weight_format = "gguf".into();
+        let g = decide(&gemma, Ok(&mem(1 << 40)), &cfg);
+        assert_eq!(g.blocked_by, Some(BlockCause::Unusable), "{:?}", g.reasons);
+        assert!(
+            g.reasons[0].contains("GGUF architecture 'gemma2'"),
+            "{:?}",
+            g.reasons
         );
         let mut k = record("llama", &[Capability::Text], 1);
         k.quantization.gguf_types = vec!["F32".into(), "Q4_K".into()];

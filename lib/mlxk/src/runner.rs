@@ -85,8 +85,27 @@ pub fn jobs_from_records(input: impl BufRead, out: &mut Output) -> Result<Vec<Jo
         }
         match parse_record_line(&line, i + 1) {
             RecordLine::Model(v, r) => {
-                let gate = serde_json::from_value::<Gate>(v["gate"].clone())
-                    .unwrap_or_else(|_| gate_here(&r, &sys));
+                let gate = match v.get("gate") {
+                    None => gate_here(&r, &sys),
+                    Some(g) => match serde_json::from_value::<Gate>(g.clone()) {
+                        Ok(g) => g,
+                        Err(e) => {
+                            // A gate we cannot read is not silently replaced by our own.
+                            out.fail(
+                                &Failure::new(
+                                    Exit::Failure,
+                                    "malformed_input",
+                                    format!(
+                                        "stdin line {}: the gate object is malformed ({e})",
+                                        i + 1
+                                    ),
+                                ),
+                                Some(&r.id),
+                            );
+                            continue;
+                        }
+                    },
+                };
                 jobs.push(Job { record: *r, gate });
             }
             RecordLine::Other(v) if v["type"] == "error" => {
@@ -253,11 +272,11 @@ pub fn interrupt_flag() -> Arc<AtomicBool> {
     }
     if first {
         // SAFETY: the handler only stores to an atomic that outlives the process; SA_RESETHAND
-        // gives the second Ctrl-C the default action.
+        // gives the second Ctrl-C the default action, SA_RESTART keeps reads going.
         unsafe {
             let mut sa: libc::sigaction = std::mem::zeroed();
             sa.sa_sigaction = on_sigint as *const () as usize;
-            sa.sa_flags = libc::SA_RESETHAND;
+            sa.sa_flags = libc::SA_RESETHAND | libc::SA_RESTART;
             libc::sigemptyset(&mut sa.sa_mask);
             libc::sigaction(libc::SIGINT, &sa, std::ptr::null_mut());
         }

@@ -1,6 +1,6 @@
 //! The text runner (mlxk-gen, and the server's completions): a prompt through the chat
 //! template (or raw), checked against the context, generated and streamed.
-use super::Runner;
+use super::{Runner, Runs};
 use crate::error::{InferError, Result};
 use crate::generate::{GenerateOptions, generate};
 use crate::loader::{self, TextModel};
@@ -20,6 +20,8 @@ use std::sync::atomic::AtomicBool;
 #[derive(Debug, Clone, Default)]
 pub struct PromptSpec {
     pub text: String,
+    /// A whole conversation instead of `text` (`--prompts` lines with `messages`).
+    pub messages: Vec<Message>,
     pub system: Option<String>,
     /// Feed the text as is, without the chat template.
     pub raw: bool,
@@ -47,6 +49,8 @@ pub fn assemble_prompt(
 ) -> Result<Prompt> {
     let text = if spec.raw {
         spec.text.clone()
+    } else if !spec.messages.is_empty() {
+        tokenizer.render_chat(&spec.messages, spec.no_think.then_some(false))?
     } else {
         let mut messages = Vec::new();
         if let Some(s) = &spec.system {
@@ -81,13 +85,163 @@ pub fn assemble_prompt(
     Ok(Prompt { ids, truncated })
 }
 
-/// How mlxk-gen runs each model.
+/// One prompt to run, with its generation options.
 #[derive(Debug, Clone)]
-pub struct TextRunner {
-    pub prompt: PromptSpec,
+pub struct PromptItem {
+    /// Its line in a `--prompts` file (none for `-p`).
+    pub line: Option<usize>,
+    pub spec: PromptSpec,
     pub max_tokens: usize,
     pub sampling: Sampling,
     pub stop: Vec<String>,
+}
+
+/// The keys a `--prompts` line may carry; anything else is an error, never ignored.
+const PROMPT_KEYS: &[&str] = &[
+    "prompt",
+    "messages",
+    "system",
+    "raw",
+    "max_tokens",
+    "temperature",
+    "top_p",
+    "top_k",
+    "min_p",
+    "repetition_penalty",
+    "seed",
+    "stop",
+];
+
+/// Reads a `--prompts` file (JSON Lines, each `{"prompt"|"messages", …options}`): one item per
+/// non-empty line, options defaulting to `defaults`'. A bad line is an error naming its line
+/// number; the others are still read.
+pub fn read_prompt_batch(text: &str, defaults: &PromptItem) -> Vec<Result<PromptItem, Failure>> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            prompt_line(l, defaults)
+                .map_err(|m| {
+                    Failure::new(
+                        mlxk::cli::Exit::Failure,
+                        "malformed_input",
+                        format!("--prompts line {}: {m}", i + 1),
+                    )
+                })
+                .map(|mut p| {
+                    p.line = Some(i + 1);
+                    p
+                })
+        })
+        .collect()
+}
+
+fn prompt_line(line: &str, defaults: &PromptItem) -> std::result::Result<PromptItem, String> {
+    let v: serde_json::Value =
+        serde_json::from_str(line).map_err(|e| format!("not valid JSON ({e})"))?;
+    let o = v.as_object().ok_or("not a JSON object")?;
+    if let Some(k) = o.keys().find(|k| !PROMPT_KEYS.contains(&k.as_str())) {
+        return Err(format!(
+            "unknown key `{k}` (allowed: {})",
+            PROMPT_KEYS.join(", ")
+        ));
+    }
+    let mut p = defaults.clone();
+    let num = |k: &str| -> std::result::Result<Option<f64>, String> {
+        match o.get(k) {
+            None => Ok(None),
+            Some(x) => x
+                .as_f64()
+                .map(Some)
+                .ok_or(format!("`{k}` must be a number")),
+        }
+    };
+    let count = |k: &str| -> std::result::Result<Option<u64>, String> {
+        match o.get(k) {
+            None => Ok(None),
+            Some(x) => x
+                .as_u64()
+                .map(Some)
+                .ok_or(format!("`{k}` must be a whole number ≥ 0")),
+        }
+    };
+    match (o.get("prompt"), o.get("messages")) {
+        (Some(t), None) => {
+            p.spec.text = t.as_str().ok_or("`prompt` must be a string")?.to_string();
+            p.spec.messages.clear();
+        }
+        (None, Some(m)) => {
+            p.spec.messages = serde_json::from_value::<Vec<MessageIn>>(m.clone())
+                .map_err(|e| format!("`messages` must be a list of {{role, content}}: {e}"))?
+                .into_iter()
+                .map(|m| Message {
+                    role: m.role,
+                    content: m.content,
+                })
+                .collect();
+            if p.spec.messages.is_empty() {
+                return Err("`messages` is empty".into());
+            }
+            p.spec.text.clear();
+        }
+        _ => return Err("give exactly one of `prompt` or `messages`".into()),
+    }
+    if let Some(s) = o.get("system") {
+        p.spec.system = Some(s.as_str().ok_or("`system` must be a string")?.to_string());
+    }
+    if let Some(r) = o.get("raw") {
+        p.spec.raw = r.as_bool().ok_or("`raw` must be true or false")?;
+    }
+    if p.spec.raw && !p.spec.messages.is_empty() {
+        return Err("`raw` sends text as is; it cannot go with `messages`".into());
+    }
+    if p.spec.text.trim().is_empty() && p.spec.messages.is_empty() {
+        return Err("the prompt is empty".into());
+    }
+    if let Some(n) = count("max_tokens")? {
+        p.max_tokens = n as usize;
+    }
+    if let Some(t) = num("temperature")? {
+        p.sampling.temp = t as f32;
+    }
+    if let Some(t) = num("top_p")? {
+        p.sampling.top_p = t as f32;
+    }
+    if let Some(k) = count("top_k")? {
+        p.sampling.top_k = k as usize;
+    }
+    if let Some(m) = num("min_p")? {
+        p.sampling.min_p = m as f32;
+    }
+    if let Some(r) = num("repetition_penalty")? {
+        p.sampling.repetition_penalty = Some(r as f32);
+    }
+    if let Some(s) = count("seed")? {
+        p.sampling.seed = s;
+    }
+    match o.get("stop") {
+        None => {}
+        Some(serde_json::Value::String(s)) => p.stop = vec![s.clone()],
+        Some(v) => {
+            p.stop = serde_json::from_value(v.clone())
+                .map_err(|_| "`stop` must be a string or a list of strings".to_string())?
+        }
+    }
+    p.sampling.validate().map_err(|e| e.to_string())?;
+    Ok(p)
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MessageIn {
+    role: String,
+    content: String,
+}
+
+/// How mlxk-gen runs each model: every prompt (one, or a `--prompts` batch) on it, in order.
+#[derive(Debug, Clone)]
+pub struct TextRunner {
+    pub prompts: Vec<Result<PromptItem, Failure>>,
     pub truncate_left: bool,
     pub dequantize: bool,
     pub prefill_step: usize,
@@ -164,15 +318,39 @@ impl Runner for TextRunner {
         model: &TextModel,
         job: &Job,
         out: &mut Output,
+        runs: &mut Runs,
+    ) -> Result<(), Failure> {
+        for item in &self.prompts {
+            if out.closed() || runs.interrupted() {
+                break;
+            }
+            let mut facts = runs.start();
+            let outcome = match item {
+                Ok(p) => self.generate_one(model, job, p, out, &mut facts),
+                Err(f) => Err(f.clone()),
+            };
+            runs.finish(out, facts, outcome);
+        }
+        Ok(())
+    }
+}
+
+impl TextRunner {
+    fn generate_one(
+        &self,
+        model: &TextModel,
+        job: &Job,
+        item: &PromptItem,
+        out: &mut Output,
         facts: &mut RunFacts,
     ) -> Result<(), Failure> {
         let id = job.record.id.as_str();
         let context = model.context_length();
         let prompt = assemble_prompt(
             &model.tokenizer,
-            &self.prompt,
+            &item.spec,
             context,
-            self.max_tokens,
+            item.max_tokens,
             self.truncate_left,
         )?;
         if prompt.truncated > 0 {
@@ -183,9 +361,9 @@ impl Runner for TextRunner {
             ));
         }
         let opts = GenerateOptions {
-            max_tokens: self.max_tokens,
-            sampling: self.sampling.clone(),
-            stop_strings: self.stop.clone(),
+            max_tokens: item.max_tokens,
+            sampling: item.sampling.clone(),
+            stop_strings: item.stop.clone(),
             prefill_step: self.prefill_step,
             context_length: context,
             cancel: self.cancel.clone(),
@@ -219,7 +397,10 @@ impl Runner for TextRunner {
                 "prompt_tokens": g.prompt_tokens, "generated_tokens": g.tokens.len(),
                 "finish_reason": g.finish_reason.as_str(), "ttft_s": g.ttft_s,
                 "prefill_tok_s": g.prefill_tok_s, "decode_tok_s": g.decode_tok_s,
-                "peak_mem_bytes": g.peak_mem_bytes, "seed": self.sampling.seed});
+                "peak_mem_bytes": g.peak_mem_bytes, "seed": item.sampling.seed});
+            if let Some(n) = item.line {
+                rec["prompt_line"] = json!(n);
+            }
             if prompt.truncated > 0 {
                 rec["truncated_prompt_tokens"] = json!(prompt.truncated);
             }
@@ -247,6 +428,9 @@ impl Runner for TextRunner {
             .iter()
             .filter_map(|&id| model.tokenizer.decode(&[id]).ok())
             .collect();
+        if let Some(n) = item.line {
+            facts.tool = format!("{}::prompts[{n}]", Self::TOOL);
+        }
         facts.finish_reason = Some(g.finish_reason.as_str().into());
         facts.tokens_per_sec = Some(g.decode_tok_s);
         facts.ttft_s = Some(g.ttft_s);
@@ -256,14 +440,14 @@ impl Runner for TextRunner {
         facts.extra = vec![("prefill_tokens_per_sec".into(), g.prefill_tok_s)];
         facts.stop_configured = eos_strings
             .iter()
-            .chain(self.stop.iter())
+            .chain(item.stop.iter())
             .cloned()
             .collect();
         facts.stop_detected = g
             .stop_string
             .clone()
             .into_iter()
-            .chain(g.eos_token.and_then(|_| eos_strings.first().cloned()))
+            .chain(g.eos_token.and_then(|t| model.tokenizer.decode(&[t]).ok()))
             .collect();
         facts.stop_leaked = facts
             .stop_configured
@@ -330,6 +514,97 @@ mod tests {
         // max_tokens beyond half the context still leaves half for the prompt.
         let p = assemble_prompt(&t, &spec(&long, true), Some(32), 1000, true).unwrap();
         assert_eq!(p.ids.len(), 16);
+    }
+
+    fn defaults() -> PromptItem {
+        PromptItem {
+            line: None,
+            spec: PromptSpec::default(),
+            max_tokens: 16,
+            sampling: Sampling::default(),
+            stop: vec![],
+        }
+    }
+
+    #[test]
+    fn a_prompt_batch_reads_every_line_and_names_the_bad_ones() {
+        let text = concat!(
+            "{\"prompt\": \"hi\", \"max_tokens\": 3, \"stop\": \"x\"}\n",
+            "\n",
+            "{not json\n",
+            "{\"messages\": [{\"role\": \"user\", \"content\": \"yo\"}], \"temperature\": 0.5, \"seed\": 7}\n",
+            "{\"prompt\": \"a\", \"max_tokns\": 3}\n",
+            "{\"prompt\": \"a\", \"messages\": []}\n",
+            "{\"prompt\": \"a\", \"top_p\": 0}\n",
+        );
+        let b = read_prompt_batch(text, &defaults());
+        assert_eq!(b.len(), 6, "blank lines are skipped");
+        let first = b[0].as_ref().unwrap();
+        assert_eq!(
+            (
+                first.line,
+                first.spec.text.as_str(),
+                first.max_tokens,
+                first.stop.clone()
+            ),
+            (Some(1), "hi", 3, vec!["x".to_string()])
+        );
+        let msg = |i: usize| b[i].as_ref().unwrap_err().message.clone();
+        assert!(
+            msg(1).starts_with("--prompts line 3: not valid JSON"),
+            "{}",
+            msg(1)
+        );
+        let chat = b[2].as_ref().unwrap();
+        assert_eq!(
+            (
+                chat.spec.messages.len(),
+                chat.sampling.temp,
+                chat.sampling.seed
+            ),
+            (1, 0.5, 7)
+        );
+        assert_eq!(chat.max_tokens, 16, "defaults fill what a line leaves out");
+        assert!(
+            msg(3).contains("line 5: unknown key `max_tokns`"),
+            "{}",
+            msg(3)
+        );
+        assert!(
+            msg(4).contains("exactly one of `prompt` or `messages`"),
+            "{}",
+            msg(4)
+        );
+        assert!(msg(5).contains("--top-p"), "{}", msg(5));
+        assert_eq!(b[1].as_ref().unwrap_err().exit, mlxk::cli::Exit::Failure);
+    }
+
+    #[test]
+    fn messages_go_through_the_chat_template_as_given() {
+        let (_d, t) = tiny_tokenizer();
+        let spec = PromptSpec {
+            messages: vec![
+                Message {
+                    role: "user".into(),
+                    content: "a".into(),
+                },
+                Message {
+                    role: "assistant".into(),
+                    content: "b".into(),
+                },
+                Message {
+                    role: "user".into(),
+                    content: "c".into(),
+                },
+            ],
+            ..Default::default()
+        };
+        let p = assemble_prompt(&t, &spec, None, 8, false).unwrap();
+        let text = t.decode(&p.ids).unwrap();
+        assert!(
+            text.contains('a') && text.contains('b') && text.ends_with("assistant\n"),
+            "{text:?}"
+        );
     }
 
     #[test]
