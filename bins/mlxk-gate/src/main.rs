@@ -159,8 +159,7 @@ fn gate_line(line: &str, n: usize, sys: &SysRoot, cfg: &GateConfig) -> Gated {
             return Gated::Malformed(error_record("malformed_input", &message, model.as_deref()));
         }
     };
-    let memory = sys.memory().map_err(|e| e.to_string());
-    let gate = policy::decide(&record, memory.as_ref().map_err(Clone::clone), cfg);
+    let gate = policy::decide_now(&record, sys, cfg);
     value["gate"] = serde_json::to_value(&gate).unwrap_or(Value::Null);
     Gated::Model(value, gate.refusal(), record.id)
 }

@@ -140,20 +140,24 @@ impl ModelConfig {
                 return Err(broken(path, format!("`{k}` is 0")));
             }
         }
-        let num_kv_heads = get("num_key_value_heads")
-            .and_then(Value::as_u64)
-            .map(|x| x as usize)
-            .unwrap_or(num_heads);
+        // Optional counts: absent takes the default, present must be a whole number.
+        let count = |k: &str| -> Result<Option<usize>> {
+            match get(k) {
+                None => Ok(None),
+                Some(v) => v
+                    .as_u64()
+                    .map(|x| Some(x as usize))
+                    .ok_or_else(|| broken(path, format!("`{k}` is not a whole number: {v}"))),
+            }
+        };
+        let num_kv_heads = count("num_key_value_heads")?.unwrap_or(num_heads);
         if num_heads == 0 || num_kv_heads == 0 || num_heads % num_kv_heads != 0 {
             return Err(broken(
                 path,
                 format!("{num_heads} attention heads cannot share {num_kv_heads} key/value heads"),
             ));
         }
-        let head_dim = get("head_dim")
-            .and_then(Value::as_u64)
-            .map(|x| x as usize)
-            .unwrap_or(hidden_size / num_heads);
+        let head_dim = count("head_dim")?.unwrap_or(hidden_size / num_heads);
         if head_dim == 0 || head_dim % 2 != 0 {
             return Err(broken(
                 path,
@@ -197,9 +201,7 @@ impl ModelConfig {
             rope_traditional: b("rope_traditional")?.unwrap_or(false),
             rope_scaling: get("rope_scaling").cloned(),
             vocab_size: need("vocab_size")?,
-            max_position_embeddings: get("max_position_embeddings")
-                .and_then(Value::as_u64)
-                .map(|x| x as usize),
+            max_position_embeddings: count("max_position_embeddings")?,
             tie_word_embeddings: b("tie_word_embeddings")?,
             attention_bias: b("attention_bias")?.unwrap_or(false),
             mlp_bias: b("mlp_bias")?.unwrap_or(false),
@@ -298,6 +300,14 @@ mod tests {
             v[k] = json!(x);
             assert!(cfg(v).is_err(), "{k} = {x}");
         }
+        let mut v = base();
+        v["head_dim"] = json!(16.5);
+        assert!(
+            cfg(v)
+                .unwrap_err()
+                .to_string()
+                .contains("`head_dim` is not a whole number")
+        );
         let mut v = base();
         v["rope_theta"] = json!("1e4");
         assert!(

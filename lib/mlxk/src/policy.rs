@@ -96,6 +96,12 @@ pub fn backend_for(record: &ModelRecord) -> Result<&'static str, String> {
     Ok(backend)
 }
 
+/// Decides for one model with this machine's memory as it is now (read below `sys`).
+pub fn decide_now(record: &ModelRecord, sys: &crate::sys::SysRoot, cfg: &GateConfig) -> Gate {
+    let memory = sys.memory().map_err(|e| e.to_string());
+    decide(record, memory.as_ref().map_err(Clone::clone), cfg)
+}
+
 /// Decides allow / warn / block for one model with the memory facts of this moment.
 pub fn decide(
     record: &ModelRecord,

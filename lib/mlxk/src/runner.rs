@@ -60,8 +60,7 @@ pub fn gate_here(record: &ModelRecord, sys: &SysRoot) -> Gate {
         threshold: policy::DEFAULT_THRESHOLD,
         allow_warn: true,
     };
-    let memory = sys.memory().map_err(|e| e.to_string());
-    policy::decide(record, memory.as_ref().map_err(Clone::clone), &cfg)
+    policy::decide_now(record, sys, &cfg)
 }
 
 /// The job for a model spec: resolved, probed and gated in this process.
