@@ -48,6 +48,11 @@ pub struct Cli {
     /// Tell templates that support it (`enable_thinking`) not to think first
     #[arg(long)]
     pub no_think: bool,
+    /// Leave a reasoning model's thinking (`<think>…</think>`) out of the text output; on a
+    /// terminal it is shown dimmed, with --json it is the result's `reasoning` field and
+    /// `delta` records with `"part": "reasoning"`
+    #[arg(long)]
+    pub no_reasoning: bool,
     /// Maximum number of tokens to generate
     #[arg(short = 'n', long, default_value_t = 256)]
     pub max_tokens: usize,
@@ -188,6 +193,7 @@ fn text_runner(cli: &Cli) -> Result<TextRunner, Failure> {
     Ok(TextRunner {
         prompts,
         truncate_left: cli.truncate.is_some(),
+        hide_reasoning: cli.no_reasoning,
         dequantize: cli.dequantize,
         prefill_step: cli.prefill_step,
         verbose: cli.verbose,

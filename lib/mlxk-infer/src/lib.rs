@@ -7,6 +7,7 @@ pub mod kernels;
 pub mod layers;
 pub mod loader;
 pub mod models;
+pub mod reasoning;
 pub mod runner;
 pub mod runtime;
 pub mod sampling;

@@ -203,12 +203,22 @@ impl Output {
     /// Streams a piece of text: to stdout as is, or as a `delta` record with `--json
     /// --stream`. False once the reader has gone.
     pub fn text(&mut self, model: &str, t: &str) -> Result<bool, Failure> {
+        self.text_part(model, t, false)
+    }
+
+    /// Like [`Output::text`]; a reasoning model's thinking is marked `"part": "reasoning"` in
+    /// its `delta` records.
+    pub fn text_part(&mut self, model: &str, t: &str, reasoning: bool) -> Result<bool, Failure> {
         if self.closed {
             return Ok(false);
         }
         if self.json {
             if self.stream {
-                self.record(&json!({"type": "delta", "model": model, "text": t}))?;
+                let mut d = json!({"type": "delta", "model": model, "text": t});
+                if reasoning {
+                    d["part"] = json!("reasoning");
+                }
+                self.record(&d)?;
             }
             return Ok(!self.closed);
         }

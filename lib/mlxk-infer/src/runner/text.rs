@@ -4,6 +4,7 @@ use super::{Runner, Runs};
 use crate::error::{InferError, Result};
 use crate::generate::{GenerateOptions, generate};
 use crate::loader::{self, TextModel};
+use crate::reasoning::{Part, ReasoningSplitter};
 use crate::sampling::Sampling;
 use crate::tokenizer::{Message, TextTokenizer};
 use crate::weights::{DtypePolicy, WeightFormat};
@@ -35,6 +36,8 @@ pub struct Prompt {
     pub ids: Vec<u32>,
     /// Tokens dropped from the start by `--truncate left`.
     pub truncated: usize,
+    /// The template left `<think>` open: the model's output starts inside its reasoning.
+    pub opens_thinking: bool,
 }
 
 /// Renders and encodes `spec` and checks it against `context`: a prompt that leaves no room to
@@ -82,7 +85,11 @@ pub fn assemble_prompt(
         truncated = ids.len() - keep;
         ids.drain(..truncated);
     }
-    Ok(Prompt { ids, truncated })
+    Ok(Prompt {
+        ids,
+        truncated,
+        opens_thinking: !spec.raw && ReasoningSplitter::prompt_opens_thinking(&text),
+    })
 }
 
 /// One prompt to run, with its generation options.
@@ -245,10 +252,35 @@ pub struct TextRunner {
     pub truncate_left: bool,
     pub dequantize: bool,
     pub prefill_step: usize,
+    /// Leave a reasoning model's thinking out of the text output (`--no-reasoning`); `--json`
+    /// records still carry it.
+    pub hide_reasoning: bool,
     /// Print what was loaded and the timings to stderr.
     pub verbose: bool,
     /// Set by Ctrl-C: generation stops at the next token, marked interrupted.
     pub cancel: Option<Arc<AtomicBool>>,
+}
+
+/// Writes one split piece: `delta` records say which part it is; text output dims the
+/// reasoning on a terminal, leaves it out with `--no-reasoning`, and on a pipe passes the
+/// stream as the model wrote it (tags included) unless `--no-reasoning`.
+fn write_piece(
+    out: &mut Output,
+    id: &str,
+    part: Part,
+    piece: &str,
+    hide: bool,
+    dim: bool,
+) -> Result<bool, Failure> {
+    let reasoning = part == Part::Reasoning;
+    if out.json {
+        return out.text_part(id, piece, reasoning);
+    }
+    match (reasoning, hide, dim) {
+        (true, true, _) => Ok(!out.closed()),
+        (true, false, true) => out.text(id, &format!("\x1b[2m{piece}\x1b[0m")),
+        _ => out.text(id, piece),
+    }
 }
 
 impl Runner for TextRunner {
@@ -369,21 +401,46 @@ impl TextRunner {
             cancel: self.cancel.clone(),
         };
         let mut write_err: Option<Failure> = None;
+        let mut split = ReasoningSplitter::new(prompt.opens_thinking);
+        let dim = !out.json && std::io::IsTerminal::is_terminal(&std::io::stdout());
+        // On a pipe the text goes as the model wrote it, tags and all (or only the answer).
+        let raw_pipe = !out.json && !dim && !self.hide_reasoning;
+        let hide = self.hide_reasoning;
         let g = generate(
             &model.decoder,
             &model.tokenizer,
             &prompt.ids,
             &opts,
-            &mut |t| match out.text(id, t) {
-                Ok(more) => Ok(more),
-                Err(f) => {
-                    write_err = Some(f);
-                    Ok(false)
+            &mut |t| {
+                let pieces = split.push(t);
+                let written = if raw_pipe {
+                    out.text(id, t)
+                } else {
+                    let mut more = Ok(true);
+                    for (part, piece) in &pieces {
+                        more = write_piece(out, id, *part, piece, hide, dim);
+                        if !matches!(more, Ok(true)) {
+                            break;
+                        }
+                    }
+                    more
+                };
+                match written {
+                    Ok(more) => Ok(more),
+                    Err(f) => {
+                        write_err = Some(f);
+                        Ok(false)
+                    }
                 }
             },
         )?;
         if let Some(f) = write_err {
             return Err(f);
+        }
+        for (part, piece) in split.finish() {
+            if !raw_pipe {
+                write_piece(out, id, part, &piece, hide, dim)?;
+            }
         }
         if g.context_full {
             out.warn(&format!(
@@ -393,13 +450,21 @@ impl TextRunner {
             ));
         }
         if out.json {
-            let mut rec = json!({"type": "result", "model": id, "text": g.text,
+            let text = if split.has_reasoning() {
+                &split.answer
+            } else {
+                &g.text
+            };
+            let mut rec = json!({"type": "result", "model": id, "text": text,
                 "prompt_tokens": g.prompt_tokens, "generated_tokens": g.tokens.len(),
                 "finish_reason": g.finish_reason.as_str(), "ttft_s": g.ttft_s,
                 "prefill_tok_s": g.prefill_tok_s, "decode_tok_s": g.decode_tok_s,
                 "peak_mem_bytes": g.peak_mem_bytes, "seed": item.sampling.seed});
             if let Some(n) = item.line {
                 rec["prompt_line"] = json!(n);
+            }
+            if split.has_reasoning() {
+                rec["reasoning"] = json!(split.reasoning);
             }
             if prompt.truncated > 0 {
                 rec["truncated_prompt_tokens"] = json!(prompt.truncated);

@@ -1,0 +1,215 @@
+//! A reasoning model's thinking apart from its answer, as the text streams: `<think>…</think>`
+//! as Qwen3 and the DeepSeek-R1 distills write it. A prompt whose template already opened
+//! `<think>` (the R1 distills') starts inside the reasoning. A tag split across tokens (or
+//! stream pieces) is held back until it is decided, so no piece of a tag is ever shown.
+
+pub const OPEN: &str = "<think>";
+pub const CLOSE: &str = "</think>";
+
+/// Which part of the output a piece of text belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    Reasoning,
+    Answer,
+}
+
+/// Splits streamed text into reasoning and answer.
+#[derive(Debug, Clone)]
+pub struct ReasoningSplitter {
+    inside: bool,
+    /// Text not yet shown: it may be the start of a tag.
+    pending: String,
+    /// Newlines right after a tag are the template's layout, not content.
+    skip_newlines: bool,
+    pub reasoning: String,
+    pub answer: String,
+}
+
+impl ReasoningSplitter {
+    pub fn new(starts_inside: bool) -> ReasoningSplitter {
+        ReasoningSplitter {
+            inside: starts_inside,
+            pending: String::new(),
+            skip_newlines: starts_inside,
+            reasoning: String::new(),
+            answer: String::new(),
+        }
+    }
+
+    /// Whether a rendered prompt leaves the model inside an open `<think>`.
+    pub fn prompt_opens_thinking(prompt: &str) -> bool {
+        let p = prompt.trim_end();
+        p.ends_with(OPEN) && p.rfind(OPEN) > p.rfind(CLOSE)
+    }
+
+    fn part(&self) -> Part {
+        if self.inside {
+            Part::Reasoning
+        } else {
+            Part::Answer
+        }
+    }
+
+    fn emit(&mut self, text: &str, out: &mut Vec<(Part, String)>) {
+        let text = if self.skip_newlines {
+            let t = text.trim_start_matches('\n');
+            if !t.is_empty() {
+                self.skip_newlines = false;
+            }
+            t
+        } else {
+            text
+        };
+        if text.is_empty() {
+            return;
+        }
+        match self.part() {
+            Part::Reasoning => self.reasoning.push_str(text),
+            Part::Answer => self.answer.push_str(text),
+        }
+        match out.last_mut() {
+            Some((p, s)) if *p == self.part() => s.push_str(text),
+            _ => out.push((self.part(), text.to_string())),
+        }
+    }
+
+    /// Takes the next piece of generated text; returns what may be shown now, in order.
+    pub fn push(&mut self, text: &str) -> Vec<(Part, String)> {
+        self.pending.push_str(text);
+        let mut out = Vec::new();
+        loop {
+            let tag = if self.inside { CLOSE } else { OPEN };
+            if let Some(i) = self.pending.find(tag) {
+                let before = self.pending[..i].to_string();
+                self.emit(&before, &mut out);
+                self.pending.drain(..i + tag.len());
+                self.inside = !self.inside;
+                self.skip_newlines = true;
+                continue;
+            }
+            // Hold back the longest end of the text that could start the tag.
+            let keep = (1..tag.len())
+                .rev()
+                .find(|&k| self.pending.ends_with(&tag[..k]))
+                .unwrap_or(0);
+            let show = self.pending.len() - keep;
+            let now = self.pending[..show].to_string();
+            self.emit(&now, &mut out);
+            self.pending.drain(..show);
+            return out;
+        }
+    }
+
+    /// No more text comes: what was held back is real text of the current part.
+    pub fn finish(&mut self) -> Vec<(Part, String)> {
+        let rest = std::mem::take(&mut self.pending);
+        let mut out = Vec::new();
+        self.emit(&rest, &mut out);
+        out
+    }
+
+    /// Whether any reasoning was seen.
+    pub fn has_reasoning(&self) -> bool {
+        !self.reasoning.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split_all(pieces: &[&str], inside: bool) -> ReasoningSplitter {
+        let mut s = ReasoningSplitter::new(inside);
+        let mut shown = String::new();
+        for p in pieces {
+            for (_, t) in s.push(p) {
+                shown.push_str(&t);
+            }
+        }
+        for (_, t) in s.finish() {
+            shown.push_str(&t);
+        }
+        assert_eq!(shown, format!("{}{}", s.reasoning, s.answer));
+        assert!(!shown.contains('<') || !shown.contains("think>"), "{shown}");
+        s
+    }
+
+    #[test]
+    fn think_tags_split_reasoning_from_the_answer() {
+        let s = split_all(&["<think>\nLet me see.\n</think>\n\nParis."], false);
+        assert_eq!(
+            (s.reasoning.as_str(), s.answer.as_str()),
+            ("Let me see.\n", "Paris.")
+        );
+    }
+
+    #[test]
+    fn a_tag_split_at_every_position_is_still_found() {
+        let text = "<think>\nhmm</think>\n\nyes";
+        for a in 0..text.len() {
+            for b in a..text.len() {
+                let s = split_all(&[&text[..a], &text[a..b], &text[b..]], false);
+                assert_eq!(
+                    (s.reasoning.as_str(), s.answer.as_str()),
+                    ("hmm", "yes"),
+                    "{a} {b}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_prompt_that_opened_thinking_starts_inside() {
+        assert!(ReasoningSplitter::prompt_opens_thinking(
+            "<|Assistant|><think>\n"
+        ));
+        assert!(!ReasoningSplitter::prompt_opens_thinking(
+            "<think>\n\n</think>\n\n"
+        ));
+        let s = split_all(&["First, ", "the sky.</think>Blue."], true);
+        assert_eq!(
+            (s.reasoning.as_str(), s.answer.as_str()),
+            ("First, the sky.", "Blue.")
+        );
+    }
+
+    #[test]
+    fn text_without_tags_is_all_answer_and_a_lone_angle_bracket_is_not_held_forever() {
+        let s = split_all(&["a < b", " and <thin", "g>"], false);
+        assert_eq!(
+            (s.reasoning.as_str(), s.answer.as_str()),
+            ("", "a < b and <thing>")
+        );
+        let mut u = ReasoningSplitter::new(false);
+        assert_eq!(u.push("x <thi"), vec![(Part::Answer, "x ".to_string())]);
+        assert_eq!(u.finish(), vec![(Part::Answer, "<thi".to_string())]);
+    }
+
+    #[test]
+    fn tags_spread_over_byte_tokens_are_split_as_the_decoder_streams() {
+        // The tiny models' byte-level tokenizer: every byte is a token, so each tag spans
+        // seven or eight tokens and reaches the splitter piece by piece.
+        let dir = tempfile::tempdir().unwrap();
+        crate::tiny::write(&crate::tiny::specs().remove(0), dir.path()).unwrap();
+        let t = crate::tokenizer::TextTokenizer::from_dir(dir.path(), &[]).unwrap();
+        let ids = t
+            .encode("<think>\nweigh it — é</think>\n\nDone.", false)
+            .unwrap();
+        let mut d = crate::generate::StreamingDecoder::new(&t);
+        let mut s = ReasoningSplitter::new(false);
+        let mut seen = 0;
+        let mut shown = Vec::new();
+        for id in ids {
+            d.push(id).unwrap();
+            let piece = d.text()[seen..].to_string();
+            seen = d.text().len();
+            shown.extend(s.push(&piece));
+        }
+        shown.extend(s.finish());
+        assert_eq!(
+            (s.reasoning.as_str(), s.answer.as_str()),
+            ("weigh it — é", "Done.")
+        );
+        assert!(shown.iter().all(|(_, p)| !p.contains('<')), "{shown:?}");
+    }
+}
