@@ -813,3 +813,79 @@ fn a_thinking_models_reasoning_is_kept_apart_from_its_answer() {
     let hidden = run(&[&args[..], &["--no-reasoning"]].concat(), None).ok();
     assert_eq!(hidden.stdout, format!("{answer}\n"));
 }
+
+#[test]
+fn a_prompt_cache_is_reused_exactly_and_refused_for_another_model() {
+    let model = tiny_model();
+    let path = model.path().to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("sys.safetensors");
+    let text_of = |prompt: &str, extra: &[&str]| -> Value {
+        let r = run(
+            &[
+                &[path, "-p", prompt, "--raw", "-n", "8", "--json"][..],
+                extra,
+            ]
+            .concat(),
+            None,
+        );
+        let r = r.ok();
+        result_of(&r.stdout)
+    };
+    let with_cache = ["--prompt-cache", cache.to_str().unwrap()];
+    let long = "You are terse. Answer in one word. ".repeat(2);
+    let p1 = format!("{long}Q1");
+    let plain = text_of(&p1, &[]);
+    let first = text_of(&p1, &with_cache);
+    assert_eq!(
+        (first["text"].clone(), first["cached_prompt_tokens"].clone()),
+        (plain["text"].clone(), json!(0))
+    );
+    assert!(cache.exists());
+    // The same prompt again: all but its last token come from the cache, same output.
+    let again = text_of(&p1, &with_cache);
+    assert_eq!(again["cached_prompt_tokens"], json!(p1.len() - 1));
+    assert_eq!(again["text"], plain["text"]);
+    // A new question after the same prefix: the shared part is reused, output as uncached.
+    let p2 = format!("{long}Q2 and more");
+    let uncached = text_of(&p2, &[]);
+    let reused = text_of(&p2, &with_cache);
+    assert_eq!(reused["cached_prompt_tokens"], json!(long.len() + 1));
+    assert_eq!(reused["text"], uncached["text"]);
+    // Another model's cache is refused, with the fix.
+    let other = tempfile::tempdir().unwrap();
+    mlxk_infer::tiny::write(
+        &mlxk_infer::tiny::spec("llama-4bit-g64").unwrap(),
+        other.path(),
+    )
+    .unwrap();
+    let r = run(
+        &[
+            other.path().to_str().unwrap(),
+            "-p",
+            &p1,
+            "--raw",
+            "-n",
+            "2",
+            "--prompt-cache",
+            cache.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("made for another model") && r.stderr.contains("delete it"),
+        "{}",
+        r.stderr
+    );
+    let r = run(
+        &[path, "-p", "x", "--raw", "--prompt-cache", "sys.cache"],
+        None,
+    );
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("must end in .safetensors"),
+        "{}",
+        r.stderr
+    );
+}

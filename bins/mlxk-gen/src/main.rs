@@ -48,6 +48,10 @@ pub struct Cli {
     /// Tell templates that support it (`enable_thinking`) not to think first
     #[arg(long)]
     pub no_think: bool,
+    /// Reuse the KV state saved in FILE (a .safetensors file) for the part of the prompt it
+    /// shares, then save this prompt's there; a cache of another model or build is refused
+    #[arg(long, value_name = "FILE")]
+    pub prompt_cache: Option<PathBuf>,
     /// Leave a reasoning model's thinking (`<think>…</think>`) out of the text output; on a
     /// terminal it is shown dimmed, with --json it is the result's `reasoning` field and
     /// `delta` records with `"part": "reasoning"`
@@ -194,6 +198,7 @@ fn text_runner(cli: &Cli) -> Result<TextRunner, Failure> {
         prompts,
         truncate_left: cli.truncate.is_some(),
         hide_reasoning: cli.no_reasoning,
+        prompt_cache: cli.prompt_cache.clone(),
         dequantize: cli.dequantize,
         prefill_step: cli.prefill_step,
         verbose: cli.verbose,
@@ -204,6 +209,9 @@ fn text_runner(cli: &Cli) -> Result<TextRunner, Failure> {
 fn run(cli: &Cli, out: &mut Output) -> Result<(), Failure> {
     let report = cli.report.as_deref().map(ReportFile::check).transpose()?;
     let text = text_runner(cli)?;
+    if let Some(p) = &cli.prompt_cache {
+        mlxk_infer::prompt_cache::check_path(p)?;
+    }
     let jobs = match &cli.model {
         Some(spec) => vec![runner::job_for_spec(spec)?],
         None if std::io::stdin().is_terminal() => {

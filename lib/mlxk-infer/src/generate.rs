@@ -198,18 +198,30 @@ fn find_stop<'a>(text: &str, stops: &'a [String]) -> Option<(usize, &'a String)>
 /// mlx-lm's order (the last token is the first decoding step's input and yields its logits).
 pub fn prefill(model: &Decoder, prompt: &[u32], step: usize) -> Result<Vec<KvCache>> {
     let mut caches = model.new_cache();
+    prefill_from(model, &mut caches, prompt, 0, step)?;
+    Ok(caches)
+}
+
+/// Extends `caches`, which hold `prompt[..done]`, with all but the last prompt token, in chunks
+/// of `step` (mlx-lm's order; a reused prompt cache continues the same way).
+pub fn prefill_from(
+    model: &Decoder,
+    caches: &mut [KvCache],
+    prompt: &[u32],
+    mut done: usize,
+    step: usize,
+) -> Result<()> {
     let step = step.max(1);
-    let mut done = 0usize;
     while prompt.len().saturating_sub(done) > 1 {
         let n = step.min(prompt.len() - done - 1);
         let x = Array::from_slice(&prompt[done..done + n], &[1, n as i32]);
-        model.hidden(&x, &mut caches)?;
+        model.hidden(&x, caches)?;
         let state: Vec<&Array> = caches.iter().flat_map(|c| c.state()).collect();
         mlx_rs::transforms::eval(state)?;
         done += n;
         mlx_rs::memory::clear_cache()?;
     }
-    Ok(caches)
+    Ok(())
 }
 
 /// Generates from `prompt` ids; `on_text` receives each piece of text as it becomes safe to
@@ -221,6 +233,21 @@ pub fn generate(
     opts: &GenerateOptions,
     on_text: &mut dyn FnMut(&str) -> Result<bool>,
 ) -> Result<Generation> {
+    let fresh = model.new_cache();
+    generate_cached(model, tokenizer, prompt, opts, fresh, 0, on_text).map(|(g, _)| g)
+}
+
+/// Like [`generate`], continuing from `caches` that already hold `prompt[..cached]` (a prompt
+/// cache); returns the caches too (prompt and generated positions).
+pub fn generate_cached(
+    model: &Decoder,
+    tokenizer: &TextTokenizer,
+    prompt: &[u32],
+    opts: &GenerateOptions,
+    mut caches: Vec<KvCache>,
+    cached: usize,
+    on_text: &mut dyn FnMut(&str) -> Result<bool>,
+) -> Result<(Generation, Vec<KvCache>)> {
     opts.sampling.validate()?;
     if opts.stop_strings.iter().any(String::is_empty) {
         return Err(InferError::Options(
@@ -236,7 +263,12 @@ pub fn generate(
     mlx_rs::memory::reset_peak_memory()?;
     let mut key = mlx_rs::random::key(opts.sampling.seed)?;
     let start = Instant::now();
-    let mut caches = prefill(model, prompt, opts.prefill_step)?;
+    if cached >= prompt.len() {
+        return Err(InferError::Options(
+            "a prompt cache must leave the last prompt token to decode".into(),
+        ));
+    }
+    prefill_from(model, &mut caches, prompt, cached, opts.prefill_step)?;
     let mut history: Vec<u32> = prompt.to_vec();
     let next =
         |ids: &[u32], caches: &mut Vec<KvCache>, hist: &[u32], key: &mut Array| -> Result<u32> {
@@ -317,7 +349,7 @@ pub fn generate(
         finish == FinishReason::Length && tokens.len() == limit && limit < opts.max_tokens;
     let decode_s = first_at.elapsed().as_secs_f64();
     let decoded = tokens.len().saturating_sub(1) + usize::from(eos_token.is_some());
-    Ok(Generation {
+    let g = Generation {
         prompt_tokens: prompt.len(),
         prefill_tok_s: if ttft > 0.0 {
             prompt.len() as f64 / ttft
@@ -338,7 +370,8 @@ pub fn generate(
         stop_string,
         context_full,
         peak_mem_bytes: mlx_rs::memory::peak_memory()? as u64,
-    })
+    };
+    Ok((g, caches))
 }
 
 #[cfg(test)]

@@ -307,6 +307,32 @@ impl KvCache {
     pub fn state(&self) -> Vec<&Array> {
         self.keys.iter().chain(self.values.iter()).collect()
     }
+
+    /// The cached keys and values `[B, H, offset, D]`, for saving.
+    pub fn snapshot(&self) -> Option<(Array, Array)> {
+        let end = self.offset as i32;
+        match (&self.keys, &self.values) {
+            (Some(k), Some(v)) if end > 0 => {
+                Some((k.index((.., .., ..end, ..)), v.index((.., .., ..end, ..))))
+            }
+            _ => None,
+        }
+    }
+
+    /// A cache holding saved keys and values (as mlx-lm's cache state setter: capacity = length).
+    pub fn restore(keys: Array, values: Array) -> KvCache {
+        let offset = keys.shape().get(2).copied().unwrap_or(0) as usize;
+        KvCache {
+            keys: Some(keys),
+            values: Some(values),
+            offset,
+        }
+    }
+
+    /// Keeps the first `n` positions (a shorter shared prefix); later updates overwrite the rest.
+    pub fn trim(&mut self, n: usize) {
+        self.offset = self.offset.min(n);
+    }
 }
 
 /// A causal mask for `n` queries after `offset` cached positions, limited to `window` keys.

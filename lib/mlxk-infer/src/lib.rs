@@ -7,6 +7,7 @@ pub mod kernels;
 pub mod layers;
 pub mod loader;
 pub mod models;
+pub mod prompt_cache;
 pub mod reasoning;
 pub mod runner;
 pub mod runtime;

@@ -2,7 +2,7 @@
 //! template (or raw), checked against the context, generated and streamed.
 use super::{Runner, Runs};
 use crate::error::{InferError, Result};
-use crate::generate::{GenerateOptions, generate};
+use crate::generate::{GenerateOptions, generate_cached};
 use crate::loader::{self, TextModel};
 use crate::reasoning::{Part, ReasoningSplitter};
 use crate::sampling::Sampling;
@@ -255,6 +255,9 @@ pub struct TextRunner {
     /// Leave a reasoning model's thinking out of the text output (`--no-reasoning`); `--json`
     /// records still carry it.
     pub hide_reasoning: bool,
+    /// `--prompt-cache FILE`: reuse the KV state of the prompt saved there (as far as the new
+    /// prompt shares its tokens) and save this prompt's.
+    pub prompt_cache: Option<std::path::PathBuf>,
     /// Print what was loaded and the timings to stderr.
     pub verbose: bool,
     /// Set by Ctrl-C: generation stops at the next token, marked interrupted.
@@ -406,11 +409,39 @@ impl TextRunner {
         // On a pipe the text goes as the model wrote it, tags and all (or only the answer).
         let raw_pipe = !out.json && !dim && !self.hide_reasoning;
         let hide = self.hide_reasoning;
-        let g = generate(
+        // The prompt cache: what the saved prompt shares with this one is not prefilled again.
+        let layers = model.decoder.blocks.len();
+        let ident = self
+            .prompt_cache
+            .as_ref()
+            .map(|_| crate::prompt_cache::identity(model, self.dequantize));
+        let (caches, cached) = match (&self.prompt_cache, &ident) {
+            (Some(path), Some(ident)) => match crate::prompt_cache::load(path, ident, layers)? {
+                Some(mut pc) => {
+                    let prefill = &prompt.ids[..prompt.ids.len().saturating_sub(1)];
+                    let shared = crate::prompt_cache::common_prefix(&pc.tokens, prefill);
+                    for c in &mut pc.caches {
+                        c.trim(shared);
+                    }
+                    (pc.caches, shared)
+                }
+                None => (model.decoder.new_cache(), 0),
+            },
+            _ => (model.decoder.new_cache(), 0),
+        };
+        if self.verbose && self.prompt_cache.is_some() {
+            out.warn(&format!(
+                "{id}: prompt cache: {cached} of {} prompt tokens reused",
+                prompt.ids.len()
+            ));
+        }
+        let (g, mut caches) = generate_cached(
             &model.decoder,
             &model.tokenizer,
             &prompt.ids,
             &opts,
+            caches,
+            cached,
             &mut |t| {
                 let pieces = split.push(t);
                 let written = if raw_pipe {
@@ -437,6 +468,11 @@ impl TextRunner {
         if let Some(f) = write_err {
             return Err(f);
         }
+        if let (Some(path), Some(ident)) = (&self.prompt_cache, &ident) {
+            let prefill = &prompt.ids[..prompt.ids.len().saturating_sub(1)];
+            crate::prompt_cache::save(path, ident, prefill, &mut caches)?;
+        }
+        drop(caches);
         for (part, piece) in split.finish() {
             if !raw_pipe {
                 write_piece(out, id, part, &piece, hide, dim)?;
@@ -465,6 +501,9 @@ impl TextRunner {
             }
             if split.has_reasoning() {
                 rec["reasoning"] = json!(split.reasoning);
+            }
+            if self.prompt_cache.is_some() {
+                rec["cached_prompt_tokens"] = json!(cached);
             }
             if prompt.truncated > 0 {
                 rec["truncated_prompt_tokens"] = json!(prompt.truncated);
