@@ -1,10 +1,23 @@
 //! A reasoning model's thinking apart from its answer, as the text streams: `<think>…</think>`
-//! as Qwen3 and the DeepSeek-R1 distills write it. A prompt whose template already opened
-//! `<think>` (the R1 distills') starts inside the reasoning. A tag split across tokens (or
-//! stream pieces) is held back until it is decided, so no piece of a tag is ever shown.
+//! as Qwen3 and the DeepSeek-R1 distills write it, and gpt-oss's channels
+//! (`<|channel|>analysis<|message|>…<|end|><|start|>assistant<|channel|>final<|message|>…`).
+//! A prompt whose template already opened `<think>` (the R1 distills') starts inside the
+//! reasoning. A marker split across tokens (or stream pieces) is held back until it is decided,
+//! so no piece of one is ever shown.
 
 pub const OPEN: &str = "<think>";
 pub const CLOSE: &str = "</think>";
+
+/// Markers and what they do: `Some(true)` enters the reasoning, `Some(false)` the answer,
+/// `None` is layout between channels, dropped.
+const MARKERS: &[(&str, Option<bool>)] = &[
+    (OPEN, Some(true)),
+    (CLOSE, Some(false)),
+    ("<|channel|>analysis<|message|>", Some(true)),
+    ("<|channel|>final<|message|>", Some(false)),
+    ("<|end|>", None),
+    ("<|start|>assistant", None),
+];
 
 /// Which part of the output a piece of text belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,19 +91,32 @@ impl ReasoningSplitter {
         self.pending.push_str(text);
         let mut out = Vec::new();
         loop {
-            let tag = if self.inside { CLOSE } else { OPEN };
-            if let Some(i) = self.pending.find(tag) {
+            // The earliest marker in the text (the longest where two start together).
+            let found = MARKERS
+                .iter()
+                .filter_map(|(m, to)| self.pending.find(m).map(|i| (i, *m, *to)))
+                .min_by_key(|(i, m, _)| (*i, std::cmp::Reverse(m.len())));
+            if let Some((i, marker, to)) = found {
                 let before = self.pending[..i].to_string();
                 self.emit(&before, &mut out);
-                self.pending.drain(..i + tag.len());
-                self.inside = !self.inside;
-                self.skip_newlines = true;
+                self.pending.drain(..i + marker.len());
+                if let Some(inside) = to {
+                    self.inside = inside;
+                    self.skip_newlines = true;
+                }
                 continue;
             }
-            // Hold back the longest end of the text that could start the tag.
-            let keep = (1..tag.len())
-                .rev()
-                .find(|&k| self.pending.ends_with(&tag[..k]))
+            // Hold back the longest end of the text that could start a marker.
+            let keep = MARKERS
+                .iter()
+                .flat_map(|(m, _)| {
+                    (1..m.len())
+                        .filter(|&k| m.is_char_boundary(k))
+                        .map(move |k| &m[..k])
+                })
+                .filter(|prefix| self.pending.ends_with(prefix))
+                .map(str::len)
+                .max()
                 .unwrap_or(0);
             let show = self.pending.len() - keep;
             let now = self.pending[..show].to_string();
@@ -130,7 +156,10 @@ mod tests {
             shown.push_str(&t);
         }
         assert_eq!(shown, format!("{}{}", s.reasoning, s.answer));
-        assert!(!shown.contains('<') || !shown.contains("think>"), "{shown}");
+        assert!(
+            !shown.contains("think>") && !shown.contains("<|"),
+            "{shown}"
+        );
         s
     }
 
@@ -183,6 +212,19 @@ mod tests {
         let mut u = ReasoningSplitter::new(false);
         assert_eq!(u.push("x <thi"), vec![(Part::Answer, "x ".to_string())]);
         assert_eq!(u.finish(), vec![(Part::Answer, "<thi".to_string())]);
+    }
+
+    #[test]
+    fn gpt_oss_channels_split_analysis_from_final() {
+        let text = "<|channel|>analysis<|message|>User asks capital.<|end|><|start|>assistant<|channel|>final<|message|>Paris.";
+        for cut in 0..text.len() {
+            let s = split_all(&[&text[..cut], &text[cut..]], false);
+            assert_eq!(
+                (s.reasoning.as_str(), s.answer.as_str()),
+                ("User asks capital.", "Paris."),
+                "cut at {cut}"
+            );
+        }
     }
 
     #[test]
