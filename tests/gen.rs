@@ -724,8 +724,8 @@ fn a_model_folder_path_runs_directly_with_its_chat_template() {
 /// A tiny model whose greedy output carries think tags: two of the tokens it generates once
 /// each are renamed `<think>` and `</think>` in its tokenizer (the weights, and so the token
 /// ids it picks, stay the same). Returns the folder, the raw output, and the expected
-/// (reasoning, answer).
-fn tiny_thinking_model(n: usize) -> (tempfile::TempDir, String, String, String) {
+/// (reasoning, answer) and how many tokens the reasoning took (up to `</think>`).
+fn tiny_thinking_model(n: usize) -> (tempfile::TempDir, String, String, String, usize) {
     use mlxk_infer::runner::text::{PromptSpec, assemble_prompt};
     let dir = tiny_model();
     let m = mlxk_infer::loader::load(
@@ -784,20 +784,39 @@ fn tiny_thinking_model(n: usize) -> (tempfile::TempDir, String, String, String) 
         raw.contains("<think>") && raw.contains("</think>"),
         "{raw:?}"
     );
-    (dir, raw, s.reasoning, s.answer)
+    (dir, raw, s.reasoning, s.answer, j + 1)
 }
 
 #[test]
 fn a_thinking_models_reasoning_is_kept_apart_from_its_answer() {
-    let (dir, raw, reasoning, answer) = tiny_thinking_model(12);
+    let (dir, raw, reasoning, answer, thought) = tiny_thinking_model(12);
     assert!(!reasoning.is_empty());
     let path = dir.path().to_str().unwrap();
     let args = [path, "-p", "hi", "--raw", "-n", "12"];
-    let r = run(&[&args[..], &["--json", "--stream"]].concat(), None).ok();
+    let bench = dir.path().join("bench.jsonl");
+    let r = run(
+        &[
+            &args[..],
+            &["--json", "--stream", "--report", bench.to_str().unwrap()],
+        ]
+        .concat(),
+        None,
+    )
+    .ok();
     let recs = r.records();
     let result = recs.iter().find(|v| v["type"] == "result").unwrap();
     assert_eq!(result["reasoning"], reasoning.as_str());
     assert_eq!(result["text"], answer.as_str());
+    // Both parts are counted: the reasoning's tokens up to and with `</think>`, the rest answer.
+    assert_eq!(result["reasoning_tokens"], json!(thought));
+    let rec: Value = serde_json::from_str(std::fs::read_to_string(&bench).unwrap().trim()).unwrap();
+    assert_eq!(
+        (
+            &rec["performance"]["reasoning_tokens"],
+            &rec["performance"]["answer_tokens"]
+        ),
+        (&json!(thought), &json!(12 - thought))
+    );
     let deltas = |reasoning: bool| -> String {
         recs.iter()
             .filter(|v| v["type"] == "delta" && (v["part"] == "reasoning") == reasoning)

@@ -168,6 +168,155 @@ pub fn terminal_stdin(cmd: &mut std::process::Command) -> std::os::fd::OwnedFd {
     master
 }
 
+/// A program on a pseudo-terminal of its own (80 columns, its controlling terminal, so Ctrl-C
+/// is a SIGINT from the line discipline, as at a shell): keys go in, the screen's text comes
+/// out with the escape sequences taken away.
+pub struct Pty {
+    master: std::fs::File,
+    child: std::process::Child,
+    screen: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl Pty {
+    pub fn spawn(mut cmd: std::process::Command) -> Pty {
+        use std::os::fd::FromRawFd;
+        use std::os::unix::process::CommandExt;
+        let (mut master, mut slave) = (0, 0);
+        let size = libc::winsize {
+            ws_row: 40,
+            ws_col: 80,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: openpty fills two fds; no name or settings are asked for.
+        let rc = unsafe {
+            libc::openpty(
+                &mut master,
+                &mut slave,
+                std::ptr::null_mut(),
+                std::ptr::null(),
+                &size,
+            )
+        };
+        assert_eq!(rc, 0, "openpty");
+        // SAFETY: both fds were just opened and are owned here.
+        let (master, slave) = unsafe {
+            (
+                std::fs::File::from_raw_fd(master),
+                std::os::fd::OwnedFd::from_raw_fd(slave),
+            )
+        };
+        cmd.stdin(slave.try_clone().unwrap())
+            .stdout(slave.try_clone().unwrap())
+            .stderr(slave)
+            .env("TERM", "xterm");
+        // SAFETY: only async-signal-safe calls between fork and exec: a new session whose
+        // controlling terminal is the pty on stdin.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().expect("spawn on the pty");
+        drop(cmd); // closes the parent's copies of the slave: EOF reaches the reader at exit
+        let screen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (mut from, to) = (master.try_clone().unwrap(), screen.clone());
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let mut buf = [0u8; 4096];
+            // Ends with EIO once the program and its children have closed the terminal.
+            while let Ok(n) = from.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                to.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        Pty {
+            master,
+            child,
+            screen,
+        }
+    }
+
+    /// Types `keys` (`\r` is Enter, `\x03` Ctrl-C, `\x04` Ctrl-D).
+    pub fn send(&mut self, keys: &str) {
+        use std::io::Write;
+        self.master.write_all(keys.as_bytes()).unwrap();
+        self.master.flush().unwrap();
+    }
+
+    /// Everything shown so far, as text.
+    pub fn text(&self) -> String {
+        strip_ansi(&String::from_utf8_lossy(&self.screen.lock().unwrap()))
+    }
+
+    /// Waits until `needle` has been shown `count` times; returns the text. Fails, showing the
+    /// screen, after a minute.
+    #[track_caller]
+    pub fn wait_for(&self, needle: &str, count: usize) -> String {
+        let start = std::time::Instant::now();
+        loop {
+            let t = self.text();
+            if t.matches(needle).count() >= count {
+                return t;
+            }
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(60),
+                "waited a minute for {needle:?} ×{count}; the screen:\n{t}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// Waits for the program to end; its exit code (-1 for a signal) and the whole screen.
+    pub fn wait(mut self) -> (i32, String) {
+        let status = self.child.wait().unwrap();
+        let start = std::time::Instant::now();
+        // The reader thread may still hold the last output.
+        while std::sync::Arc::strong_count(&self.screen) > 1
+            && start.elapsed() < std::time::Duration::from_secs(5)
+        {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        (status.code().unwrap_or(-1), self.text())
+    }
+}
+
+/// Text without terminal escape sequences (CSI `ESC [ … letter`, OSC, two-byte ESC codes)
+/// and carriage returns.
+pub fn strip_ansi(s: &str) -> String {
+    let mut out = String::new();
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\x1b' => match chars.next() {
+                Some('[') => {
+                    for d in chars.by_ref() {
+                        if d.is_ascii_alphabetic() || d == '~' {
+                            break;
+                        }
+                    }
+                }
+                Some(']') => {
+                    for d in chars.by_ref() {
+                        if d == '\x07' {
+                            break;
+                        }
+                    }
+                }
+                _ => {}
+            },
+            '\r' => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// A temporary hub cache.
 pub struct Cache {
     pub dir: tempfile::TempDir,

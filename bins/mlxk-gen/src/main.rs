@@ -2,6 +2,7 @@
 use clap::Parser;
 use mlxk::cli::{self, Failure};
 use mlxk::runner::{self, Output, ReportFile};
+use mlxk_infer::runner::chat::{ChatRunner, Terminal};
 use mlxk_infer::runner::run_jobs;
 use mlxk_infer::runner::text::{PromptItem, PromptSpec, TextRunner, read_prompt_batch};
 use mlxk_infer::sampling::Sampling;
@@ -16,6 +17,11 @@ use std::process::ExitCode;
 /// released before the next. The prompt goes through the model's chat template unless --raw.
 /// Text streams to stdout as it is generated; --json writes JSON Lines records instead
 /// (`load`, `delta` with --stream, `result`, `unload`).
+///
+/// On a terminal with no prompt, it is an interactive chat: the conversation goes through the
+/// chat template and the KV cache is kept, so a new turn prefills only its own tokens. Type
+/// /help in it for the commands (/clear, /system, /undo, /drop, /save FILE); Ctrl-C stops an
+/// answer, Ctrl-D leaves. The line history is kept in $XDG_STATE_HOME/mlxk/chat_history.
 ///
 /// Exit status: 0 ok, 1 failure, 2 usage (incl. a prompt longer than the context), 3 model
 /// not found or ambiguous, 4 model unusable here (broken files, unsupported architecture or
@@ -206,7 +212,66 @@ fn text_runner(cli: &Cli) -> Result<TextRunner, Failure> {
     })
 }
 
+/// No prompt, and a person at a terminal on both ends: the chat.
+fn wants_chat(cli: &Cli) -> bool {
+    cli.prompt.is_none()
+        && cli.prompt_file.is_none()
+        && cli.prompts.is_none()
+        && std::io::stdin().is_terminal()
+        && std::io::stdout().is_terminal()
+}
+
+fn chat(cli: &Cli, out: &mut Output) -> Result<(), Failure> {
+    let refuse = |flag: &str, why: &str| Err(Failure::usage(format!("{flag} {why}")));
+    if cli.json {
+        return refuse(
+            "--json",
+            "needs a prompt (-p, --prompt-file, --prompts); the chat writes text",
+        );
+    }
+    if cli.raw {
+        return refuse(
+            "--raw",
+            "has no chat template to converse through; give -p TEXT",
+        );
+    }
+    if cli.prompt_cache.is_some() {
+        return refuse(
+            "--prompt-cache",
+            "works with -p, --prompt-file and --prompts; the chat keeps its cache across turns itself",
+        );
+    }
+    let Some(spec) = &cli.model else {
+        return Err(Failure::usage(
+            "name the model to chat with: mlxk-gen MODEL (or give -p TEXT to pipe records)",
+        ));
+    };
+    let defaults = prompt_item(cli, String::new());
+    defaults.sampling.validate()?;
+    let report = cli.report.as_deref().map(ReportFile::check).transpose()?;
+    let job = runner::job_for_spec(spec)?;
+    let chat = ChatRunner {
+        text: TextRunner {
+            prompts: Vec::new(),
+            truncate_left: cli.truncate.is_some(),
+            hide_reasoning: cli.no_reasoning,
+            prompt_cache: None,
+            dequantize: cli.dequantize,
+            prefill_step: cli.prefill_step,
+            verbose: cli.verbose,
+            cancel: Some(runner::interrupt_flag()),
+        },
+        defaults,
+        input: std::cell::RefCell::new(Box::new(Terminal::open()?)),
+    };
+    run_jobs(&chat, &[job], out, report.as_ref(), None);
+    Ok(())
+}
+
 fn run(cli: &Cli, out: &mut Output) -> Result<(), Failure> {
+    if wants_chat(cli) {
+        return chat(cli, out);
+    }
     let report = cli.report.as_deref().map(ReportFile::check).transpose()?;
     let text = text_runner(cli)?;
     if let Some(p) = &cli.prompt_cache {

@@ -36,6 +36,10 @@ pub struct ReasoningSplitter {
     skip_newlines: bool,
     pub reasoning: String,
     pub answer: String,
+    /// Bytes of the raw stream already taken out of `pending`.
+    drained: usize,
+    /// Where in the raw stream the reasoning last ended (after its closing marker).
+    reasoning_end: Option<usize>,
 }
 
 impl ReasoningSplitter {
@@ -46,6 +50,8 @@ impl ReasoningSplitter {
             skip_newlines: starts_inside,
             reasoning: String::new(),
             answer: String::new(),
+            drained: 0,
+            reasoning_end: None,
         }
     }
 
@@ -100,6 +106,10 @@ impl ReasoningSplitter {
                 let before = self.pending[..i].to_string();
                 self.emit(&before, &mut out);
                 self.pending.drain(..i + marker.len());
+                self.drained += i + marker.len();
+                if to == Some(false) && (self.inside || self.has_reasoning()) {
+                    self.reasoning_end = Some(self.drained);
+                }
                 if let Some(inside) = to {
                     self.inside = inside;
                     self.skip_newlines = true;
@@ -122,6 +132,7 @@ impl ReasoningSplitter {
             let now = self.pending[..show].to_string();
             self.emit(&now, &mut out);
             self.pending.drain(..show);
+            self.drained += show;
             return out;
         }
     }
@@ -129,6 +140,7 @@ impl ReasoningSplitter {
     /// No more text comes: what was held back is real text of the current part.
     pub fn finish(&mut self) -> Vec<(Part, String)> {
         let rest = std::mem::take(&mut self.pending);
+        self.drained += rest.len();
         let mut out = Vec::new();
         self.emit(&rest, &mut out);
         out
@@ -138,6 +150,38 @@ impl ReasoningSplitter {
     pub fn has_reasoning(&self) -> bool {
         !self.reasoning.is_empty()
     }
+
+    /// How many bytes of the raw stream (markers included) belong to the reasoning: up to the
+    /// end of the marker that last closed it, or everything if it is still open.
+    pub fn reasoning_bytes(&self) -> usize {
+        if self.inside && self.has_reasoning() {
+            self.drained + self.pending.len()
+        } else {
+            self.reasoning_end.unwrap_or(0)
+        }
+    }
+}
+
+/// How many of `n` generated tokens hold the first `bytes` bytes of their text, given the
+/// length of the text the first `k` tokens decode to (which grows with `k`): the reasoning's
+/// share of a generation, closing marker included.
+pub fn tokens_for_bytes(n: usize, bytes: usize, decoded_len: impl Fn(usize) -> usize) -> usize {
+    if bytes == 0 {
+        return 0;
+    }
+    let (mut lo, mut hi) = (1, n);
+    if n == 0 || decoded_len(n) < bytes {
+        return n;
+    }
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        if decoded_len(mid) >= bytes {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    lo
 }
 
 #[cfg(test)]
@@ -161,6 +205,27 @@ mod tests {
             "{shown}"
         );
         s
+    }
+
+    #[test]
+    fn the_reasoning_share_of_the_stream_is_counted_in_bytes_and_tokens() {
+        let mut s = ReasoningSplitter::new(false);
+        for p in ["<think>\nhm", "m</thi", "nk>\n\nyes"] {
+            s.push(p);
+        }
+        s.finish();
+        assert_eq!(s.reasoning_bytes(), "<think>\nhmm</think>".len());
+        // Still thinking when the stream ended: all of it.
+        let mut open = ReasoningSplitter::new(true);
+        open.push("so far");
+        assert_eq!(open.reasoning_bytes(), 6);
+        let plain = split_all(&["no tags"], false);
+        assert_eq!(plain.reasoning_bytes(), 0);
+        // Tokens of 3 bytes each: 20 bytes end inside the 7th token.
+        assert_eq!(tokens_for_bytes(10, 20, |k| 3 * k), 7);
+        assert_eq!(tokens_for_bytes(10, 21, |k| 3 * k), 7);
+        assert_eq!(tokens_for_bytes(10, 0, |k| 3 * k), 0);
+        assert_eq!(tokens_for_bytes(10, 99, |k| 3 * k), 10);
     }
 
     #[test]

@@ -264,33 +264,46 @@ impl ReportFile {
     }
 }
 
+static INTERRUPTED: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();
+
+extern "C" fn on_sigint(_: libc::c_int) {
+    if let Some(f) = INTERRUPTED.get() {
+        f.store(true, Ordering::SeqCst);
+    }
+}
+
+fn arm_sigint() {
+    // SAFETY: the handler only stores to an atomic that outlives the process; SA_RESETHAND
+    // gives the second Ctrl-C the default action, SA_RESTART keeps reads going.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = on_sigint as *const () as usize;
+        sa.sa_flags = libc::SA_RESETHAND | libc::SA_RESTART;
+        libc::sigemptyset(&mut sa.sa_mask);
+        libc::sigaction(libc::SIGINT, &sa, std::ptr::null_mut());
+    }
+}
+
 /// Ctrl-C for a runner: the first SIGINT sets the flag (the runner stops at the next token,
 /// marks what it has as interrupted and still writes its records); a second one ends the
 /// process as usual.
 pub fn interrupt_flag() -> Arc<AtomicBool> {
-    static FLAG: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();
     let mut first = false;
-    let flag = FLAG.get_or_init(|| {
+    let flag = INTERRUPTED.get_or_init(|| {
         first = true;
         Arc::new(AtomicBool::new(false))
     });
-    extern "C" fn on_sigint(_: libc::c_int) {
-        if let Some(f) = FLAG.get() {
-            f.store(true, Ordering::SeqCst);
-        }
-    }
     if first {
-        // SAFETY: the handler only stores to an atomic that outlives the process; SA_RESETHAND
-        // gives the second Ctrl-C the default action, SA_RESTART keeps reads going.
-        unsafe {
-            let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = on_sigint as *const () as usize;
-            sa.sa_flags = libc::SA_RESETHAND | libc::SA_RESTART;
-            libc::sigemptyset(&mut sa.sa_mask);
-            libc::sigaction(libc::SIGINT, &sa, std::ptr::null_mut());
-        }
+        arm_sigint();
     }
     flag.clone()
+}
+
+/// An interactive session's next answer: the flag is cleared and the next Ctrl-C stops that
+/// answer again (a second one during it still ends the process).
+pub fn rearm_interrupt() {
+    interrupt_flag().store(false, Ordering::SeqCst);
+    arm_sigint();
 }
 
 #[cfg(test)]

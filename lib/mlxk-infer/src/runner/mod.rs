@@ -9,6 +9,7 @@ use mlxk::runner::{Job, Output, ReportFile};
 use mlxk::sys::{ProcessTree, SysRoot};
 use serde_json::json;
 
+pub mod chat;
 pub mod text;
 
 /// One kind of runner: its tool name, its backend, how it loads a model and runs it.
@@ -81,6 +82,25 @@ impl Runs {
             }
         }
         self.finished.push(facts);
+    }
+
+    /// Ends one turn of an interactive session: as [`Runs::finish`], but Ctrl-C ends only that
+    /// answer — the session goes on, and the exit status does not become 130.
+    pub fn finish_turn(
+        &mut self,
+        out: &mut Output,
+        mut facts: RunFacts,
+        outcome: Result<(), Failure>,
+    ) {
+        if outcome.is_ok() && !out.closed() && facts.finish_reason.as_deref() == Some("interrupted")
+        {
+            facts.end_ts = mlxk::monitor::unix_now();
+            facts.memory = SysRoot::from_env().memory().ok();
+            facts.error = Some(("interrupted".into(), "interrupted (Ctrl-C)".into()));
+            self.finished.push(facts);
+            return;
+        }
+        self.finish(out, facts, outcome)
     }
 
     /// Whether a run was interrupted: nothing more runs.

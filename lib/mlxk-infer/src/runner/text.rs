@@ -2,7 +2,8 @@
 //! template (or raw), checked against the context, generated and streamed.
 use super::{Runner, Runs};
 use crate::error::{InferError, Result};
-use crate::generate::{GenerateOptions, generate_cached};
+use crate::generate::{GenerateOptions, Generation, generate_cached};
+use crate::layers::KvCache;
 use crate::loader::{self, TextModel};
 use crate::reasoning::{Part, ReasoningSplitter};
 use crate::sampling::Sampling;
@@ -370,6 +371,14 @@ impl Runner for TextRunner {
     }
 }
 
+/// A generation streamed to the output: what it produced, its split into reasoning and answer,
+/// and the caches (prompt and generated positions) for the next turn or the prompt cache.
+pub struct Streamed {
+    pub generation: Generation,
+    pub split: ReasoningSplitter,
+    pub caches: Vec<KvCache>,
+}
+
 impl TextRunner {
     fn generate_one(
         &self,
@@ -395,20 +404,6 @@ impl TextRunner {
                 context.unwrap_or_default()
             ));
         }
-        let opts = GenerateOptions {
-            max_tokens: item.max_tokens,
-            sampling: item.sampling.clone(),
-            stop_strings: item.stop.clone(),
-            prefill_step: self.prefill_step,
-            context_length: context,
-            cancel: self.cancel.clone(),
-        };
-        let mut write_err: Option<Failure> = None;
-        let mut split = ReasoningSplitter::new(prompt.opens_thinking);
-        let dim = !out.json && std::io::IsTerminal::is_terminal(&std::io::stdout());
-        // On a pipe the text goes as the model wrote it, tags and all (or only the answer).
-        let raw_pipe = !out.json && !dim && !self.hide_reasoning;
-        let hide = self.hide_reasoning;
         // The prompt cache: what the saved prompt shares with this one is not prefilled again.
         let layers = model.decoder.blocks.len();
         let ident = self
@@ -435,7 +430,46 @@ impl TextRunner {
                 prompt.ids.len()
             ));
         }
-        let (g, mut caches) = generate_cached(
+        let mut s = self.stream(model, job, item, &prompt, caches, cached, out, facts)?;
+        if let (Some(path), Some(ident)) = (&self.prompt_cache, &ident) {
+            let prefill = &prompt.ids[..prompt.ids.len().saturating_sub(1)];
+            crate::prompt_cache::save(path, ident, prefill, &mut s.caches)?;
+        }
+        Ok(())
+    }
+
+    /// Generates from `prompt`, whose first `cached` tokens `caches` already hold, streaming the
+    /// text to `out` (split into reasoning and answer) and ending with the `result` record (or
+    /// a newline), the timings line and the run's facts.
+    #[allow(clippy::too_many_arguments)]
+    pub fn stream(
+        &self,
+        model: &TextModel,
+        job: &Job,
+        item: &PromptItem,
+        prompt: &Prompt,
+        caches: Vec<KvCache>,
+        cached: usize,
+        out: &mut Output,
+        facts: &mut RunFacts,
+    ) -> Result<Streamed, Failure> {
+        let id = job.record.id.as_str();
+        let context = model.context_length();
+        let opts = GenerateOptions {
+            max_tokens: item.max_tokens,
+            sampling: item.sampling.clone(),
+            stop_strings: item.stop.clone(),
+            prefill_step: self.prefill_step,
+            context_length: context,
+            cancel: self.cancel.clone(),
+        };
+        let mut write_err: Option<Failure> = None;
+        let mut split = ReasoningSplitter::new(prompt.opens_thinking);
+        let dim = !out.json && std::io::IsTerminal::is_terminal(&std::io::stdout());
+        // On a pipe the text goes as the model wrote it, tags and all (or only the answer).
+        let raw_pipe = !out.json && !dim && !self.hide_reasoning;
+        let hide = self.hide_reasoning;
+        let (g, caches) = generate_cached(
             &model.decoder,
             &model.tokenizer,
             &prompt.ids,
@@ -468,16 +502,20 @@ impl TextRunner {
         if let Some(f) = write_err {
             return Err(f);
         }
-        if let (Some(path), Some(ident)) = (&self.prompt_cache, &ident) {
-            let prefill = &prompt.ids[..prompt.ids.len().saturating_sub(1)];
-            crate::prompt_cache::save(path, ident, prefill, &mut caches)?;
-        }
-        drop(caches);
         for (part, piece) in split.finish() {
             if !raw_pipe {
                 write_piece(out, id, part, &piece, hide, dim)?;
             }
         }
+        // The reasoning's share of the tokens, closing marker included.
+        let reasoning_tokens = split.has_reasoning().then(|| {
+            crate::reasoning::tokens_for_bytes(g.tokens.len(), split.reasoning_bytes(), |k| {
+                model
+                    .tokenizer
+                    .decode(&g.tokens[..k])
+                    .map_or(0, |t| t.len())
+            })
+        });
         if g.context_full {
             out.warn(&format!(
                 "{id}: stopped after {} tokens at the end of the model's context ({} tokens)",
@@ -499,8 +537,9 @@ impl TextRunner {
             if let Some(n) = item.line {
                 rec["prompt_line"] = json!(n);
             }
-            if split.has_reasoning() {
+            if let Some(n) = reasoning_tokens {
                 rec["reasoning"] = json!(split.reasoning);
+                rec["reasoning_tokens"] = json!(n);
             }
             if self.prompt_cache.is_some() {
                 rec["cached_prompt_tokens"] = json!(cached);
@@ -516,8 +555,17 @@ impl TextRunner {
             out.text(id, "\n")?;
         }
         if self.verbose || (!out.json && std::io::IsTerminal::is_terminal(&std::io::stderr())) {
+            let reused = if cached > 0 {
+                format!(" ({cached} reused)")
+            } else {
+                String::new()
+            };
+            let thought = match reasoning_tokens {
+                Some(n) => format!(", {n} of them reasoning"),
+                None => String::new(),
+            };
             out.warn(&format!(
-                "{} prompt tokens, {} generated ({}), prefill {:.1} tok/s, decode {:.1} tok/s, first token {:.2} s",
+                "{} prompt tokens{reused}, {} generated ({}){thought}, prefill {:.1} tok/s, decode {:.1} tok/s, first token {:.2} s",
                 g.prompt_tokens,
                 g.tokens.len(),
                 g.finish_reason.as_str(),
@@ -541,6 +589,7 @@ impl TextRunner {
         facts.peak_bytes = Some(g.peak_mem_bytes);
         facts.prompt_tokens = Some(g.prompt_tokens as u64);
         facts.completion_tokens = Some(g.tokens.len() as u64);
+        facts.reasoning_tokens = reasoning_tokens.map(|n| n as u64);
         facts.extra = vec![("prefill_tokens_per_sec".into(), g.prefill_tok_s)];
         facts.stop_configured = eos_strings
             .iter()
@@ -557,7 +606,11 @@ impl TextRunner {
             .stop_configured
             .iter()
             .any(|s| !s.is_empty() && g.text.contains(s.as_str()));
-        Ok(())
+        Ok(Streamed {
+            generation: g,
+            split,
+            caches,
+        })
     }
 }
 

@@ -27,6 +27,8 @@ pub struct RunFacts {
     pub finish_reason: Option<String>,
     pub prompt_tokens: Option<u64>,
     pub completion_tokens: Option<u64>,
+    /// Of the completion tokens, those of a reasoning model's thinking (the rest are its answer).
+    pub reasoning_tokens: Option<u64>,
     pub start_ts: f64,
     pub end_ts: f64,
     pub tokens_per_sec: Option<f64>,
@@ -101,6 +103,10 @@ pub fn record(f: &RunFacts) -> Value {
     }
     if let Some(n) = f.completion_tokens {
         perf.insert("completion_tokens".into(), json!(n));
+        if let Some(r) = f.reasoning_tokens {
+            perf.insert("reasoning_tokens".into(), json!(r));
+            perf.insert("answer_tokens".into(), json!(n.saturating_sub(r)));
+        }
     }
     let mut health = json!({});
     if let Some(m) = &f.memory {
@@ -306,6 +312,19 @@ mod tests {
         assert_eq!(r["performance"]["prompt_tokens"], json!(31));
         assert!(r["performance"]["prompt_tokens"].is_u64());
         assert_eq!(r["performance"]["completion_tokens"], json!(7));
+        assert!(r["performance"].get("reasoning_tokens").is_none());
+        let thought = record(&RunFacts {
+            reasoning_tokens: Some(5),
+            ..f.clone()
+        });
+        assert_eq!(
+            (
+                &thought["performance"]["reasoning_tokens"],
+                &thought["performance"]["answer_tokens"]
+            ),
+            (&json!(5), &json!(2))
+        );
+        assert!(Schemas::new().check(&thought).is_empty());
         assert_eq!(
             (
                 &r["model"]["quantization"],
