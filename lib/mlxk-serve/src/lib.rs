@@ -1,0 +1,491 @@
+//! mlxk-serve: the runner path behind OpenAI-style HTTP (axum on tokio). The routes read and
+//! check requests ([`wire`]), queue them for the model thread ([`worker`]) — a bounded queue that
+//! answers 429 when full — and answer whole or as Server-Sent Events. One JSON line per request
+//! goes to the log; SIGTERM (or Ctrl-C) drains: requests in flight finish, new ones get 503.
+pub mod wire;
+pub mod worker;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::sse::{Event as SseEvent, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use mlxk::cli::Failure;
+use mlxk::runner::Job;
+use serde_json::{Value, json};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
+use wire::{ApiError, Usage};
+use worker::{Event, Settings, Work};
+
+/// How the server listens and limits itself.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub host: String,
+    pub port: u16,
+    pub api_key: Option<String>,
+    /// Requests waiting beyond the one running; a full queue answers 429.
+    pub queue: usize,
+    pub max_body_bytes: usize,
+    pub log: Option<PathBuf>,
+    pub settings: Settings,
+}
+
+struct Served {
+    id: String,
+    /// Names a request may use for it: the id, its last part, the spec it was served as.
+    names: Vec<String>,
+}
+
+struct App {
+    models: Vec<Served>,
+    queue: SyncSender<Work>,
+    api_key: Option<String>,
+    draining: AtomicBool,
+    in_flight: AtomicUsize,
+    next_id: AtomicU64,
+    loaded: worker::Loaded,
+    log: Mutex<Box<dyn Write + Send>>,
+}
+
+type Shared = Arc<App>;
+
+/// Counts a request in flight until dropped (for a stream: until its last chunk went out).
+struct InFlight(Shared);
+
+impl InFlight {
+    fn new(app: &Shared) -> InFlight {
+        app.in_flight.fetch_add(1, Ordering::SeqCst);
+        InFlight(app.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl App {
+    fn log(&self, v: Value) {
+        let mut out = self.log.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = writeln!(out, "{v}").and_then(|_| out.flush());
+    }
+
+    fn find(&self, name: &str) -> Option<usize> {
+        self.models
+            .iter()
+            .position(|m| m.names.iter().any(|n| n == name))
+    }
+}
+
+fn error_response(e: &ApiError) -> Response {
+    let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut r = (status, axum::Json(e.body())).into_response();
+    if e.status == 429 || e.status == 503 {
+        r.headers_mut()
+            .insert("retry-after", HeaderValue::from_static("1"));
+    }
+    r
+}
+
+struct Logged {
+    method: &'static str,
+    path: &'static str,
+    model: Option<String>,
+    start: Instant,
+}
+
+impl Logged {
+    fn line(&self, status: u16, usage: Option<&Usage>, extra: Option<&str>) -> Value {
+        let mut v = json!({"ts": mlxk::monitor::unix_now(), "method": self.method,
+            "path": self.path, "status": status,
+            "latency_s": (self.start.elapsed().as_secs_f64() * 1e4).round() / 1e4});
+        if let Some(m) = &self.model {
+            v["model"] = json!(m);
+        }
+        if let Some(u) = usage {
+            v["prompt_tokens"] = json!(u.prompt_tokens);
+            v["completion_tokens"] = json!(u.completion_tokens);
+        }
+        if let Some(e) = extra {
+            v["error"] = json!(e);
+        }
+        v
+    }
+}
+
+/// The checks every `/v1` request passes first: draining, the API key.
+fn admit(app: &App, headers: &HeaderMap) -> Result<(), ApiError> {
+    if app.draining.load(Ordering::SeqCst) {
+        return Err(ApiError::new(
+            503,
+            "server_error",
+            "the server is shutting down; retry on another instance",
+        ));
+    }
+    if let Some(key) = &app.api_key {
+        let given = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if given != Some(key.as_str()) {
+            return Err(ApiError::new(
+                401,
+                "authentication_error",
+                "a wrong or missing API key: send Authorization: Bearer KEY",
+            )
+            .code("invalid_api_key"));
+        }
+    }
+    Ok(())
+}
+
+async fn list_models(State(app): State<Shared>, headers: HeaderMap) -> Response {
+    if let Err(e) = admit(&app, &headers) {
+        return error_response(&e);
+    }
+    let data: Vec<Value> = app
+        .models
+        .iter()
+        .map(|m| json!({"id": m.id, "object": "model", "created": 0, "owned_by": "mlxk"}))
+        .collect();
+    axum::Json(json!({"object": "list", "data": data})).into_response()
+}
+
+async fn health(State(app): State<Shared>) -> Response {
+    let mem = mlxk::sys::SysRoot::from_env().memory().ok();
+    let loaded = app.loaded.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let status = if app.draining.load(Ordering::SeqCst) {
+        "draining"
+    } else {
+        "ok"
+    };
+    axum::Json(json!({"status": status,
+        "models": app.models.iter().map(|m| m.id.clone()).collect::<Vec<_>>(),
+        "loaded": loaded, "in_flight": app.in_flight.load(Ordering::SeqCst),
+        "memory": mem.map(|m| json!({"available_bytes": m.mem_available_bytes,
+            "total_bytes": m.total_bytes, "swap_used_bytes": m.swap_used_bytes}))}))
+    .into_response()
+}
+
+async fn not_yet(State(app): State<Shared>, headers: HeaderMap) -> Response {
+    let e = match admit(&app, &headers) {
+        Err(e) => e,
+        Ok(()) => ApiError::new(
+            501,
+            "not_implemented_error",
+            "speech-to-text is not in this server yet: mlxk-hear's Whisper core has not landed",
+        )
+        .code("audio_not_supported"),
+    };
+    let l = Logged {
+        method: "POST",
+        path: "/v1/audio/transcriptions",
+        model: None,
+        start: Instant::now(),
+    };
+    app.log(l.line(e.status, None, Some(&e.message)));
+    error_response(&e)
+}
+
+async fn chat(State(app): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    complete(app, headers, body, true).await
+}
+
+async fn completions(State(app): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    complete(app, headers, body, false).await
+}
+
+async fn complete(app: Shared, headers: HeaderMap, body: Bytes, chat: bool) -> Response {
+    let mut l = Logged {
+        method: "POST",
+        path: if chat {
+            "/v1/chat/completions"
+        } else {
+            "/v1/completions"
+        },
+        model: None,
+        start: Instant::now(),
+    };
+    let guard = InFlight::new(&app);
+    let answer = |l: &Logged, e: ApiError| {
+        app.log(l.line(e.status, None, Some(&e.message)));
+        error_response(&e)
+    };
+    if let Err(e) = admit(&app, &headers) {
+        return answer(&l, e);
+    }
+    let req = match wire::parse_request(&body, chat) {
+        Ok(r) => r,
+        Err(e) => return answer(&l, e),
+    };
+    l.model = Some(req.model.clone());
+    let Some(model) = app.find(&req.model) else {
+        let e = ApiError::new(
+            404,
+            "not_found_error",
+            format!(
+                "model `{}` is not served here; GET /v1/models lists the ones that are",
+                req.model
+            ),
+        )
+        .code("model_not_found")
+        .param("model");
+        return answer(&l, e);
+    };
+    let model_id = app.models[model].id.clone();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Event>(256);
+    let stream = req.stream;
+    let include_usage = req.include_usage;
+    match app.queue.try_send(Work {
+        req,
+        model,
+        events: tx,
+    }) {
+        Ok(()) => {}
+        Err(TrySendError::Full(_)) => {
+            let e = ApiError::new(
+                429,
+                "rate_limit_error",
+                "the request queue is full; retry in a moment",
+            )
+            .code("queue_full");
+            return answer(&l, e);
+        }
+        Err(TrySendError::Disconnected(_)) => {
+            let e = ApiError::new(500, "server_error", "the model thread has stopped");
+            return answer(&l, e);
+        }
+    }
+    // Until prefill starts, a failure still gets its own status (never a 200 with an error).
+    let prompt_tokens = match rx.recv().await {
+        Some(Event::Started { prompt_tokens }) => prompt_tokens,
+        Some(Event::Failed(e)) => return answer(&l, e),
+        _ => {
+            let e = ApiError::new(500, "server_error", "the model thread ended the request");
+            return answer(&l, e);
+        }
+    };
+    let n = app.next_id.fetch_add(1, Ordering::SeqCst);
+    let id = format!("{}-{n}", if chat { "chatcmpl" } else { "cmpl" });
+    let created = unix_now();
+    if !stream {
+        let mut text = String::new();
+        loop {
+            match rx.recv().await {
+                Some(Event::Delta(t)) => text.push_str(&t),
+                Some(Event::Done { finish, usage }) => {
+                    app.log(l.line(200, Some(&usage), None));
+                    return axum::Json(wire::completion(
+                        chat, &id, &model_id, created, &text, finish, &usage,
+                    ))
+                    .into_response();
+                }
+                Some(Event::Failed(e)) => return answer(&l, e),
+                _ => {
+                    let e = ApiError::new(500, "server_error", "the generation ended unfinished");
+                    return answer(&l, e);
+                }
+            }
+        }
+    }
+    // Streaming: chunks as they come; the log line and the in-flight count end with the stream.
+    let (sse_tx, sse_rx) = tokio::sync::mpsc::channel::<SseEvent>(256);
+    let app2 = app.clone();
+    tokio::spawn(async move {
+        let _guard = guard;
+        let data = |v: Value| SseEvent::default().data(v.to_string());
+        let mut first = true;
+        let mut completion_tokens_seen = None;
+        let mut status_note = None;
+        loop {
+            let ev = rx.recv().await;
+            let out = match ev {
+                Some(Event::Delta(t)) => {
+                    let c = wire::chunk(chat, &id, &model_id, created, Some(&t), first, None);
+                    first = false;
+                    vec![data(c)]
+                }
+                Some(Event::Done { finish, usage }) => {
+                    let mut v = vec![data(wire::chunk(
+                        chat,
+                        &id,
+                        &model_id,
+                        created,
+                        None,
+                        first,
+                        Some(finish),
+                    ))];
+                    if include_usage {
+                        v.push(data(wire::usage_chunk(
+                            chat, &id, &model_id, created, &usage,
+                        )));
+                    }
+                    v.push(SseEvent::default().data("[DONE]"));
+                    completion_tokens_seen = Some(usage);
+                    v
+                }
+                Some(Event::Failed(e)) => {
+                    // No [DONE]: the text so far is not passed off as complete.
+                    status_note = Some(e.message.clone());
+                    vec![data(e.body())]
+                }
+                _ => {
+                    status_note = Some("the generation ended unfinished".into());
+                    vec![data(
+                        ApiError::new(500, "server_error", "the generation ended unfinished")
+                            .body(),
+                    )]
+                }
+            };
+            let end = completion_tokens_seen.is_some() || status_note.is_some();
+            for e in out {
+                if sse_tx.send(e).await.is_err() {
+                    // The client left: dropping `rx` stops the generation at its next token.
+                    app2.log(l.line(499, None, Some("the client disconnected")));
+                    return;
+                }
+            }
+            if end {
+                break;
+            }
+        }
+        let _ = prompt_tokens;
+        app2.log(l.line(200, completion_tokens_seen.as_ref(), status_note.as_deref()));
+    });
+    Sse::new(ReceiverStream::new(sse_rx).map(Ok::<_, std::convert::Infallible>)).into_response()
+}
+
+async fn unknown_route(State(app): State<Shared>) -> Response {
+    let e = ApiError::new(
+        404,
+        "not_found_error",
+        "no such route: /v1/models, /v1/chat/completions, /v1/completions, /health",
+    );
+    let _ = &app;
+    error_response(&e)
+}
+
+async fn too_large(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let r = next.run(req).await;
+    if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return error_response(
+            &ApiError::new(
+                413,
+                "invalid_request_error",
+                "the request body is over the server's limit (--max-body-bytes)",
+            )
+            .code("body_too_large"),
+        );
+    }
+    r
+}
+
+/// Binds and serves `jobs` until SIGTERM or Ctrl-C, then drains and returns.
+pub fn serve(jobs: Vec<(String, Job)>, opts: Options) -> Result<(), Failure> {
+    let loaded: worker::Loaded = Arc::new(Mutex::new(None));
+    let models = jobs
+        .iter()
+        .map(|(spec, j)| {
+            let id = j.record.id.clone();
+            let short = id.rsplit('/').next().unwrap_or(&id).to_string();
+            Served {
+                names: vec![id.clone(), short, spec.clone()],
+                id,
+            }
+        })
+        .collect();
+    let queue = worker::spawn(
+        jobs.into_iter().map(|(_, j)| j).collect(),
+        opts.settings.clone(),
+        opts.queue,
+        loaded.clone(),
+    );
+    let log: Box<dyn Write + Send> = match &opts.log {
+        Some(p) => Box::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .map_err(|e| Failure::io(format!("cannot open --log {}: {e}", p.display())))?,
+        ),
+        None => Box::new(std::io::stderr()),
+    };
+    let app: Shared = Arc::new(App {
+        models,
+        queue,
+        api_key: opts.api_key.clone(),
+        draining: AtomicBool::new(false),
+        in_flight: AtomicUsize::new(0),
+        next_id: AtomicU64::new(1),
+        loaded,
+        log: Mutex::new(log),
+    });
+    let router = Router::new()
+        .route("/v1/models", get(list_models))
+        .route("/health", get(health))
+        .route("/v1/chat/completions", post(chat))
+        .route("/v1/completions", post(completions))
+        .route("/v1/audio/transcriptions", post(not_yet))
+        .fallback(unknown_route)
+        .layer(DefaultBodyLimit::max(opts.max_body_bytes))
+        .layer(axum::middleware::from_fn(too_large))
+        .with_state(app.clone());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::io(format!("cannot start the server's runtime: {e}")))?;
+    rt.block_on(async move {
+        let addr = format!("{}:{}", opts.host, opts.port);
+        let listener = tokio::net::TcpListener::bind(&addr).await.map_err(|e| {
+            Failure::new(
+                mlxk::cli::Exit::Usage,
+                "bind",
+                format!("cannot listen on {addr}: {e}; pick another --port"),
+            )
+        })?;
+        let local = listener
+            .local_addr()
+            .map_err(|e| Failure::io(e.to_string()))?;
+        eprintln!("mlxk-serve: listening on http://{local}");
+        let drain = app.clone();
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let mut term =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                        .expect("SIGTERM handler");
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+                drain.draining.store(true, Ordering::SeqCst);
+                eprintln!(
+                    "mlxk-serve: draining: {} requests in flight",
+                    drain.in_flight.load(Ordering::SeqCst)
+                );
+                while drain.in_flight.load(Ordering::SeqCst) > 0 {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+            })
+            .await
+            .map_err(|e| Failure::io(format!("the server failed: {e}")))?;
+        eprintln!("mlxk-serve: stopped");
+        Ok(())
+    })
+}

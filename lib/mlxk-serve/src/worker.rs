@@ -1,0 +1,224 @@
+//! The model thread: MLX arrays stay on one thread, which owns the loaded model (one at a time,
+//! loaded on first use and kept for the next request — seeds/003 §5) and serves queued requests
+//! in order. The gate runs again before every load (memory changes; 507 when it blocks). Text
+//! goes back to the request's handler token by token; a handler that has gone (the client
+//! disconnected) stops the generation at the next token.
+use crate::wire::{ApiError, GenRequest, Input, Usage};
+use mlxk::cli::ExitStatus;
+use mlxk::runner::{Job, ReportFile};
+use mlxk::sys::SysRoot;
+use mlxk_infer::generate::{FinishReason, GenerateOptions, generate};
+use mlxk_infer::loader::TextModel;
+use mlxk_infer::runner::Runner;
+use mlxk_infer::runner::text::{PromptSpec, TextRunner, assemble_prompt};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
+
+/// What the model thread tells a request's handler.
+#[derive(Debug)]
+pub enum Event {
+    /// The prompt was accepted and prefill begins.
+    Started {
+        prompt_tokens: usize,
+    },
+    Delta(String),
+    Done {
+        finish: &'static str,
+        usage: Usage,
+    },
+    Failed(ApiError),
+}
+
+/// One queued request for the model `model` (an index into the served jobs).
+pub struct Work {
+    pub req: GenRequest,
+    pub model: usize,
+    pub events: tokio::sync::mpsc::Sender<Event>,
+}
+
+/// How models load and generate, and where report records go.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub dequantize: bool,
+    pub prefill_step: usize,
+    pub default_max_tokens: usize,
+    pub report: Option<ReportFile>,
+}
+
+/// The id of the model in memory, for `/health`.
+pub type Loaded = Arc<Mutex<Option<String>>>;
+
+/// Starts the model thread with a queue of `queue` waiting requests (beyond the one running).
+pub fn spawn(jobs: Vec<Job>, settings: Settings, queue: usize, loaded: Loaded) -> SyncSender<Work> {
+    let (tx, rx) = sync_channel::<Work>(queue);
+    std::thread::Builder::new()
+        .name("mlxk-model".into())
+        .spawn(move || serve(jobs, settings, rx, loaded))
+        .expect("start the model thread");
+    tx
+}
+
+fn runner(s: &Settings) -> TextRunner {
+    TextRunner {
+        prompts: Vec::new(),
+        truncate_left: false,
+        dequantize: s.dequantize,
+        prefill_step: s.prefill_step,
+        hide_reasoning: false,
+        prompt_cache: None,
+        verbose: false,
+        cancel: None,
+    }
+}
+
+fn serve(jobs: Vec<Job>, settings: Settings, rx: Receiver<Work>, loaded: Loaded) {
+    let text = runner(&settings);
+    let mut current: Option<(usize, TextModel, f64)> = None;
+    while let Ok(w) = rx.recv() {
+        if w.events.is_closed() {
+            continue; // the client left while it waited
+        }
+        if current.as_ref().map(|c| c.0) != Some(w.model) {
+            if current.take().is_some() {
+                mlx_rs::memory::clear_cache().ok();
+            }
+            *loaded.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            let job = &jobs[w.model];
+            // The gate again, on this moment's memory.
+            let now = Job {
+                record: job.record.clone(),
+                gate: mlxk::runner::gate_here(&job.record, &SysRoot::from_env()),
+            };
+            // What the piped gate decided holds (a block stays a block), and so does now's.
+            let load = job
+                .admit(TextRunner::BACKEND, "mlxk-serve")
+                .and_then(|_| now.admit(TextRunner::BACKEND, "mlxk-serve"))
+                .and_then(|_| text.load(&now));
+            match load {
+                Ok((m, t)) => {
+                    *loaded.lock().unwrap_or_else(|p| p.into_inner()) = Some(job.record.id.clone());
+                    current = Some((w.model, m, t));
+                }
+                Err(f) => {
+                    let _ = w
+                        .events
+                        .blocking_send(Event::Failed(ApiError::from_failure(&f)));
+                    continue;
+                }
+            }
+        }
+        let Some((i, model, load_s)) = &current else {
+            continue;
+        };
+        run(&text, &settings, &jobs[*i], model, *load_s, w);
+    }
+}
+
+fn run(text: &TextRunner, s: &Settings, job: &Job, model: &TextModel, load_s: f64, w: Work) {
+    let req = &w.req;
+    let spec = match &req.input {
+        Input::Chat(m) => PromptSpec {
+            messages: m.clone(),
+            ..Default::default()
+        },
+        Input::Text(t) => PromptSpec {
+            text: t.clone(),
+            raw: true,
+            ..Default::default()
+        },
+    };
+    let context = model.context_length();
+    let max_tokens = req.max_tokens.unwrap_or(s.default_max_tokens);
+    let fail = |e: ApiError| {
+        let _ = w.events.blocking_send(Event::Failed(e));
+    };
+    let prompt = match assemble_prompt(&model.tokenizer, &spec, context, max_tokens, req.truncate) {
+        Ok(p) => p,
+        Err(mlxk_infer::error::InferError::ContextOverflow {
+            prompt, context, ..
+        }) => {
+            return fail(
+                ApiError::bad(format!(
+                    "the prompt is {prompt} tokens and the model's context is {context}; \
+                     shorten it, or send \"truncation\": \"auto\" to keep its last tokens"
+                ))
+                .code("context_length_exceeded"),
+            );
+        }
+        Err(e) => return fail(ApiError::from_failure(&e.failure())),
+    };
+    if w.events
+        .blocking_send(Event::Started {
+            prompt_tokens: prompt.ids.len(),
+        })
+        .is_err()
+    {
+        return;
+    }
+    let mut facts = mlxk::report::run::RunFacts {
+        tool: "mlxk-serve".into(),
+        model_id: job.record.id.clone(),
+        size_bytes: Some(job.record.size_bytes),
+        family: job.record.model_type.clone(),
+        modality: "text".into(),
+        start_ts: mlxk::monitor::unix_now(),
+        load_time_s: Some(load_s),
+        mlx_version: mlxk_infer::runtime::mlx_version(),
+        ..Default::default()
+    };
+    text.describe(model, job, &mut facts);
+    let opts = GenerateOptions {
+        max_tokens,
+        sampling: req.sampling.clone(),
+        stop_strings: req.stop.clone(),
+        prefill_step: s.prefill_step,
+        context_length: context,
+        cancel: None,
+    };
+    let events = w.events.clone();
+    let g = generate(
+        &model.decoder,
+        &model.tokenizer,
+        &prompt.ids,
+        &opts,
+        &mut |t| Ok(events.blocking_send(Event::Delta(t.to_string())).is_ok()),
+    );
+    facts.end_ts = mlxk::monitor::unix_now();
+    match g {
+        Ok(g) => {
+            facts.finish_reason = Some(g.finish_reason.as_str().into());
+            facts.prompt_tokens = Some(g.prompt_tokens as u64);
+            facts.completion_tokens = Some(g.tokens.len() as u64);
+            facts.tokens_per_sec = Some(g.decode_tok_s);
+            facts.ttft_s = Some(g.ttft_s);
+            facts.peak_bytes = Some(g.peak_mem_bytes);
+            facts.extra = vec![("prefill_tokens_per_sec".into(), g.prefill_tok_s)];
+            if g.finish_reason == FinishReason::Interrupted {
+                facts.error = Some((
+                    "client_disconnected".into(),
+                    "the client went away; the generation was stopped".into(),
+                ));
+            } else {
+                facts.passed = true;
+                let _ = w.events.blocking_send(Event::Done {
+                    finish: g.finish_reason.as_str(),
+                    usage: Usage {
+                        prompt_tokens: g.prompt_tokens,
+                        completion_tokens: g.tokens.len(),
+                    },
+                });
+            }
+        }
+        Err(e) => {
+            let f = e.failure();
+            facts.error = Some((f.code.into(), f.message.clone()));
+            fail(ApiError::from_failure(&f));
+        }
+    }
+    if let Some(r) = &s.report {
+        facts.memory = SysRoot::from_env().memory().ok();
+        if let Err(f) = r.append(&mlxk::report::run::record(&facts)) {
+            eprintln!("mlxk-serve: {}", f.message);
+        }
+    }
+}

@@ -1,0 +1,502 @@
+//! mlxk-serve end to end: the real binary on a free loopback port, a tiny real model, raw
+//! HTTP/1.1 from the test (a client that can also hang up mid-stream).
+#[allow(dead_code)]
+mod support;
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex};
+use support::*;
+
+fn tiny_model(context: Option<usize>) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = mlxk_infer::tiny::spec("llama-gqa1").unwrap();
+    mlxk_infer::tiny::write(&spec, dir.path()).unwrap();
+    if let Some(c) = context {
+        let path = dir.path().join("config.json");
+        let mut cfg: Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        cfg["max_position_embeddings"] = c.into();
+        std::fs::write(&path, cfg.to_string()).unwrap();
+    }
+    dir
+}
+
+struct Server {
+    child: Child,
+    addr: String,
+    /// Everything on stderr: the address line, then one JSON log line per request.
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Server {
+    fn start(model: &std::path::Path, args: &[&str], env: &[(&str, &std::path::Path)]) -> Server {
+        let mut c = std::process::Command::new(bin_path("mlxk-serve"));
+        c.arg(model).stdin(Stdio::null());
+        Server::spawn(c, args, env, None)
+    }
+
+    /// The server fed `records` (mlxk-probe | mlxk-gate output) on stdin.
+    fn from_records(records: &str, args: &[&str]) -> Server {
+        let c = std::process::Command::new(bin_path("mlxk-serve"));
+        Server::spawn(c, args, &[], Some(records))
+    }
+
+    fn spawn(
+        mut c: std::process::Command,
+        args: &[&str],
+        env: &[(&str, &std::path::Path)],
+        stdin: Option<&str>,
+    ) -> Server {
+        c.args(["--port", "0"])
+            .args(args)
+            .env("MLXK_DEVICE", "cpu")
+            .env_remove("HF_HUB_CACHE")
+            .env_remove("MLXK_API_KEY")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        if stdin.is_some() {
+            c.stdin(Stdio::piped());
+        }
+        let mut child = c.spawn().unwrap();
+        if let Some(text) = stdin {
+            let mut i = child.stdin.take().unwrap();
+            i.write_all(text.as_bytes()).unwrap();
+        }
+        let mut err = BufReader::new(child.stderr.take().unwrap());
+        // Lines before the address (a warning about a record) are kept with the log.
+        let mut line = String::new();
+        let addr = loop {
+            let at = line.len();
+            assert!(err.read_line(&mut line).unwrap() > 0, "no address: {line}");
+            if let Some(a) = line[at..]
+                .trim()
+                .strip_prefix("mlxk-serve: listening on http://")
+            {
+                break a.to_string();
+            }
+        };
+        let stderr = Arc::new(Mutex::new(line));
+        let s = stderr.clone();
+        std::thread::spawn(move || {
+            let mut l = String::new();
+            while err.read_line(&mut l).map(|n| n > 0).unwrap_or(false) {
+                s.lock().unwrap().push_str(&l);
+                l.clear();
+            }
+        });
+        Server {
+            child,
+            addr,
+            stderr,
+        }
+    }
+
+    fn log(&self) -> Vec<Value> {
+        self.stderr
+            .lock()
+            .unwrap()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    fn connect(&self, method: &str, path: &str, headers: &[&str], body: &[u8]) -> TcpStream {
+        let mut s = TcpStream::connect(&self.addr).unwrap();
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+        for h in headers {
+            req.push_str(h);
+            req.push_str("\r\n");
+        }
+        req.push_str("\r\n");
+        s.write_all(req.as_bytes()).unwrap();
+        s.write_all(body).unwrap();
+        s
+    }
+
+    /// One request, read to its end: (status, head, body with chunked encoding undone).
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[&str],
+        body: &str,
+    ) -> (u16, String, String) {
+        let mut s = self.connect(method, path, headers, body.as_bytes());
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).unwrap();
+        let raw = String::from_utf8_lossy(&raw).to_string();
+        let (head, rest) = raw.split_once("\r\n\r\n").expect("a response head");
+        let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+        let body = if head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+        {
+            dechunk(rest)
+        } else {
+            rest.to_string()
+        };
+        (status, head.to_string(), body)
+    }
+
+    fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        let (status, _, b) = self.call("POST", path, &[], &body.to_string());
+        (
+            status,
+            serde_json::from_str(&b).unwrap_or_else(|_| panic!("{b}")),
+        )
+    }
+
+    fn stop(mut self) -> (i32, String) {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let status = self.child.wait().unwrap();
+        let err = self.stderr.lock().unwrap().clone();
+        (status.code().unwrap_or(-1), err)
+    }
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// The `data:` payloads of a Server-Sent Events body.
+fn events(body: &str) -> Vec<String> {
+    body.lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(str::to_string)
+        .collect()
+}
+
+fn greedy_gen(model: &std::path::Path, prompt: &str, raw: bool, n: usize) -> Value {
+    let mut c = bin("mlxk-gen");
+    c.arg(model)
+        .args(["-p", prompt, "-n", &n.to_string(), "--json"]);
+    if raw {
+        c.arg("--raw");
+    }
+    Run::of(&mut c)
+        .ok()
+        .records()
+        .into_iter()
+        .find(|r| r["type"] == "result")
+        .unwrap()
+}
+
+#[test]
+fn completions_whole_and_streamed_equal_mlxk_gen_greedy() {
+    let model = tiny_model(None);
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("bench.jsonl");
+    let s = Server::start(model.path(), &["--report", report.to_str().unwrap()], &[]);
+    let id = model
+        .path()
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    let (status, models) = {
+        let (st, _, b) = s.call("GET", "/v1/models", &[], "");
+        (st, serde_json::from_str::<Value>(&b).unwrap())
+    };
+    assert_eq!((status, &models["data"][0]["id"]), (200, &json!(id)));
+    let want = greedy_gen(model.path(), "hi", false, 8);
+    let chat = json!({"model": id, "messages": [{"role": "user", "content": "hi"}],
+        "max_tokens": 8, "temperature": 0});
+    let (status, r) = s.post("/v1/chat/completions", &chat);
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["object"], "chat.completion");
+    assert_eq!(r["choices"][0]["message"]["content"], want["text"]);
+    assert_eq!(r["choices"][0]["finish_reason"], want["finish_reason"]);
+    assert_eq!(r["usage"]["prompt_tokens"], want["prompt_tokens"]);
+    assert_eq!(r["usage"]["completion_tokens"], want["generated_tokens"]);
+    // Streamed: the pieces add up to the same text, then the finish, the usage and [DONE].
+    let mut streamed = chat.clone();
+    streamed["stream"] = json!(true);
+    streamed["stream_options"] = json!({"include_usage": true});
+    let (status, head, body) = s.call("POST", "/v1/chat/completions", &[], &streamed.to_string());
+    assert_eq!(status, 200);
+    assert!(
+        head.to_ascii_lowercase().contains("text/event-stream"),
+        "{head}"
+    );
+    let ev = events(&body);
+    assert_eq!(ev.last().map(String::as_str), Some("[DONE]"), "{body}");
+    let chunks: Vec<Value> = ev[..ev.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect();
+    let text: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(text, want["text"].as_str().unwrap());
+    assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+    let usage = chunks.last().unwrap();
+    assert_eq!(usage["choices"], json!([]));
+    assert_eq!(
+        usage["usage"]["completion_tokens"],
+        want["generated_tokens"]
+    );
+    assert_eq!(
+        chunks[chunks.len() - 2]["choices"][0]["finish_reason"],
+        want["finish_reason"]
+    );
+    // /v1/completions: the prompt as is, as mlxk-gen --raw; a stop string never leaks.
+    let raw = greedy_gen(model.path(), "hello", true, 8);
+    let (status, r) = s.post(
+        "/v1/completions",
+        &json!({"model": id, "prompt": "hello", "max_tokens": 8, "temperature": 0}),
+    );
+    assert_eq!(
+        (status, &r["choices"][0]["text"]),
+        (200, &raw["text"]),
+        "{r}"
+    );
+    let t = raw["text"].as_str().unwrap();
+    let stop: String = t.chars().skip(2).take(1).collect();
+    let (_, r) = s.post(
+        "/v1/completions",
+        &json!({"model": id, "prompt": "hello", "max_tokens": 8, "temperature": 0, "stop": [stop]}),
+    );
+    let cut = r["choices"][0]["text"].as_str().unwrap();
+    assert!(!cut.contains(&stop) && t.starts_with(cut), "{cut:?} {t:?}");
+    assert_eq!(r["choices"][0]["finish_reason"], "stop");
+    // The log has a line per request; the report a record per generation.
+    let (code, _) = s.stop();
+    assert_eq!(code, 0);
+    let recs = std::fs::read_to_string(&report).unwrap();
+    assert_eq!(recs.lines().count(), 4, "{recs}");
+}
+
+#[test]
+fn every_error_has_its_status_and_an_openai_error_body() {
+    let model = tiny_model(None);
+    let s = Server::start(
+        model.path(),
+        &["--api-key", "sesame", "--max-body-bytes", "2000"],
+        &[],
+    );
+    let id = model.path().file_name().unwrap().to_str().unwrap();
+    let key = "Authorization: Bearer sesame";
+    let call = |headers: &[&str], path: &str, body: &str| -> (u16, Value) {
+        let (st, head, b) = s.call("POST", path, headers, body);
+        let v: Value = serde_json::from_str(&b).unwrap_or_else(|_| panic!("{head}\n{b}"));
+        assert!(v["error"]["message"].is_string(), "{v}");
+        (st, v)
+    };
+    let msg = |text: &str| {
+        json!({"model": id, "messages": [{"role": "user", "content": text}]}).to_string()
+    };
+    assert_eq!(call(&[], "/v1/chat/completions", &msg("hi")).0, 401);
+    assert_eq!(
+        call(
+            &["Authorization: Bearer nope"],
+            "/v1/chat/completions",
+            &msg("hi")
+        )
+        .0,
+        401
+    );
+    assert_eq!(call(&[key], "/v1/chat/completions", "{not json").0, 400);
+    let (st, v) = call(
+        &[key],
+        "/v1/chat/completions",
+        &json!({"model": id, "messages": "hi"}).to_string(),
+    );
+    assert_eq!((st, &v["error"]["param"]), (400, &json!("messages")));
+    let (st, v) = call(
+        &[key],
+        "/v1/chat/completions",
+        &json!({"model": id, "n": 2, "messages": [{"role": "user", "content": "x"}]}).to_string(),
+    );
+    assert_eq!((st, &v["error"]["param"]), (400, &json!("n")));
+    let (st, v) = call(
+        &[key],
+        "/v1/chat/completions",
+        &json!({"model": "nope", "messages": [{"role": "user", "content": "x"}]}).to_string(),
+    );
+    assert_eq!((st, &v["error"]["code"]), (404, &json!("model_not_found")));
+    // Over the context: 400, unless the request asks for truncation.
+    let long = "z".repeat(300);
+    let (st, v) = call(&[key], "/v1/chat/completions", &msg(&long));
+    assert_eq!(
+        (st, &v["error"]["code"]),
+        (400, &json!("context_length_exceeded"))
+    );
+    let mut t: Value = serde_json::from_str(&msg(&long)).unwrap();
+    t["truncation"] = json!("auto");
+    t["max_tokens"] = json!(4);
+    let (st, _, b) = s.call("POST", "/v1/chat/completions", &[key], &t.to_string());
+    assert_eq!(st, 200, "{b}");
+    let big = msg(&"y".repeat(3000));
+    assert_eq!(call(&[key], "/v1/chat/completions", &big).0, 413);
+    let image = json!({"model": id, "messages": [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA=="}}]}]});
+    let (st, v) = call(&[key], "/v1/chat/completions", &image.to_string());
+    assert_eq!(
+        (st, &v["error"]["code"]),
+        (501, &json!("vision_not_supported"))
+    );
+    assert_eq!(call(&[key], "/v1/audio/transcriptions", "").0, 501);
+    let (code, err) = s.stop();
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn a_model_the_gate_blocked_is_refused_with_507_and_one_it_cannot_run_with_501() {
+    let model = tiny_model(None);
+    let probe = Run::of(bin("mlxk-probe").arg(model.path()).arg("--json")).ok();
+    let mut rec: Value = serde_json::from_str(probe.stdout.lines().next().unwrap()).unwrap();
+    let id = rec["id"].as_str().unwrap().to_string();
+    rec["gate"] = json!({"decision": "block", "backend": "text", "blocked_by": "memory",
+        "reasons": ["memory: needs 9 GB of 1 GB available"], "threshold": 0.7});
+    let mut vision = rec.clone();
+    vision["id"] = json!("other/vision-model");
+    vision["gate"] =
+        json!({"decision": "allow", "backend": "vision", "reasons": [], "threshold": 0.7});
+    let s = Server::from_records(&format!("{rec}\n{vision}\n"), &[]);
+    let ask = |m: &str| {
+        s.post(
+            "/v1/chat/completions",
+            &json!({"model": m, "messages": [{"role": "user", "content": "hi"}]}),
+        )
+    };
+    let (st, v) = ask(&id);
+    assert_eq!(st, 507, "{v}");
+    assert_eq!(v["error"]["type"], "insufficient_storage_error");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("memory"),
+        "{v}"
+    );
+    let (st, v) = ask("other/vision-model");
+    assert_eq!(st, 501, "{v}");
+    s.stop();
+}
+
+#[test]
+fn a_client_that_hangs_up_stops_its_generation_and_the_server_goes_on() {
+    let model = tiny_model(Some(8192));
+    let s = Server::start(model.path(), &[], &[]);
+    let id = model.path().file_name().unwrap().to_str().unwrap();
+    let long = json!({"model": id, "prompt": "go", "max_tokens": 8000, "temperature": 0,
+        "stream": true});
+    let mut c = s.connect("POST", "/v1/completions", &[], long.to_string().as_bytes());
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 512];
+    while !String::from_utf8_lossy(&seen).contains("data: ") {
+        let n = c.read(&mut buf).unwrap();
+        assert!(n > 0);
+        seen.extend_from_slice(&buf[..n]);
+    }
+    drop(c);
+    // The next request is answered at once: the hung-up generation stopped instead of
+    // running its 8000 tokens first.
+    let (st, r) = s.post(
+        "/v1/completions",
+        &json!({"model": id, "prompt": "hi", "max_tokens": 2}),
+    );
+    assert_eq!(st, 200, "{r}");
+    let log = s.log();
+    let gone = log
+        .iter()
+        .find(|l| l["status"] == 499)
+        .expect("a 499 log line");
+    assert_eq!(gone["path"], "/v1/completions");
+    s.stop();
+}
+
+#[test]
+fn sixteen_clients_at_once_are_all_answered_or_told_to_retry() {
+    let model = tiny_model(None);
+    let s = Arc::new(Server::start(model.path(), &["--queue", "4"], &[]));
+    let id = model
+        .path()
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    let threads: Vec<_> = (0..16)
+        .map(|i| {
+            let (s, id) = (s.clone(), id.clone());
+            std::thread::spawn(move || {
+                let (st, head, _) = s.call(
+                    "POST",
+                    "/v1/completions",
+                    &[],
+                    &json!({"model": id, "prompt": format!("n{i}"), "max_tokens": 40}).to_string(),
+                );
+                if st == 429 {
+                    assert!(head.to_ascii_lowercase().contains("retry-after"), "{head}");
+                }
+                st
+            })
+        })
+        .collect();
+    let statuses: Vec<u16> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    assert!(
+        statuses.iter().all(|&c| c == 200 || c == 429),
+        "{statuses:?}"
+    );
+    assert!(statuses.contains(&200));
+    let (st, _, health) = s.call("GET", "/health", &[], "");
+    assert_eq!(st, 200);
+    assert_eq!(
+        serde_json::from_str::<Value>(&health).unwrap()["status"],
+        "ok"
+    );
+    assert_eq!(s.log().len(), 16, "one log line per request");
+    Arc::try_unwrap(s).ok().unwrap().stop();
+}
+
+#[test]
+fn sigterm_drains_in_flight_requests_and_refuses_new_ones() {
+    let model = tiny_model(Some(8192));
+    let s = Server::start(model.path(), &[], &[]);
+    let id = model.path().file_name().unwrap().to_str().unwrap();
+    let body = json!({"model": id, "prompt": "go", "max_tokens": 1500, "stream": true});
+    let mut c = s.connect("POST", "/v1/completions", &[], body.to_string().as_bytes());
+    let mut first = [0u8; 64];
+    assert!(c.read(&mut first).unwrap() > 0);
+    unsafe { libc::kill(s.child.id() as i32, libc::SIGTERM) };
+    // Draining: /health says so, and a new request is refused with 503 while the stream runs on.
+    loop {
+        let (_, _, h) = s.call("GET", "/health", &[], "");
+        if serde_json::from_str::<Value>(&h).unwrap()["status"] == "draining" {
+            break;
+        }
+    }
+    let (refused, _, _) = s.call(
+        "POST",
+        "/v1/completions",
+        &[],
+        &json!({"model": id, "prompt": "x"}).to_string(),
+    );
+    assert_eq!(refused, 503);
+    let mut rest = String::new();
+    c.read_to_string(&mut rest).unwrap();
+    assert!(
+        rest.contains("data: [DONE]"),
+        "the in-flight stream finished"
+    );
+    let (code, err) = s.stop();
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("draining"), "{err}");
+}
