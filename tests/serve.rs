@@ -33,13 +33,14 @@ struct Server {
 impl Server {
     fn start(model: &std::path::Path, args: &[&str], env: &[(&str, &std::path::Path)]) -> Server {
         let mut c = std::process::Command::new(bin_path("mlxk-serve"));
-        c.arg(model).stdin(Stdio::null());
+        c.arg(model).stdin(Stdio::null()).env_remove("HF_HUB_CACHE");
         Server::spawn(c, args, env, None)
     }
 
     /// The server fed `records` (mlxk-probe | mlxk-gate output) on stdin.
     fn from_records(records: &str, args: &[&str]) -> Server {
-        let c = std::process::Command::new(bin_path("mlxk-serve"));
+        let mut c = std::process::Command::new(bin_path("mlxk-serve"));
+        c.env_remove("HF_HUB_CACHE");
         Server::spawn(c, args, &[], Some(records))
     }
 
@@ -52,7 +53,6 @@ impl Server {
         c.args(["--port", "0"])
             .args(args)
             .env("MLXK_DEVICE", "cpu")
-            .env_remove("HF_HUB_CACHE")
             .env_remove("MLXK_API_KEY")
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -499,4 +499,93 @@ fn sigterm_drains_in_flight_requests_and_refuses_new_ones() {
     let (code, err) = s.stop();
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("draining"), "{err}");
+}
+
+#[test]
+fn the_official_openai_client_gets_what_mlxk_gen_gives() {
+    let python =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.deps/venv-test/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: scripts/bootstrap installs the openai client (make test runs it)",
+        python.display()
+    );
+    let model = tiny_model(None);
+    let s = Server::start(model.path(), &["--api-key", "k"], &[]);
+    let id = model.path().file_name().unwrap().to_str().unwrap();
+    let out = std::process::Command::new(&python)
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures/openai_client.py"
+        ))
+        .arg(format!("http://{}/v1", s.addr))
+        .args([id, "k"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let chat = greedy_gen(model.path(), "hi", false, 8);
+    assert_eq!(got["models"], json!([id]));
+    assert_eq!(got["chat"]["text"], chat["text"]);
+    assert_eq!(got["chat"]["finish"], chat["finish_reason"]);
+    assert_eq!(got["chat"]["prompt_tokens"], chat["prompt_tokens"]);
+    assert_eq!(got["stream"]["text"], chat["text"]);
+    assert_eq!(got["stream"]["completion_tokens"], chat["generated_tokens"]);
+    assert_eq!(
+        got["completion"],
+        greedy_gen(model.path(), "hello", true, 8)["text"]
+    );
+    let e = &got["errors"];
+    assert_eq!(
+        (&e["unknown_model"]["status"], &e["unknown_model"]["class"]),
+        (&json!(404), &json!("NotFoundError"))
+    );
+    assert_eq!(e["n"]["status"], 400);
+    assert_eq!(e["context"]["status"], 400);
+    assert_eq!(e["bad_key"]["class"], "AuthenticationError");
+    s.stop();
+}
+
+#[test]
+fn the_real_smollm2_answers_over_http_as_mlxk_gen_does() {
+    let hub = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.deps/hf/hub");
+    let mut c = std::process::Command::new(bin_path("mlxk-serve"));
+    c.arg("SmolLM2")
+        .env("HF_HUB_CACHE", &hub)
+        .stdin(Stdio::null());
+    let s = Server::spawn(c, &[], &[], None);
+    let (st, _, models) = s.call("GET", "/v1/models", &[], "");
+    assert_eq!(st, 200);
+    let id = serde_json::from_str::<Value>(&models).unwrap()["data"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The name it was served as works too.
+    let (st, r) = s.post(
+        "/v1/chat/completions",
+        &json!({"model": "SmolLM2", "messages": [{"role": "user", "content": "What is the capital of France?"}],
+            "max_tokens": 12, "temperature": 0}),
+    );
+    assert_eq!(st, 200, "{r}");
+    assert_eq!(r["model"], json!(id));
+    let want = Run::of(bin("mlxk-gen").env("HF_HUB_CACHE", &hub).args([
+        "SmolLM2",
+        "-p",
+        "What is the capital of France?",
+        "-n",
+        "12",
+        "--json",
+    ]))
+    .ok()
+    .records()
+    .into_iter()
+    .find(|r| r["type"] == "result")
+    .unwrap();
+    assert_eq!(r["choices"][0]["message"]["content"], want["text"]);
+    assert_eq!(r["usage"]["prompt_tokens"], want["prompt_tokens"]);
+    s.stop();
 }
