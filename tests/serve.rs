@@ -28,6 +28,18 @@ struct Server {
     addr: String,
     /// Everything on stderr: the address line, then one JSON log line per request.
     stderr: Arc<Mutex<String>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+    stopped: bool,
+}
+
+impl Drop for Server {
+    /// A test that failed does not leave its server running.
+    fn drop(&mut self) {
+        if !self.stopped {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
 }
 
 impl Server {
@@ -82,7 +94,7 @@ impl Server {
         };
         let stderr = Arc::new(Mutex::new(line));
         let s = stderr.clone();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             let mut l = String::new();
             while err.read_line(&mut l).map(|n| n > 0).unwrap_or(false) {
                 s.lock().unwrap().push_str(&l);
@@ -93,6 +105,24 @@ impl Server {
             child,
             addr,
             stderr,
+            reader: Some(reader),
+            stopped: false,
+        }
+    }
+
+    /// Waits (a minute at most) for a log line that `pred` accepts.
+    fn wait_log(&self, pred: impl Fn(&Value) -> bool) -> Value {
+        let start = std::time::Instant::now();
+        loop {
+            if let Some(l) = self.log().into_iter().find(&pred) {
+                return l;
+            }
+            assert!(
+                start.elapsed().as_secs() < 60,
+                "{}",
+                self.stderr.lock().unwrap()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
         }
     }
 
@@ -107,6 +137,8 @@ impl Server {
 
     fn connect(&self, method: &str, path: &str, headers: &[&str], body: &[u8]) -> TcpStream {
         let mut s = TcpStream::connect(&self.addr).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(120)))
+            .unwrap();
         let mut req = format!(
             "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
             body.len()
@@ -154,9 +186,18 @@ impl Server {
         )
     }
 
-    fn stop(mut self) -> (i32, String) {
+    fn stop(self) -> (i32, String) {
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        self.wait()
+    }
+
+    /// Waits for the server to end by itself: its exit code and all it wrote to stderr.
+    fn wait(mut self) -> (i32, String) {
         let status = self.child.wait().unwrap();
+        self.stopped = true;
+        if let Some(r) = self.reader.take() {
+            r.join().unwrap();
+        }
         let err = self.stderr.lock().unwrap().clone();
         (status.code().unwrap_or(-1), err)
     }
@@ -393,7 +434,9 @@ fn a_model_the_gate_blocked_is_refused_with_507_and_one_it_cannot_run_with_501()
 #[test]
 fn a_client_that_hangs_up_stops_its_generation_and_the_server_goes_on() {
     let model = tiny_model(Some(8192));
-    let s = Server::start(model.path(), &[], &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("bench.jsonl");
+    let s = Server::start(model.path(), &["--report", report.to_str().unwrap()], &[]);
     let id = model.path().file_name().unwrap().to_str().unwrap();
     let long = json!({"model": id, "prompt": "go", "max_tokens": 8000, "temperature": 0,
         "stream": true});
@@ -413,12 +456,19 @@ fn a_client_that_hangs_up_stops_its_generation_and_the_server_goes_on() {
         &json!({"model": id, "prompt": "hi", "max_tokens": 2}),
     );
     assert_eq!(st, 200, "{r}");
-    let log = s.log();
-    let gone = log
-        .iter()
-        .find(|l| l["status"] == 499)
-        .expect("a 499 log line");
+    let gone = s.wait_log(|l| l["status"] == 499);
     assert_eq!(gone["path"], "/v1/completions");
+    // The report says the first generation stopped early because the client left.
+    let first: Value = serde_json::from_str(
+        std::fs::read_to_string(&report)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(first["metadata"]["error"]["code"], "client_disconnected");
+    assert!(first["performance"]["completion_tokens"].as_u64().unwrap() < 8000);
     s.stop();
 }
 
@@ -462,8 +512,39 @@ fn sixteen_clients_at_once_are_all_answered_or_told_to_retry() {
         serde_json::from_str::<Value>(&health).unwrap()["status"],
         "ok"
     );
-    assert_eq!(s.log().len(), 16, "one log line per request");
-    Arc::try_unwrap(s).ok().unwrap().stop();
+    let s = Arc::try_unwrap(s).ok().unwrap();
+    let (_, err) = s.stop();
+    let logged = err.lines().filter(|l| l.starts_with('{')).count();
+    assert_eq!(logged, 16, "one log line per completion request: {err}");
+}
+
+#[test]
+fn a_full_queue_answers_429_with_retry_after() {
+    let model = tiny_model(Some(8192));
+    let s = Server::start(model.path(), &["--queue", "0"], &[]);
+    let id = model.path().file_name().unwrap().to_str().unwrap();
+    // One long stream holds the model thread; with no room to wait, the next is refused.
+    let body = json!({"model": id, "prompt": "go", "max_tokens": 6000, "stream": true});
+    let mut c = s.connect("POST", "/v1/completions", &[], body.to_string().as_bytes());
+    let mut first = [0u8; 64];
+    assert!(c.read(&mut first).unwrap() > 0);
+    let (st, head, b) = s.call(
+        "POST",
+        "/v1/completions",
+        &[],
+        &json!({"model": id, "prompt": "x", "max_tokens": 2}).to_string(),
+    );
+    assert_eq!(st, 429, "{b}");
+    assert!(
+        head.to_ascii_lowercase().contains("retry-after: 1"),
+        "{head}"
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(&b).unwrap()["error"]["code"],
+        "queue_full"
+    );
+    drop(c);
+    s.stop();
 }
 
 #[test]
@@ -471,7 +552,7 @@ fn sigterm_drains_in_flight_requests_and_refuses_new_ones() {
     let model = tiny_model(Some(8192));
     let s = Server::start(model.path(), &[], &[]);
     let id = model.path().file_name().unwrap().to_str().unwrap();
-    let body = json!({"model": id, "prompt": "go", "max_tokens": 1500, "stream": true});
+    let body = json!({"model": id, "prompt": "go", "max_tokens": 6000, "stream": true});
     let mut c = s.connect("POST", "/v1/completions", &[], body.to_string().as_bytes());
     let mut first = [0u8; 64];
     assert!(c.read(&mut first).unwrap() > 0);
@@ -496,7 +577,7 @@ fn sigterm_drains_in_flight_requests_and_refuses_new_ones() {
         rest.contains("data: [DONE]"),
         "the in-flight stream finished"
     );
-    let (code, err) = s.stop();
+    let (code, err) = s.wait();
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("draining"), "{err}");
 }

@@ -88,7 +88,9 @@ pub(crate) fn sample(
     }
     let neg_inf = Array::from_f32(f32::NEG_INFINITY);
     let mut lp = logprobs;
-    if s.top_k > 0 && (s.top_k as i32) < *lp.shape().last().unwrap_or(&0) {
+    // A k at or above the vocabulary keeps everything (and never overflows the index math).
+    let vocab = usize::try_from(*lp.shape().last().unwrap_or(&0)).unwrap_or(0);
+    if s.top_k > 0 && s.top_k < vocab {
         // Keep the k largest: everything below the k-th largest value is masked.
         let kth = ops::sort_axis(&lp, -1)?;
         let v = kth.shape()[kth.ndim() - 1];

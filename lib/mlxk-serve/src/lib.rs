@@ -463,24 +463,30 @@ pub fn serve(jobs: Vec<(String, Job)>, opts: Options) -> Result<(), Failure> {
         let local = listener
             .local_addr()
             .map_err(|e| Failure::io(e.to_string()))?;
+        // The handlers first, so a SIGTERM right after the address is printed still drains.
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .map_err(|e| Failure::io(format!("cannot handle SIGTERM: {e}")))?;
+        let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+            .map_err(|e| Failure::io(format!("cannot handle SIGINT: {e}")))?;
         eprintln!("mlxk-serve: listening on http://{local}");
         let drain = app.clone();
         axum::serve(listener, router)
             .with_graceful_shutdown(async move {
-                let mut term =
-                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                        .expect("SIGTERM handler");
                 tokio::select! {
                     _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
+                    _ = int.recv() => {}
                 }
                 drain.draining.store(true, Ordering::SeqCst);
                 eprintln!(
-                    "mlxk-serve: draining: {} requests in flight",
+                    "mlxk-serve: draining: {} requests in flight (a second signal stops at once)",
                     drain.in_flight.load(Ordering::SeqCst)
                 );
                 while drain.in_flight.load(Ordering::SeqCst) > 0 {
-                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(std::time::Duration::from_millis(20)) => {}
+                        _ = term.recv() => std::process::exit(130),
+                        _ = int.recv() => std::process::exit(130),
+                    }
                 }
             })
             .await

@@ -100,9 +100,7 @@ fn serve(jobs: Vec<Job>, settings: Settings, rx: Receiver<Work>, loaded: Loaded)
                     current = Some((w.model, m, t));
                 }
                 Err(f) => {
-                    let _ = w
-                        .events
-                        .blocking_send(Event::Failed(ApiError::from_failure(&f)));
+                    deliver(&w.events, Event::Failed(ApiError::from_failure(&f)));
                     continue;
                 }
             }
@@ -110,7 +108,24 @@ fn serve(jobs: Vec<Job>, settings: Settings, rx: Receiver<Work>, loaded: Loaded)
         let Some((i, model, load_s)) = &current else {
             continue;
         };
-        run(&text, &settings, &jobs[*i], model, *load_s, w);
+        let events = w.events.clone();
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            run(&text, &settings, &jobs[*i], model, *load_s, w)
+        }));
+        if ran.is_err() {
+            // A bug, not the request's fault: answer 500 and load the model afresh next time
+            // (its state may be half-updated); the thread goes on serving.
+            deliver(
+                &events,
+                Event::Failed(ApiError::new(
+                    500,
+                    "server_error",
+                    "the generation failed unexpectedly (a bug; please report it)",
+                )),
+            );
+            current = None;
+            *loaded.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        }
     }
 }
 
@@ -130,7 +145,7 @@ fn run(text: &TextRunner, s: &Settings, job: &Job, model: &TextModel, load_s: f6
     let context = model.context_length();
     let max_tokens = req.max_tokens.unwrap_or(s.default_max_tokens);
     let fail = |e: ApiError| {
-        let _ = w.events.blocking_send(Event::Failed(e));
+        deliver(&w.events, Event::Failed(e));
     };
     let prompt = match assemble_prompt(&model.tokenizer, &spec, context, max_tokens, req.truncate) {
         Ok(p) => p,
@@ -145,14 +160,19 @@ fn run(text: &TextRunner, s: &Settings, job: &Job, model: &TextModel, load_s: f6
                 .code("context_length_exceeded"),
             );
         }
+        // The template refused the conversation (roles out of order, a system message it
+        // does not take): the request's fault.
+        Err(mlxk_infer::error::InferError::Tokenizer(m)) => {
+            return fail(ApiError::bad(m).param("messages"));
+        }
         Err(e) => return fail(ApiError::from_failure(&e.failure())),
     };
-    if w.events
-        .blocking_send(Event::Started {
+    if !deliver(
+        &w.events,
+        Event::Started {
             prompt_tokens: prompt.ids.len(),
-        })
-        .is_err()
-    {
+        },
+    ) {
         return;
     }
     let mut facts = mlxk::report::run::RunFacts {
@@ -181,7 +201,7 @@ fn run(text: &TextRunner, s: &Settings, job: &Job, model: &TextModel, load_s: f6
         &model.tokenizer,
         &prompt.ids,
         &opts,
-        &mut |t| Ok(events.blocking_send(Event::Delta(t.to_string())).is_ok()),
+        &mut |t| Ok(deliver(&events, Event::Delta(t.to_string()))),
     );
     facts.end_ts = mlxk::monitor::unix_now();
     match g {
@@ -193,32 +213,69 @@ fn run(text: &TextRunner, s: &Settings, job: &Job, model: &TextModel, load_s: f6
             facts.ttft_s = Some(g.ttft_s);
             facts.peak_bytes = Some(g.peak_mem_bytes);
             facts.extra = vec![("prefill_tokens_per_sec".into(), g.prefill_tok_s)];
-            if g.finish_reason == FinishReason::Interrupted {
+            let gone = g.finish_reason == FinishReason::Interrupted;
+            if gone {
                 facts.error = Some((
                     "client_disconnected".into(),
                     "the client went away; the generation was stopped".into(),
                 ));
             } else {
                 facts.passed = true;
-                let _ = w.events.blocking_send(Event::Done {
-                    finish: g.finish_reason.as_str(),
-                    usage: Usage {
-                        prompt_tokens: g.prompt_tokens,
-                        completion_tokens: g.tokens.len(),
+            }
+            // The report is written before the client hears the end, so a shutdown right
+            // after the last answer cannot lose its record.
+            report(s, &mut facts);
+            if !gone {
+                deliver(
+                    &w.events,
+                    Event::Done {
+                        finish: g.finish_reason.as_str(),
+                        usage: Usage {
+                            prompt_tokens: g.prompt_tokens,
+                            completion_tokens: g.tokens.len(),
+                        },
                     },
-                });
+                );
             }
         }
         Err(e) => {
             let f = e.failure();
             facts.error = Some((f.code.into(), f.message.clone()));
+            report(s, &mut facts);
             fail(ApiError::from_failure(&f));
         }
     }
+}
+
+fn report(s: &Settings, facts: &mut mlxk::report::run::RunFacts) {
     if let Some(r) = &s.report {
         facts.memory = SysRoot::from_env().memory().ok();
-        if let Err(f) = r.append(&mlxk::report::run::record(&facts)) {
+        if let Err(f) = r.append(&mlxk::report::run::record(facts)) {
             eprintln!("mlxk-serve: {}", f.message);
+        }
+    }
+}
+
+/// How long a client may leave its stream unread before it counts as gone.
+const STALLED: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Hands an event to the request's handler; false when the client is gone — it hung up, or
+/// left a full stream unread for a minute (the model thread is never held by one reader).
+fn deliver(events: &tokio::sync::mpsc::Sender<Event>, ev: Event) -> bool {
+    use tokio::sync::mpsc::error::TrySendError;
+    let start = std::time::Instant::now();
+    let mut ev = ev;
+    loop {
+        match events.try_send(ev) {
+            Ok(()) => return true,
+            Err(TrySendError::Closed(_)) => return false,
+            Err(TrySendError::Full(back)) => {
+                if start.elapsed() > STALLED {
+                    return false;
+                }
+                ev = back;
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
         }
     }
 }

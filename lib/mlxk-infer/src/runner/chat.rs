@@ -275,13 +275,20 @@ impl Conversation {
     ) -> Result<Fit> {
         let text =
             tokenizer.render_chat(&self.messages(Some(user)), self.no_think.then_some(false))?;
-        let (ids, reused) = match text.strip_prefix(self.held_text.as_str()) {
+        // The rest after what the caches hold, encoded on its own — kept only if the whole
+        // decodes back to the text (a tokenizer that prepends a space to every text it encodes
+        // would otherwise slip one in at the seam).
+        let seamed = match text.strip_prefix(self.held_text.as_str()) {
             Some(rest) if !self.held_text.is_empty() && !rest.is_empty() => {
                 let mut ids = self.held_tokens.clone();
                 ids.extend(tokenizer.encode(rest, false)?);
-                (ids, self.held_tokens.len())
+                (tokenizer.decode(&ids)? == text).then_some(ids)
             }
-            _ => {
+            _ => None,
+        };
+        let (ids, reused) = match seamed {
+            Some(ids) => (ids, self.held_tokens.len()),
+            None => {
                 let ids = tokenizer.encode(&text, false)?;
                 let reused = common_prefix(&self.held_tokens, &ids[..ids.len().saturating_sub(1)]);
                 (ids, reused)
@@ -454,7 +461,16 @@ impl Runner for ChatRunner {
             };
             // The turn's prompt; a conversation that outgrew the context is never cut silently.
             let next = loop {
-                match conv.next_turn(tok, &user, context)? {
+                let fit = match conv.next_turn(tok, &user, context) {
+                    Ok(f) => f,
+                    // The template refused the conversation (a system message it does not take,
+                    // roles out of order): say why; the session and its turns stay.
+                    Err(e) => {
+                        out.warn(&format!("{e} (/system - removes the system message)"));
+                        break None;
+                    }
+                };
+                match fit {
                     Fit::Fits(t) => break Some(t),
                     Fit::Over { .. } if self.text.truncate_left && !conv.turns.is_empty() => {
                         conv.turns.remove(0);
