@@ -5,20 +5,6 @@ mod support;
 use serde_json::Value;
 use support::*;
 
-fn tiny_model(context: Option<usize>) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let spec = mlxk_infer::tiny::spec("llama-gqa1").unwrap();
-    mlxk_infer::tiny::write(&spec, dir.path()).unwrap();
-    if let Some(c) = context {
-        let path = dir.path().join("config.json");
-        let mut cfg: Value =
-            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        cfg["max_position_embeddings"] = c.into();
-        std::fs::write(&path, cfg.to_string()).unwrap();
-    }
-    dir
-}
-
 fn chat(model: &std::path::Path, state: &std::path::Path, args: &[&str]) -> Pty {
     let mut c = std::process::Command::new(bin_path("mlxk-gen"));
     c.arg(model)
@@ -66,7 +52,7 @@ fn turns(screen: &str) -> Vec<Turn> {
 
 #[test]
 fn a_chat_keeps_the_conversation_and_its_cache_across_turns() {
-    let model = tiny_model(None);
+    let model = tiny_llama(None);
     let state = tempfile::tempdir().unwrap();
     let saved = state.path().join("talk.jsonl");
     let report = state.path().join("bench.jsonl");
@@ -161,7 +147,7 @@ fn a_chat_keeps_the_conversation_and_its_cache_across_turns() {
 #[test]
 fn ctrl_c_stops_an_answer_and_the_chat_goes_on() {
     // A long context so the answer runs for seconds.
-    let model = tiny_model(Some(8192));
+    let model = tiny_llama(Some(8192));
     let state = tempfile::tempdir().unwrap();
     let mut p = chat(model.path(), state.path(), &["-n", "6000"]);
     p.wait_for(">>> ", 1);
@@ -202,7 +188,7 @@ fn ctrl_c_stops_an_answer_and_the_chat_goes_on() {
 
 #[test]
 fn the_chat_refuses_options_it_cannot_honour() {
-    let model = tiny_model(None);
+    let model = tiny_llama(None);
     let state = tempfile::tempdir().unwrap();
     for (args, says) in [
         (&["--json"][..], "--json needs a prompt"),

@@ -552,7 +552,7 @@ fn an_unsupported_architecture_is_refused_before_loading_with_4() {
 
 #[test]
 fn a_prompt_batch_runs_every_line_on_one_load() {
-    let model = tiny_model();
+    let model = tiny_llama(None);
     let dir = tempfile::tempdir().unwrap();
     let prompts = dir.path().join("prompts.jsonl");
     let report = dir.path().join("bench.jsonl");
@@ -627,17 +627,9 @@ fn a_terminal_on_stdin_without_a_model_is_a_usage_error() {
     );
 }
 
-/// A tiny real model (context 128, byte tokens) written into a temporary folder.
-fn tiny_model() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let spec = mlxk_infer::tiny::spec("llama-gqa1").unwrap();
-    mlxk_infer::tiny::write(&spec, dir.path()).unwrap();
-    dir
-}
-
 #[test]
 fn a_prompt_over_the_context_is_refused_or_truncated_on_the_left() {
-    let model = tiny_model();
+    let model = tiny_llama(None);
     let path = model.path().to_str().unwrap();
     // 201 byte tokens against a 128-token context.
     let prompt = "x".repeat(200) + "y";
@@ -681,7 +673,7 @@ fn a_prompt_over_the_context_is_refused_or_truncated_on_the_left() {
 
 #[test]
 fn generation_stops_at_the_end_of_the_context_and_says_so() {
-    let model = tiny_model();
+    let model = tiny_llama(None);
     let path = model.path().to_str().unwrap();
     let prompt = "z".repeat(100);
     let Run {
@@ -704,7 +696,7 @@ fn generation_stops_at_the_end_of_the_context_and_says_so() {
 
 #[test]
 fn a_model_folder_path_runs_directly_with_its_chat_template() {
-    let model = tiny_model();
+    let model = tiny_llama(None);
     let path = model.path().to_str().unwrap();
     let Run {
         stdout: out,
@@ -727,7 +719,7 @@ fn a_model_folder_path_runs_directly_with_its_chat_template() {
 /// (reasoning, answer) and how many tokens the reasoning took (up to `</think>`).
 fn tiny_thinking_model(n: usize) -> (tempfile::TempDir, String, String, String, usize) {
     use mlxk_infer::runner::text::{PromptSpec, assemble_prompt};
-    let dir = tiny_model();
+    let dir = tiny_llama(None);
     let m = mlxk_infer::loader::load(
         dir.path(),
         mlxk_infer::weights::DtypePolicy::UpcastHalfToF32,
@@ -835,7 +827,7 @@ fn a_thinking_models_reasoning_is_kept_apart_from_its_answer() {
 
 #[test]
 fn a_prompt_cache_is_reused_exactly_and_refused_for_another_model() {
-    let model = tiny_model();
+    let model = tiny_llama(None);
     let path = model.path().to_str().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("sys.safetensors");

@@ -9,20 +9,6 @@ use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use support::*;
 
-fn tiny_model(context: Option<usize>) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let spec = mlxk_infer::tiny::spec("llama-gqa1").unwrap();
-    mlxk_infer::tiny::write(&spec, dir.path()).unwrap();
-    if let Some(c) = context {
-        let path = dir.path().join("config.json");
-        let mut cfg: Value =
-            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        cfg["max_position_embeddings"] = c.into();
-        std::fs::write(&path, cfg.to_string()).unwrap();
-    }
-    dir
-}
-
 struct Server {
     child: Child,
     addr: String,
@@ -241,7 +227,7 @@ fn greedy_gen(model: &std::path::Path, prompt: &str, raw: bool, n: usize) -> Val
 
 #[test]
 fn completions_whole_and_streamed_equal_mlxk_gen_greedy() {
-    let model = tiny_model(None);
+    let model = tiny_llama(None);
     let dir = tempfile::tempdir().unwrap();
     let report = dir.path().join("bench.jsonl");
     let s = Server::start(model.path(), &["--report", report.to_str().unwrap()], &[]);
@@ -328,7 +314,7 @@ fn completions_whole_and_streamed_equal_mlxk_gen_greedy() {
 
 #[test]
 fn every_error_has_its_status_and_an_openai_error_body() {
-    let model = tiny_model(None);
+    let model = tiny_llama(None);
     let s = Server::start(
         model.path(),
         &["--api-key", "sesame", "--max-body-bytes", "2000"],
@@ -402,7 +388,7 @@ fn every_error_has_its_status_and_an_openai_error_body() {
 
 #[test]
 fn a_model_the_gate_blocked_is_refused_with_507_and_one_it_cannot_run_with_501() {
-    let model = tiny_model(None);
+    let model = tiny_llama(None);
     let probe = Run::of(bin("mlxk-probe").arg(model.path()).arg("--json")).ok();
     let mut rec: Value = serde_json::from_str(probe.stdout.lines().next().unwrap()).unwrap();
     let id = rec["id"].as_str().unwrap().to_string();
@@ -433,7 +419,7 @@ fn a_model_the_gate_blocked_is_refused_with_507_and_one_it_cannot_run_with_501()
 
 #[test]
 fn a_client_that_hangs_up_stops_its_generation_and_the_server_goes_on() {
-    let model = tiny_model(Some(8192));
+    let model = tiny_llama(Some(8192));
     let dir = tempfile::tempdir().unwrap();
     let report = dir.path().join("bench.jsonl");
     let s = Server::start(model.path(), &["--report", report.to_str().unwrap()], &[]);
@@ -474,7 +460,7 @@ fn a_client_that_hangs_up_stops_its_generation_and_the_server_goes_on() {
 
 #[test]
 fn sixteen_clients_at_once_are_all_answered_or_told_to_retry() {
-    let model = tiny_model(None);
+    let model = tiny_llama(None);
     let s = Arc::new(Server::start(model.path(), &["--queue", "4"], &[]));
     let id = model
         .path()
@@ -520,7 +506,7 @@ fn sixteen_clients_at_once_are_all_answered_or_told_to_retry() {
 
 #[test]
 fn a_full_queue_answers_429_with_retry_after() {
-    let model = tiny_model(Some(8192));
+    let model = tiny_llama(Some(8192));
     let s = Server::start(model.path(), &["--queue", "0"], &[]);
     let id = model.path().file_name().unwrap().to_str().unwrap();
     // One long stream holds the model thread; with no room to wait, the next is refused.
@@ -549,7 +535,7 @@ fn a_full_queue_answers_429_with_retry_after() {
 
 #[test]
 fn sigterm_drains_in_flight_requests_and_refuses_new_ones() {
-    let model = tiny_model(Some(8192));
+    let model = tiny_llama(Some(8192));
     let s = Server::start(model.path(), &[], &[]);
     let id = model.path().file_name().unwrap().to_str().unwrap();
     let body = json!({"model": id, "prompt": "go", "max_tokens": 6000, "stream": true});
@@ -591,7 +577,7 @@ fn the_official_openai_client_gets_what_mlxk_gen_gives() {
         "{} is missing: scripts/bootstrap installs the openai client (make test runs it)",
         python.display()
     );
-    let model = tiny_model(None);
+    let model = tiny_llama(None);
     let s = Server::start(model.path(), &["--api-key", "k"], &[]);
     let id = model.path().file_name().unwrap().to_str().unwrap();
     let out = std::process::Command::new(&python)

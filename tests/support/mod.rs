@@ -144,28 +144,56 @@ pub fn run_on_terminal(mut cmd: std::process::Command) -> Run {
 
 /// Gives `cmd` a pseudo-terminal as stdin; keep the returned end open while it runs.
 pub fn terminal_stdin(cmd: &mut std::process::Command) -> std::os::fd::OwnedFd {
+    let (master, slave) = open_pty(None);
+    cmd.stdin(std::process::Stdio::from(slave));
+    master
+}
+
+/// A new pseudo-terminal, (master, slave), of `size` (columns, rows) if given.
+fn open_pty(size: Option<(u16, u16)>) -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
     use std::os::fd::FromRawFd;
     let (mut master, mut slave) = (0, 0);
-    // SAFETY: openpty fills two fds; the null pointers ask for no name, settings or size.
+    let ws = size.map(|(cols, rows)| libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    });
+    // SAFETY: openpty fills two fds; no name or settings are asked for, the size if given.
     let rc = unsafe {
         libc::openpty(
             &mut master,
             &mut slave,
             std::ptr::null_mut(),
             std::ptr::null(),
-            std::ptr::null(),
+            ws.as_ref()
+                .map_or(std::ptr::null(), |w| w as *const libc::winsize),
         )
     };
     assert_eq!(rc, 0, "openpty");
     // SAFETY: both fds were just opened and are owned here.
-    let (master, slave) = unsafe {
+    unsafe {
         (
             std::os::fd::OwnedFd::from_raw_fd(master),
             std::os::fd::OwnedFd::from_raw_fd(slave),
         )
-    };
-    cmd.stdin(std::process::Stdio::from(slave));
-    master
+    }
+}
+
+/// A tiny real model (llama, byte tokens, context 128 unless `context` raises it) written
+/// into a temporary folder.
+pub fn tiny_llama(context: Option<usize>) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = mlxk_infer::tiny::spec("llama-gqa1").unwrap();
+    mlxk_infer::tiny::write(&spec, dir.path()).unwrap();
+    if let Some(c) = context {
+        let path = dir.path().join("config.json");
+        let mut cfg: Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        cfg["max_position_embeddings"] = c.into();
+        std::fs::write(&path, cfg.to_string()).unwrap();
+    }
+    dir
 }
 
 /// A program on a pseudo-terminal of its own (80 columns, its controlling terminal, so Ctrl-C
@@ -179,33 +207,9 @@ pub struct Pty {
 
 impl Pty {
     pub fn spawn(mut cmd: std::process::Command) -> Pty {
-        use std::os::fd::FromRawFd;
         use std::os::unix::process::CommandExt;
-        let (mut master, mut slave) = (0, 0);
-        let size = libc::winsize {
-            ws_row: 40,
-            ws_col: 80,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        };
-        // SAFETY: openpty fills two fds; no name or settings are asked for.
-        let rc = unsafe {
-            libc::openpty(
-                &mut master,
-                &mut slave,
-                std::ptr::null_mut(),
-                std::ptr::null(),
-                &size,
-            )
-        };
-        assert_eq!(rc, 0, "openpty");
-        // SAFETY: both fds were just opened and are owned here.
-        let (master, slave) = unsafe {
-            (
-                std::fs::File::from_raw_fd(master),
-                std::os::fd::OwnedFd::from_raw_fd(slave),
-            )
-        };
+        let (master, slave) = open_pty(Some((80, 40)));
+        let master = std::fs::File::from(master);
         cmd.stdin(slave.try_clone().unwrap())
             .stdout(slave.try_clone().unwrap())
             .stderr(slave)
