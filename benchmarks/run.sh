@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# The benchmark suite, one command, safe under cron (seeds/002, /004):
+#   1. probe the cached models (or those matching PATTERN) and gate them, logging what is blocked;
+#   2. run the fixed prompt set (benchmarks/fixtures/prompts.jsonl) through mlxk-gen on every
+#      text model, REPEAT times, all under memmon;
+#   3. report-validate the report; 4. report-gen, compared with the previous run of NAME;
+#   5. memplot the memory timeline with the run's load/unload moments.
+# Vision and audio models are listed as skipped, with why, while mlxk-see/mlxk-hear cannot run.
+#
+#   benchmarks/run.sh [--models PATTERN] [--name NAME] [--repeat N] [--out DIR] [--bin DIR]
+#
+# Outputs in DIR (default benchmarks/runs), STAMP = UTC date and time of the start:
+#   STAMP_NAME-benchmark.jsonl  report records (schema 0.2.2), one per prompt, model and repeat
+#   STAMP_NAME-memory.jsonl     memmon samples and its summary (with the suite's exit code)
+#   STAMP_NAME-report.md        the Markdown report, with the comparison
+#   STAMP_NAME-timeline.html    the memory timeline
+#   STAMP_NAME.log              what happened, step by step
+# Files appear under these names only when complete (written aside, then renamed). A second
+# run of the same NAME while one runs exits 75 at once. The exit status is 0, or that of the
+# first step that failed (the log names it); the steps after a failure still run where they can.
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+pattern=""; name="benchmark"; repeat=1; out="$here/runs"; bin=""
+usage() { sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2; }
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --models) pattern=${2:?}; shift 2 ;;
+    --name) name=${2:?}; shift 2 ;;
+    --repeat) repeat=${2:?}; shift 2 ;;
+    --out) out=${2:?}; shift 2 ;;
+    --bin) bin=${2:?}; shift 2 ;;
+    -h|--help) usage ;;
+    *) echo "run.sh: unknown option $1 (--help lists them)" >&2; exit 2 ;;
+  esac
+done
+case "$repeat" in ''|*[!0-9]*|0) echo "run.sh: --repeat wants a whole number ≥ 1" >&2; exit 2 ;; esac
+case "$name" in *[!A-Za-z0-9._-]*|'') echo "run.sh: --name may hold letters, digits, . _ -" >&2; exit 2 ;; esac
+tool() { if [ -n "$bin" ]; then echo "$bin/$1"; else command -v "$1" || echo "$here/../target/release/$1"; fi; }
+for t in mlxk-probe mlxk-gate mlxk-gen memmon report-validate report-gen memplot; do
+  [ -x "$(tool $t)" ] || { echo "run.sh: $t not found (build with make release, or give --bin DIR)" >&2; exit 2; }
+done
+# The part memmon watches: probe, gate, run. It writes into the outer run's work folder.
+if [ "${MLXK_SUITE_INNER:-}" = 1 ]; then
+  work=$MLXK_SUITE_WORK
+  say() { printf '%s run.sh: %s\n' "$(date -u +%H:%M:%S)" "$*" | tee -a "$work/inner.log" >&2; }
+  rc=0
+  # shellcheck disable=SC2086 # the pattern is one model spec or nothing
+  if ! "$(tool mlxk-probe)" --json ${pattern:-"--all"} > "$work/probed.jsonl" 2> "$work/probe.err"; then
+    say "mlxk-probe: $(tail -n 1 "$work/probe.err")"; rc=3
+  fi
+  "$(tool mlxk-gate)" --json < "$work/probed.jsonl" > "$work/gated.jsonl" 2> "$work/gate.err"
+  python3 - "$work/gated.jsonl" "$work" <<'PY' | while IFS= read -r l; do say "$l"; done
+import json, sys
+text, other = [], []
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    if r.get("type") != "model":
+        continue
+    g = r.get("gate", {})
+    why = "; ".join(g.get("reasons", []))
+    if g.get("decision") == "block":
+        print(f"blocked: {r['id']}: {why}")
+    elif g.get("backend") == "text":
+        text.append(line)
+    else:
+        other.append((r["id"], g.get("backend")))
+open(sys.argv[2] + "/text.jsonl", "w").writelines(text)
+for i, b in other:
+    tool = {"vision": "mlxk-see", "audio": "mlxk-hear"}.get(b, "no runner")
+    print(f"skipped: {i}: a {b} model; {tool} cannot run it yet")
+print(f"{len(text)} text model(s) to run")
+PY
+  if [ -s "$work/text.jsonl" ]; then
+    for r in $(seq 1 "$repeat"); do
+      say "mlxk-gen: repeat $r of $repeat"
+      "$(tool mlxk-gen)" --prompts "$here/fixtures/prompts.jsonl" --json --report "$work/benchmark.jsonl" \
+        < "$work/text.jsonl" > "$work/gen-$r.jsonl" 2> "$work/gen-$r.err"
+      g=$?
+      if [ "$g" != 0 ]; then
+        say "mlxk-gen exited $g: $(grep -v '^{' "$work/gen-$r.err" | tail -n 1)"; [ "$rc" = 0 ] && rc=$g
+      fi
+      # The load/unload moments, for the timeline.
+      grep -h '"type":"load"\|"type":"unload"' "$work/gen-$r.jsonl" >> "$work/events.jsonl"
+    done
+  fi
+  exit "$rc"
+fi
+
+mkdir -p "$out" || exit 1
+exec 9>"$out/.$name.lock"
+if ! flock -n 9; then
+  echo "run.sh: a run named $name is already going ($out/.$name.lock); not starting a second" >&2
+  exit 75
+fi
+stamp=$(date -u +%Y%m%d-%H%M%S)
+base="$out/${stamp}_$name"
+n=1; while compgen -G "$base*" >/dev/null; do n=$((n + 1)); base="$out/${stamp}-${n}_$name"; done
+work=$(mktemp -d "$out/.work-$name-XXXXXX")
+trap 'rm -rf "$work"' EXIT
+trap 'log "interrupted: nothing is left under a final name"; exit 130' INT TERM
+log() { printf '%s run.sh: %s\n' "$(date -u +%H:%M:%S)" "$*" | tee -a "$work/log" >&2; }
+status=0; failed=""
+fail() { log "FAILED: $1 (exit $2)"; if [ "$status" = 0 ]; then status=$2; failed=$1; fi; }
+publish() { mv -f "$work/$1" "$base$2"; }   # a finished file under its final name
+previous=$(ls -1t "$out"/*_"$name"-benchmark.jsonl 2>/dev/null | head -n 1)
+
+# 1-2. Probe, gate and run, under memmon (samples every 200 ms, the suite's exit code in its summary).
+if [ "${MLXK_SUITE_INNER:-}" != 1 ]; then
+  log "suite $name: models ${pattern:-all cached}, $repeat repeat(s), out $out"
+  MLXK_SUITE_INNER=1 MLXK_SUITE_WORK="$work" "$(tool memmon)" -o "$work/memory.jsonl" -- \
+    "$0" --name "$name" --repeat "$repeat" --out "$out" ${bin:+--bin "$bin"} ${pattern:+--models "$pattern"}
+  rc=$?
+  [ -s "$work/inner.log" ] && cat "$work/inner.log" >> "$work/log"
+  [ "$rc" = 0 ] || fail "probe, gate and mlxk-gen" "$rc"
+fi
+[ -s "$work/memory.jsonl" ] && publish memory.jsonl -memory.jsonl
+
+# 3. Validate.
+if [ -s "$work/benchmark.jsonl" ]; then
+  if "$(tool report-validate)" "$work/benchmark.jsonl" > "$work/validate.out" 2>&1; then
+    log "report-validate: $(tail -n 1 "$work/validate.out")"
+  else
+    rc=$?; cat "$work/validate.out" >> "$work/log"; fail report-validate "$rc"
+  fi
+  publish benchmark.jsonl -benchmark.jsonl
+else
+  fail "the runs wrote no report records" 1
+fi
+
+# 4. The Markdown report, compared with the previous run of this name.
+if [ -s "$base-benchmark.jsonl" ]; then
+  if [ -n "$previous" ]; then
+    log "report-gen: comparing with $(basename "$previous")"
+    "$(tool report-gen)" "$base-benchmark.jsonl" --compare "$previous" -o "$work/report.md" >> "$work/log" 2>&1
+  else
+    log "report-gen: no earlier run named $name to compare with"
+    "$(tool report-gen)" "$base-benchmark.jsonl" -o "$work/report.md" >> "$work/log" 2>&1
+  fi
+  rc=$?
+  if [ "$rc" = 0 ]; then publish report.md -report.md; else fail report-gen "$rc"; fi
+fi
+
+# 5. The memory timeline, with the models' load/unload moments and the report's runs.
+if [ -s "$base-memory.jsonl" ]; then
+  inputs=("$base-memory.jsonl")
+  [ -s "$work/events.jsonl" ] && inputs+=("$work/events.jsonl")
+  [ -s "$base-benchmark.jsonl" ] && inputs+=("$base-benchmark.jsonl")
+  if "$(tool memplot)" "${inputs[@]}" --format html -o "$work/timeline.html" >> "$work/log" 2>&1; then
+    publish timeline.html -timeline.html
+  else
+    fail memplot $?
+  fi
+fi
+
+if [ "$status" = 0 ]; then
+  log "done: $(basename "$base")-*"
+else
+  log "done with a failure: $failed (exit $status)"
+fi
+publish log .log
+exit "$status"
