@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export HF_HUB_CACHE ?= $(CURDIR)/.deps/hf/hub
 
-.PHONY: all bootstrap reference build release demo test lint fmt man bench clean
+.PHONY: all bootstrap reference build release demo test lint fmt man bench clean install uninstall
 
 all: build
 
@@ -49,6 +49,35 @@ bench: release reference
 	benchmarks/matmul.sh
 	$(CARGO) bench -p mlxk-infer --bench qmatmul
 	benchmarks/gen.sh
+
+# Install the binaries, man pages, shell completions (bash, zsh, fish) and the MLX library
+# they link (beside them, in the wheel's layout: the binaries' rpath $ORIGIN/../lib/mlxk/mlx/lib
+# finds it once .deps is gone). PROFILE=debug installs the debug build.
+PREFIX ?= /usr/local
+PROFILE ?= release
+MLX_DIR ?= $(CURDIR)/.deps/mlx-cpu
+BINS := mlxk-probe mlxk-gate mlxk-gen mlxk-see mlxk-hear mlxk-serve memmon memplot report-validate report-gen
+DEST := $(DESTDIR)$(PREFIX)
+install: bootstrap
+	$(CARGO) build $(if $(filter release,$(PROFILE)),--release) --workspace --bins --locked
+	install -d $(DEST)/bin $(DEST)/share/man/man1 $(DEST)/share/bash-completion/completions \
+		$(DEST)/share/zsh/site-functions $(DEST)/share/fish/vendor_completions.d $(DEST)/lib/mlxk/mlx/lib
+	for b in $(BINS); do \
+		install -m 755 target/$(PROFILE)/$$b $(DEST)/bin/ && \
+		install -m 644 man/$$b.1 $(DEST)/share/man/man1/ && \
+		install -m 644 man/completions/$$b.bash $(DEST)/share/bash-completion/completions/$$b && \
+		install -m 644 man/completions/_$$b $(DEST)/share/zsh/site-functions/ && \
+		install -m 644 man/completions/$$b.fish $(DEST)/share/fish/vendor_completions.d/ || exit 1; \
+	done
+	install -m 644 $(MLX_DIR)/mlx/lib/libmlx.so $(DEST)/lib/mlxk/mlx/lib/
+	cp -R $(MLX_DIR)/*.libs $(DEST)/lib/mlxk/
+
+uninstall:
+	for b in $(BINS); do \
+		rm -f $(DEST)/bin/$$b $(DEST)/share/man/man1/$$b.1 $(DEST)/share/bash-completion/completions/$$b \
+			$(DEST)/share/zsh/site-functions/_$$b $(DEST)/share/fish/vendor_completions.d/$$b.fish; \
+	done
+	rm -rf $(DEST)/lib/mlxk
 
 clean:
 	$(CARGO) clean

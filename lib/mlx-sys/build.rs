@@ -47,7 +47,12 @@ fn main() {
     println!("cargo:rustc-link-lib=dylib=mlx");
     println!("cargo:libdir={}", lib_dir.display());
 
-    let mut link_args = vec![format!("-Wl,-rpath,{}", lib_dir.display())];
+    // The build's own MLX first; then where `make install` puts it beside the binaries
+    // (PREFIX/lib/mlxk/mlx/lib, in the wheel's layout), so an installed copy outlives `.deps`.
+    let mut link_args = vec![
+        format!("-Wl,-rpath,{}", lib_dir.display()),
+        "-Wl,-rpath,$ORIGIN/../lib/mlxk/mlx/lib".to_string(),
+    ];
     if target_os == "linux" {
         match env::var("MLXK_BLAS").as_deref() {
             Ok("bundled") => println!(

@@ -226,24 +226,39 @@ pub fn write_json(out: &mut impl Write, value: &serde_json::Value) -> io::Result
 pub fn check_man_page(cmd: clap::Command, man_dir: &std::path::Path) -> Result<(), String> {
     let name = cmd.get_name().to_string();
     let mut buf = Vec::new();
-    clap_mangen::Man::new(cmd)
+    clap_mangen::Man::new(cmd.clone())
         .render(&mut buf)
         .map_err(|e| format!("render man page for {name}: {e}"))?;
-    let path = man_dir.join(format!("{name}.1"));
+    check_generated(&man_dir.join(format!("{name}.1")), &buf, &name)?;
+    // Shell completions, checked in beside the man pages (man/completions/).
+    use clap_complete::Shell;
+    for (shell, file) in [
+        (Shell::Bash, format!("{name}.bash")),
+        (Shell::Zsh, format!("_{name}")),
+        (Shell::Fish, format!("{name}.fish")),
+    ] {
+        let mut buf = Vec::new();
+        clap_complete::generate(shell, &mut cmd.clone(), &name, &mut buf);
+        check_generated(&man_dir.join("completions").join(file), &buf, &name)?;
+    }
+    Ok(())
+}
+
+/// A file generated from the clap definition: rewritten with `MLXK_UPDATE_MAN=1`, else it must
+/// equal what the definition gives now.
+fn check_generated(path: &std::path::Path, buf: &[u8], name: &str) -> Result<(), String> {
     if std::env::var_os("MLXK_UPDATE_MAN").is_some() {
-        std::fs::create_dir_all(man_dir).map_err(|e| e.to_string())?;
-        std::fs::write(&path, &buf).map_err(|e| format!("write {}: {e}", path.display()))?;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+        }
+        std::fs::write(path, buf).map_err(|e| format!("write {}: {e}", path.display()))?;
         return Ok(());
     }
-    let current = std::fs::read(&path).map_err(|e| {
-        format!(
-            "read {}: {e} (regenerate with MLXK_UPDATE_MAN=1 cargo test)",
-            path.display()
-        )
-    })?;
+    let current = std::fs::read(path)
+        .map_err(|e| format!("read {}: {e} (regenerate with make man)", path.display()))?;
     if current != buf {
         return Err(format!(
-            "{} is out of date with the --help of {name}; regenerate with MLXK_UPDATE_MAN=1 cargo test",
+            "{} is out of date with the --help of {name}; regenerate with make man",
             path.display()
         ));
     }

@@ -1,0 +1,5 @@
+complete -c mlxk-probe -l all -d 'List every model in the cache'
+complete -c mlxk-probe -l json -d 'Write JSON Lines even on a terminal'
+complete -c mlxk-probe -l human -d 'Write a table even on a pipe'
+complete -c mlxk-probe -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c mlxk-probe -s V -l version -d 'Print version'
