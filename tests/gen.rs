@@ -713,75 +713,9 @@ fn a_model_folder_path_runs_directly_with_its_chat_template() {
     );
 }
 
-/// A tiny model whose greedy output carries think tags: two of the tokens it generates once
-/// each are renamed `<think>` and `</think>` in its tokenizer (the weights, and so the token
-/// ids it picks, stay the same). Returns the folder, the raw output, and the expected
-/// (reasoning, answer) and how many tokens the reasoning took (up to `</think>`).
-fn tiny_thinking_model(n: usize) -> (tempfile::TempDir, String, String, String, usize) {
-    use mlxk_infer::runner::text::{PromptSpec, assemble_prompt};
-    let dir = tiny_llama(None);
-    let m = mlxk_infer::loader::load(
-        dir.path(),
-        mlxk_infer::weights::DtypePolicy::UpcastHalfToF32,
-    )
-    .unwrap();
-    let spec = PromptSpec {
-        text: "hi".into(),
-        raw: true,
-        ..Default::default()
-    };
-    let prompt = assemble_prompt(&m.tokenizer, &spec, m.context_length(), n, false).unwrap();
-    let opts = mlxk_infer::generate::GenerateOptions::greedy(n, 2048, m.context_length());
-    let g =
-        mlxk_infer::generate::generate(&m.decoder, &m.tokenizer, &prompt.ids, &opts, &mut |_| {
-            Ok(true)
-        })
-        .unwrap();
-    let once =
-        |t: u32| g.tokens.iter().filter(|&&x| x == t).count() == 1 && !prompt.ids.contains(&t);
-    let (i, j) = (0..g.tokens.len())
-        .flat_map(|i| (i + 2..g.tokens.len()).map(move |j| (i, j)))
-        .find(|&(i, j)| once(g.tokens[i]) && once(g.tokens[j]))
-        .expect("two tokens generated once each, apart");
-    let (open, close) = (g.tokens[i], g.tokens[j]);
-    drop(m);
-    let path = dir.path().join("tokenizer.json");
-    let mut tj: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    for (id, tag) in [(open, "<think>"), (close, "</think>")] {
-        if let Some(t) = tj["added_tokens"]
-            .as_array_mut()
-            .unwrap()
-            .iter_mut()
-            .find(|t| t["id"] == id)
-        {
-            t["content"] = json!(tag);
-            continue;
-        }
-        let vocab = tj["model"]["vocab"].as_object_mut().unwrap();
-        let key = vocab
-            .iter()
-            .find(|(_, v)| **v == id)
-            .map(|(k, _)| k.clone())
-            .unwrap();
-        vocab.remove(&key);
-        vocab.insert(tag.into(), json!(id));
-    }
-    std::fs::write(&path, tj.to_string()).unwrap();
-    let t = mlxk_infer::tokenizer::TextTokenizer::from_dir(dir.path(), &[]).unwrap();
-    let raw = t.decode(&g.tokens).unwrap();
-    let mut s = mlxk_infer::reasoning::ReasoningSplitter::new(false);
-    s.push(&raw);
-    s.finish();
-    assert!(
-        raw.contains("<think>") && raw.contains("</think>"),
-        "{raw:?}"
-    );
-    (dir, raw, s.reasoning, s.answer, j + 1)
-}
-
 #[test]
 fn a_thinking_models_reasoning_is_kept_apart_from_its_answer() {
-    let (dir, raw, reasoning, answer, thought) = tiny_thinking_model(12);
+    let (dir, raw, reasoning, answer, thought) = tiny_thinking_model(12, true);
     assert!(!reasoning.is_empty());
     let path = dir.path().to_str().unwrap();
     let args = [path, "-p", "hi", "--raw", "-n", "12"];

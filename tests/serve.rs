@@ -656,3 +656,35 @@ fn the_real_smollm2_answers_over_http_as_mlxk_gen_does() {
     assert_eq!(r["usage"]["prompt_tokens"], want["prompt_tokens"]);
     s.stop();
 }
+
+#[test]
+fn a_reasoning_models_thinking_comes_apart_as_reasoning_content() {
+    let candidates = [
+        "hi", "hello", "go", "why", "ok", "tell me", "more", "a", "yes", "now",
+    ];
+    let (model, _raw, reasoning, answer, _, prompt) =
+        tiny_thinking_model_for(40, false, &candidates);
+    let s = Server::start(model.path(), &[], &[]);
+    let id = model.path().file_name().unwrap().to_str().unwrap();
+    let req = json!({"model": id, "messages": [{"role": "user", "content": prompt}],
+        "max_tokens": 40, "temperature": 0});
+    let (st, r) = s.post("/v1/chat/completions", &req);
+    assert_eq!(st, 200, "{r}");
+    let msg = &r["choices"][0]["message"];
+    assert_eq!(
+        (&msg["reasoning_content"], &msg["content"]),
+        (&json!(reasoning), &json!(answer))
+    );
+    let mut streamed = req.clone();
+    streamed["stream"] = json!(true);
+    let (_, _, body) = s.call("POST", "/v1/chat/completions", &[], &streamed.to_string());
+    let (mut thought, mut said) = (String::new(), String::new());
+    for e in events(&body).iter().filter(|e| e.as_str() != "[DONE]") {
+        let c: Value = serde_json::from_str(e).unwrap();
+        let d = &c["choices"][0]["delta"];
+        thought.push_str(d["reasoning_content"].as_str().unwrap_or(""));
+        said.push_str(d["content"].as_str().unwrap_or(""));
+    }
+    assert_eq!((thought, said), (reasoning, answer));
+    s.stop();
+}

@@ -285,16 +285,27 @@ async fn complete(app: Shared, headers: HeaderMap, body: Bytes, chat: bool) -> R
     let id = format!("{}-{n}", if chat { "chatcmpl" } else { "cmpl" });
     let created = unix_now();
     if !stream {
-        let mut text = String::new();
+        let (mut text, mut reasoning) = (String::new(), String::new());
         loop {
             match rx.recv().await {
-                Some(Event::Delta(t)) => text.push_str(&t),
+                Some(Event::Delta {
+                    text: t,
+                    reasoning: r,
+                }) => {
+                    if r {
+                        reasoning.push_str(&t)
+                    } else {
+                        text.push_str(&t)
+                    }
+                }
                 Some(Event::Done { finish, usage }) => {
                     app.log(l.line(200, Some(&usage), None));
-                    return axum::Json(wire::completion(
-                        chat, &id, &model_id, created, &text, finish, &usage,
-                    ))
-                    .into_response();
+                    let mut body =
+                        wire::completion(chat, &id, &model_id, created, &text, finish, &usage);
+                    if !reasoning.is_empty() {
+                        body["choices"][0]["message"]["reasoning_content"] = json!(reasoning);
+                    }
+                    return axum::Json(body).into_response();
                 }
                 Some(Event::Failed(e)) => return answer(&l, e),
                 _ => {
@@ -316,8 +327,16 @@ async fn complete(app: Shared, headers: HeaderMap, body: Bytes, chat: bool) -> R
         loop {
             let ev = rx.recv().await;
             let out = match ev {
-                Some(Event::Delta(t)) => {
-                    let c = wire::chunk(chat, &id, &model_id, created, Some(&t), first, None);
+                Some(Event::Delta { text: t, reasoning }) => {
+                    let mut c = wire::chunk(chat, &id, &model_id, created, Some(&t), first, None);
+                    if reasoning {
+                        // The thinking goes apart, as DeepSeek's and vLLM's servers send it.
+                        let d = &mut c["choices"][0]["delta"];
+                        if let Some(o) = d.as_object_mut() {
+                            o.remove("content");
+                        }
+                        d["reasoning_content"] = json!(t);
+                    }
                     first = false;
                     vec![data(c)]
                 }

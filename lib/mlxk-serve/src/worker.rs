@@ -21,7 +21,11 @@ pub enum Event {
     Started {
         prompt_tokens: usize,
     },
-    Delta(String),
+    /// A piece of text; `reasoning` marks a reasoning model's thinking (chat only).
+    Delta {
+        text: String,
+        reasoning: bool,
+    },
     Done {
         finish: &'static str,
         usage: Usage,
@@ -196,13 +200,36 @@ fn run(text: &TextRunner, s: &Settings, job: &Job, model: &TextModel, load_s: f6
         cancel: None,
     };
     let events = w.events.clone();
+    // Chat answers keep a reasoning model's thinking apart (`reasoning_content`); a completion
+    // is the raw continuation.
+    let mut split = matches!(req.input, Input::Chat(_))
+        .then(|| mlxk_infer::reasoning::ReasoningSplitter::new(prompt.opens_thinking));
+    let send = |pieces: Vec<(mlxk_infer::reasoning::Part, String)>| {
+        pieces.into_iter().all(|(part, text)| {
+            deliver(
+                &events,
+                Event::Delta {
+                    text,
+                    reasoning: part == mlxk_infer::reasoning::Part::Reasoning,
+                },
+            )
+        })
+    };
     let g = generate(
         &model.decoder,
         &model.tokenizer,
         &prompt.ids,
         &opts,
-        &mut |t| Ok(deliver(&events, Event::Delta(t.to_string()))),
+        &mut |t| {
+            Ok(match split.as_mut() {
+                Some(s) => send(s.push(t)),
+                None => send(vec![(mlxk_infer::reasoning::Part::Answer, t.to_string())]),
+            })
+        },
     );
+    if let Some(s) = split.as_mut() {
+        send(s.finish());
+    }
     facts.end_ts = mlxk::monitor::unix_now();
     match g {
         Ok(g) => {
@@ -250,6 +277,7 @@ fn run(text: &TextRunner, s: &Settings, job: &Job, model: &TextModel, load_s: f6
 fn report(s: &Settings, facts: &mut mlxk::report::run::RunFacts) {
     if let Some(r) = &s.report {
         facts.memory = SysRoot::from_env().memory().ok();
+        facts.zombies = SysRoot::from_env().zombies();
         if let Err(f) = r.append(&mlxk::report::run::record(facts)) {
             eprintln!("mlxk-serve: {}", f.message);
         }

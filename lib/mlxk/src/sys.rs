@@ -276,6 +276,26 @@ pub fn pressure_level(psi_some_avg10: f64, psi_full_avg10: f64) -> u8 {
 }
 
 impl SysRoot {
+    /// Zombie processes (state `Z` in `/proc/<pid>/stat`) on the machine, as a benchmark's
+    /// quality flag counts them; None where there is no `/proc`.
+    pub fn zombies(&self) -> Option<u64> {
+        let entries = std::fs::read_dir(self.path("/proc")).ok()?;
+        Some(
+            entries
+                .flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+                .filter(|p| {
+                    self.read_opt(&format!("/proc/{p}/stat"))
+                        .and_then(|s| {
+                            let (_, after) = s.rsplit_once(')')?;
+                            after.split_whitespace().next().map(|st| st == "Z")
+                        })
+                        .unwrap_or(false)
+                })
+                .count() as u64,
+        )
+    }
+
     pub fn cpu_times(&self) -> Option<CpuTimes> {
         parse_cpu_stat(&self.read_opt("/proc/stat")?)
     }
@@ -503,6 +523,18 @@ mod tests {
         let sys = SysRoot::new(root.path());
         assert_eq!(ProcessTree::new(20).rss(&sys), Some(18 * page));
         assert_eq!(ProcessTree::new(99).rss(&sys), None);
+    }
+
+    #[test]
+    fn zombies_are_counted_from_proc() {
+        let root = fake_root(&[
+            ("/proc/10/stat", "10 (a) S 1 10"),
+            ("/proc/20/stat", "20 (odd) Z name) Z 10 20"),
+            ("/proc/30/stat", "30 (b) Z 1 30"),
+            ("/proc/self/stat", "1 (x) Z 1 1"),
+        ]);
+        assert_eq!(SysRoot::new(root.path()).zombies(), Some(2));
+        assert_eq!(SysRoot::new("/nonexistent").zombies(), None);
     }
 
     #[test]

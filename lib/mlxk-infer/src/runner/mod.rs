@@ -60,6 +60,7 @@ impl Runs {
     pub fn finish(&mut self, out: &mut Output, mut facts: RunFacts, outcome: Result<(), Failure>) {
         facts.end_ts = mlxk::monitor::unix_now();
         facts.memory = SysRoot::from_env().memory().ok();
+        facts.zombies = SysRoot::from_env().zombies();
         let id = facts.model_id.clone();
         match outcome {
             // `| head`: the reader went away; the tool ends quietly, the run did not finish.
@@ -96,6 +97,7 @@ impl Runs {
         {
             facts.end_ts = mlxk::monitor::unix_now();
             facts.memory = SysRoot::from_env().memory().ok();
+            facts.zombies = SysRoot::from_env().zombies();
             facts.error = Some(("interrupted".into(), "interrupted (Ctrl-C)".into()));
             self.finished.push(facts);
             return;

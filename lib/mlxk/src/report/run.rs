@@ -44,6 +44,8 @@ pub struct RunFacts {
     pub stop_leaked: bool,
     pub mlx_version: String,
     pub memory: Option<MemorySnapshot>,
+    /// Zombie processes on the machine when the run ended.
+    pub zombies: Option<u64>,
 }
 
 /// The precision the weights ran in: quantized (`bits`, `group_size`) or a dense dtype.
@@ -118,6 +120,12 @@ pub fn record(f: &RunFacts) -> Value {
         }
         if m.available_bytes < FREE_DEGRADED_BYTES {
             flags.push("degraded_memory");
+        }
+        if let Some(z) = f.zombies {
+            health["zombie_processes"] = json!(z);
+            if z > 0 {
+                flags.push("degraded_zombies");
+            }
         }
         if flags.is_empty() {
             flags.push("clean");
@@ -384,12 +392,14 @@ mod tests {
             tool: "t".into(),
             model_id: "m".into(),
             modality: "text".into(),
+            zombies: Some(3),
             ..Default::default()
         });
         assert_eq!(
             r["system_health"]["quality_flags"],
-            json!(["degraded_swap", "degraded_memory"])
+            json!(["degraded_swap", "degraded_memory", "degraded_zombies"])
         );
+        assert_eq!(r["system_health"]["zombie_processes"], 3);
         assert!(mlx_knife_problems(&r).is_empty());
     }
 
