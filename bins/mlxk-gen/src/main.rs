@@ -2,7 +2,7 @@
 use clap::Parser;
 use mlxk::cli::{self, Failure};
 use mlxk::runner::{self, Output, ReportFile};
-use mlxk_infer::runner::chat::{ChatRunner, Terminal};
+use mlxk_infer::runner::chat::{self, ChatRunner, Terminal};
 use mlxk_infer::runner::run_jobs;
 use mlxk_infer::runner::text::{PromptItem, PromptSpec, TextRunner, read_prompt_batch};
 use mlxk_infer::sampling::Sampling;
@@ -200,7 +200,12 @@ fn text_runner(cli: &Cli) -> Result<TextRunner, Failure> {
             vec![Ok(item)]
         }
     };
-    Ok(TextRunner {
+    Ok(runner_for(cli, prompts))
+}
+
+/// The text runner the command line sets up, over `prompts`.
+fn runner_for(cli: &Cli, prompts: Vec<Result<PromptItem, Failure>>) -> TextRunner {
+    TextRunner {
         prompts,
         truncate_left: cli.truncate.is_some(),
         hide_reasoning: cli.no_reasoning,
@@ -209,7 +214,7 @@ fn text_runner(cli: &Cli) -> Result<TextRunner, Failure> {
         prefill_step: cli.prefill_step,
         verbose: cli.verbose,
         cancel: Some(runner::interrupt_flag()),
-    })
+    }
 }
 
 /// No prompt, and a person at a terminal on both ends: the chat.
@@ -222,25 +227,7 @@ fn wants_chat(cli: &Cli) -> bool {
 }
 
 fn chat(cli: &Cli, out: &mut Output) -> Result<(), Failure> {
-    let refuse = |flag: &str, why: &str| Err(Failure::usage(format!("{flag} {why}")));
-    if cli.json {
-        return refuse(
-            "--json",
-            "needs a prompt (-p, --prompt-file, --prompts); the chat writes text",
-        );
-    }
-    if cli.raw {
-        return refuse(
-            "--raw",
-            "has no chat template to converse through; give -p TEXT",
-        );
-    }
-    if cli.prompt_cache.is_some() {
-        return refuse(
-            "--prompt-cache",
-            "works with -p, --prompt-file and --prompts; the chat keeps its cache across turns itself",
-        );
-    }
+    chat::check_options(cli.json, cli.raw, cli.prompt_cache.is_some())?;
     let Some(spec) = &cli.model else {
         return Err(Failure::usage(
             "name the model to chat with: mlxk-gen MODEL (or give -p TEXT to pipe records)",
@@ -251,16 +238,8 @@ fn chat(cli: &Cli, out: &mut Output) -> Result<(), Failure> {
     let report = cli.report.as_deref().map(ReportFile::check).transpose()?;
     let job = runner::job_for_spec(spec)?;
     let chat = ChatRunner {
-        text: TextRunner {
-            prompts: Vec::new(),
-            truncate_left: cli.truncate.is_some(),
-            hide_reasoning: cli.no_reasoning,
-            prompt_cache: None,
-            dequantize: cli.dequantize,
-            prefill_step: cli.prefill_step,
-            verbose: cli.verbose,
-            cancel: Some(runner::interrupt_flag()),
-        },
+        // The turns come from the terminal; --prompt-cache was refused above.
+        text: runner_for(cli, Vec::new()),
         defaults,
         input: std::cell::RefCell::new(Box::new(Terminal::open()?)),
     };

@@ -273,14 +273,14 @@ async fn complete(app: Shared, headers: HeaderMap, body: Bytes, chat: bool) -> R
         }
     }
     // Until prefill starts, a failure still gets its own status (never a 200 with an error).
-    let prompt_tokens = match rx.recv().await {
-        Some(Event::Started { prompt_tokens }) => prompt_tokens,
+    match rx.recv().await {
+        Some(Event::Started) => {}
         Some(Event::Failed(e)) => return answer(&l, e),
         _ => {
             let e = ApiError::new(500, "server_error", "the model thread ended the request");
             return answer(&l, e);
         }
-    };
+    }
     let n = app.next_id.fetch_add(1, Ordering::SeqCst);
     let id = format!("{}-{n}", if chat { "chatcmpl" } else { "cmpl" });
     let created = unix_now();
@@ -384,19 +384,17 @@ async fn complete(app: Shared, headers: HeaderMap, body: Bytes, chat: bool) -> R
                 break;
             }
         }
-        let _ = prompt_tokens;
         app2.log(l.line(200, completion_tokens_seen.as_ref(), status_note.as_deref()));
     });
     Sse::new(ReceiverStream::new(sse_rx).map(Ok::<_, std::convert::Infallible>)).into_response()
 }
 
-async fn unknown_route(State(app): State<Shared>) -> Response {
+async fn unknown_route() -> Response {
     let e = ApiError::new(
         404,
         "not_found_error",
         "no such route: /v1/models, /v1/chat/completions, /v1/completions, /health",
     );
-    let _ = &app;
     error_response(&e)
 }
 

@@ -18,9 +18,7 @@ use std::sync::{Arc, Mutex};
 #[derive(Debug)]
 pub enum Event {
     /// The prompt was accepted and prefill begins.
-    Started {
-        prompt_tokens: usize,
-    },
+    Started,
     /// A piece of text; `reasoning` marks a reasoning model's thinking (chat only).
     Delta {
         text: String,
@@ -171,25 +169,11 @@ fn run(text: &TextRunner, s: &Settings, job: &Job, model: &TextModel, load_s: f6
         }
         Err(e) => return fail(ApiError::from_failure(&e.failure())),
     };
-    if !deliver(
-        &w.events,
-        Event::Started {
-            prompt_tokens: prompt.ids.len(),
-        },
-    ) {
+    if !deliver(&w.events, Event::Started) {
         return;
     }
-    let mut facts = mlxk::report::run::RunFacts {
-        tool: "mlxk-serve".into(),
-        model_id: job.record.id.clone(),
-        size_bytes: Some(job.record.size_bytes),
-        family: job.record.model_type.clone(),
-        modality: "text".into(),
-        start_ts: mlxk::monitor::unix_now(),
-        load_time_s: Some(load_s),
-        mlx_version: mlxk_infer::runtime::mlx_version(),
-        ..Default::default()
-    };
+    let mut facts = mlxk_infer::runner::job_facts("mlxk-serve", TextRunner::BACKEND, job);
+    facts.load_time_s = Some(load_s);
     text.describe(model, job, &mut facts);
     let opts = GenerateOptions {
         max_tokens,
@@ -230,16 +214,9 @@ fn run(text: &TextRunner, s: &Settings, job: &Job, model: &TextModel, load_s: f6
     if let Some(s) = split.as_mut() {
         send(s.finish());
     }
-    facts.end_ts = mlxk::monitor::unix_now();
     match g {
         Ok(g) => {
-            facts.finish_reason = Some(g.finish_reason.as_str().into());
-            facts.prompt_tokens = Some(g.prompt_tokens as u64);
-            facts.completion_tokens = Some(g.tokens.len() as u64);
-            facts.tokens_per_sec = Some(g.decode_tok_s);
-            facts.ttft_s = Some(g.ttft_s);
-            facts.peak_bytes = Some(g.peak_mem_bytes);
-            facts.extra = vec![("prefill_tokens_per_sec".into(), g.prefill_tok_s)];
+            mlxk_infer::runner::text::generation_facts(&mut facts, &g);
             let gone = g.finish_reason == FinishReason::Interrupted;
             if gone {
                 facts.error = Some((
@@ -275,12 +252,11 @@ fn run(text: &TextRunner, s: &Settings, job: &Job, model: &TextModel, load_s: f6
 }
 
 fn report(s: &Settings, facts: &mut mlxk::report::run::RunFacts) {
-    if let Some(r) = &s.report {
-        facts.memory = SysRoot::from_env().memory().ok();
-        facts.zombies = SysRoot::from_env().zombies();
-        if let Err(f) = r.append(&mlxk::report::run::record(facts)) {
-            eprintln!("mlxk-serve: {}", f.message);
-        }
+    mlxk_infer::runner::end_facts(facts);
+    if let Some(r) = &s.report
+        && let Err(f) = r.append(&mlxk::report::run::record(facts))
+    {
+        eprintln!("mlxk-serve: {}", f.message);
     }
 }
 

@@ -349,6 +349,35 @@ impl Conversation {
     }
 }
 
+/// The options the chat cannot honour, refused with why (never ignored): `--json` (it writes
+/// text), `--raw` (no template to converse through), `--prompt-cache` (it keeps its own cache).
+pub fn check_options(
+    json: bool,
+    raw: bool,
+    prompt_cache: bool,
+) -> std::result::Result<(), Failure> {
+    let refuse = |flag: &str, why: &str| Err(Failure::usage(format!("{flag} {why}")));
+    if json {
+        return refuse(
+            "--json",
+            "needs a prompt (-p, --prompt-file, --prompts); the chat writes text",
+        );
+    }
+    if raw {
+        return refuse(
+            "--raw",
+            "has no chat template to converse through; give -p TEXT",
+        );
+    }
+    if prompt_cache {
+        return refuse(
+            "--prompt-cache",
+            "works with -p, --prompt-file and --prompts; the chat keeps its cache across turns itself",
+        );
+    }
+    Ok(())
+}
+
 /// mlxk-gen's chat: the text runner's settings, the command line's options for every turn,
 /// and where the lines come from.
 pub struct ChatRunner {

@@ -58,9 +58,7 @@ impl Runs {
 
     /// Ends a run: passed, failed (`Err`), or interrupted (`finish_reason` says so).
     pub fn finish(&mut self, out: &mut Output, mut facts: RunFacts, outcome: Result<(), Failure>) {
-        facts.end_ts = mlxk::monitor::unix_now();
-        facts.memory = SysRoot::from_env().memory().ok();
-        facts.zombies = SysRoot::from_env().zombies();
+        end_facts(&mut facts);
         let id = facts.model_id.clone();
         match outcome {
             // `| head`: the reader went away; the tool ends quietly, the run did not finish.
@@ -95,9 +93,7 @@ impl Runs {
     ) {
         if outcome.is_ok() && !out.closed() && facts.finish_reason.as_deref() == Some("interrupted")
         {
-            facts.end_ts = mlxk::monitor::unix_now();
-            facts.memory = SysRoot::from_env().memory().ok();
-            facts.zombies = SysRoot::from_env().zombies();
+            end_facts(&mut facts);
             facts.error = Some(("interrupted".into(), "interrupted (Ctrl-C)".into()));
             self.finished.push(facts);
             return;
@@ -109,6 +105,28 @@ impl Runs {
     pub fn interrupted(&self) -> bool {
         self.interrupted
     }
+}
+
+/// The facts every run of `job` by `tool` starts from: the model, the modality, the MLX build.
+pub fn job_facts(tool: &str, backend: &str, job: &Job) -> RunFacts {
+    RunFacts {
+        tool: tool.into(),
+        model_id: job.record.id.clone(),
+        size_bytes: Some(job.record.size_bytes),
+        family: job.record.model_type.clone(),
+        modality: backend.into(),
+        start_ts: mlxk::monitor::unix_now(),
+        mlx_version: crate::runtime::mlx_version(),
+        ..Default::default()
+    }
+}
+
+/// A run has ended: its end time and the machine's state then (memory, zombie processes).
+pub fn end_facts(facts: &mut RunFacts) {
+    facts.end_ts = mlxk::monitor::unix_now();
+    let sys = SysRoot::from_env();
+    facts.memory = sys.memory().ok();
+    facts.zombies = sys.zombies();
 }
 
 fn rss_bytes() -> Option<u64> {
@@ -139,16 +157,7 @@ pub fn run_jobs<R: Runner>(
             break;
         }
         let mut runs = Runs {
-            base: RunFacts {
-                tool: R::TOOL.into(),
-                model_id: job.record.id.clone(),
-                size_bytes: Some(job.record.size_bytes),
-                family: job.record.model_type.clone(),
-                modality: R::BACKEND.into(),
-                start_ts: mlxk::monitor::unix_now(),
-                mlx_version: crate::runtime::mlx_version(),
-                ..Default::default()
-            },
+            base: job_facts(R::TOOL, R::BACKEND, job),
             finished: Vec::new(),
             interrupted: false,
         };

@@ -371,6 +371,17 @@ impl Runner for TextRunner {
     }
 }
 
+/// What a generation measured, into its run's facts.
+pub fn generation_facts(facts: &mut RunFacts, g: &Generation) {
+    facts.finish_reason = Some(g.finish_reason.as_str().into());
+    facts.tokens_per_sec = Some(g.decode_tok_s);
+    facts.ttft_s = Some(g.ttft_s);
+    facts.peak_bytes = Some(g.peak_mem_bytes);
+    facts.prompt_tokens = Some(g.prompt_tokens as u64);
+    facts.completion_tokens = Some(g.tokens.len() as u64);
+    facts.extra = vec![("prefill_tokens_per_sec".into(), g.prefill_tok_s)];
+}
+
 /// A generation streamed to the output: what it produced, its split into reasoning and answer,
 /// and the caches (prompt and generated positions) for the next turn or the prompt cache.
 pub struct Streamed {
@@ -583,14 +594,8 @@ impl TextRunner {
         if let Some(n) = item.line {
             facts.tool = format!("{}::prompts[{n}]", Self::TOOL);
         }
-        facts.finish_reason = Some(g.finish_reason.as_str().into());
-        facts.tokens_per_sec = Some(g.decode_tok_s);
-        facts.ttft_s = Some(g.ttft_s);
-        facts.peak_bytes = Some(g.peak_mem_bytes);
-        facts.prompt_tokens = Some(g.prompt_tokens as u64);
-        facts.completion_tokens = Some(g.tokens.len() as u64);
+        generation_facts(facts, &g);
         facts.reasoning_tokens = reasoning_tokens.map(|n| n as u64);
-        facts.extra = vec![("prefill_tokens_per_sec".into(), g.prefill_tok_s)];
         facts.stop_configured = eos_strings
             .iter()
             .chain(item.stop.iter())
