@@ -1,5 +1,7 @@
 //! The inference core of mlxk on MLX (mlx-rs): loading, models, tokenization, generation.
+pub mod audio;
 pub mod config;
+pub mod ct2;
 pub mod error;
 pub mod generate;
 pub mod gguf;
@@ -16,6 +18,7 @@ pub mod sampling;
 #[cfg(any(test, feature = "test-support"))]
 pub mod tiny;
 pub mod tokenizer;
+pub mod transcribe;
 pub mod weights;
 
 pub use mlx_rs;

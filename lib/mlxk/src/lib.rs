@@ -2,6 +2,7 @@
 //! Everything here builds and tests without libmlx, so probe/gate/memmon/memplot/report-*
 //! stay light.
 pub mod cli;
+pub mod ct2;
 pub mod gguf;
 pub mod gpu;
 pub mod monitor;

@@ -124,6 +124,13 @@ pub fn decide(
             None
         }
     };
+    if record.weight_format == "npz" {
+        v.unusable(
+            "weights.npz: convert it once to weights.safetensors: python -c \"import mlx.core as mx; \
+             mx.save_safetensors('weights.safetensors', mx.load('weights.npz'))\""
+                .into(),
+        );
+    }
     if record.weight_format == "pytorch_bin" {
         v.unusable(
             "PyTorch .bin weights: MLX loads safetensors or GGUF; convert with mlx_lm.convert"

@@ -217,11 +217,38 @@ pub fn probe(snap: &SnapshotDir, device: Device) -> ModelRecord {
 
     let gguf_files = folder.with_ext(".gguf");
     let st_files = folder.with_ext(".safetensors");
+    // CTranslate2 (faster-whisper): a `model.bin` that starts with its header, not PyTorch's zip.
+    let ct2 = folder.has("model.bin") && crate::ct2::looks_like_ct2(&folder.path("model.bin"));
     let bin_files: Vec<&String> = folder
         .files
         .iter()
         .filter(|n| n.ends_with(".bin") && (n.contains("pytorch_model") || n.starts_with("model")))
+        .filter(|n| !(ct2 && n.as_str() == "model.bin"))
         .collect();
+    let npz = folder.has("weights.npz");
+    let mut ct2_spec = None;
+    if ct2 && let Some(path) = weight_file("model.bin", &folder.path("model.bin"), &mut f.problems)
+    {
+        match crate::ct2::read_header(&path) {
+            Ok(h) => {
+                for v in &h.variables {
+                    if v.is_float() {
+                        f.estimate += v.elements() as f64 * float_bytes;
+                        let label = match v.dtype {
+                            0 => "F32",
+                            4 => "F16",
+                            _ => "BF16",
+                        };
+                        *f.float_dtype_bytes.entry(label.into()).or_default() += v.nbytes;
+                    } else {
+                        f.estimate += v.nbytes as f64;
+                    }
+                }
+                ct2_spec = Some(h.spec);
+            }
+            Err(e) => f.problems.push(format!("model.bin (CTranslate2): {e}")),
+        }
+    }
 
     // config.json: required unless the folder is GGUF-only (GGUF carries its own metadata).
     let config = match folder.json("config.json") {
@@ -233,7 +260,9 @@ pub fn probe(snap: &SnapshotDir, device: Device) -> ModelRecord {
         }
         Some(Ok(v)) if v.is_object() => {
             let named = |c: &Value| c["model_type"].as_str().is_some_and(|t| !t.is_empty());
-            if !named(&v) && !named(&v["text_config"]) {
+            // CTranslate2 and mlx-whisper configs describe the model without naming its type.
+            let whisper_layout = ct2 || is_mlx_whisper_config(&v);
+            if !named(&v) && !named(&v["text_config"]) && !whisper_layout {
                 f.problems.push("config.json has no model_type".into());
             }
             Some(v)
@@ -376,9 +405,14 @@ pub fn probe(snap: &SnapshotDir, device: Device) -> ModelRecord {
     for name in &bin_files {
         weight_file(name, &folder.path(name), &mut f.problems);
     }
-    if st_files.is_empty() && gguf_files.is_empty() && bin_files.is_empty() {
-        f.problems
-            .push("no weight files (*.safetensors, *.gguf, pytorch_model*.bin)".into());
+    if npz {
+        weight_file("weights.npz", &folder.path("weights.npz"), &mut f.problems);
+    }
+    if st_files.is_empty() && gguf_files.is_empty() && bin_files.is_empty() && !ct2 && !npz {
+        f.problems.push(
+            "no weight files (*.safetensors, *.gguf, pytorch_model*.bin, CTranslate2 model.bin)"
+                .into(),
+        );
     }
 
     let text_config = config
@@ -395,7 +429,12 @@ pub fn probe(snap: &SnapshotDir, device: Device) -> ModelRecord {
         .and_then(|c| c["model_type"].as_str())
         .or_else(|| text_config.and_then(|t| t["model_type"].as_str()))
         .map(str::to_string)
-        .or_else(|| gguf_arch.clone());
+        .or_else(|| gguf_arch.clone())
+        .or_else(|| {
+            let whisper = ct2_spec.as_deref() == Some("WhisperSpec")
+                || config.as_ref().is_some_and(is_mlx_whisper_config);
+            whisper.then(|| "whisper".to_string())
+        });
 
     // Tokenizer: a tokenizer_config.json implies the tokenizer itself.
     let tokenizer_config = match folder.json("tokenizer_config.json") {
@@ -545,6 +584,8 @@ pub fn probe(snap: &SnapshotDir, device: Device) -> ModelRecord {
 
     let framework = if f.gguf.is_some() {
         Framework::Gguf
+    } else if ct2 {
+        Framework::Ctranslate2
     } else if !st_files.is_empty() {
         if f.safetensors_formats.contains("mlx") || qcfg.is_some() {
             Framework::Mlx
@@ -573,8 +614,12 @@ pub fn probe(snap: &SnapshotDir, device: Device) -> ModelRecord {
 
     let weight_format = if !gguf_files.is_empty() {
         "gguf"
+    } else if ct2 {
+        "ctranslate2"
     } else if !st_files.is_empty() {
         "safetensors"
+    } else if npz {
+        "npz"
     } else if !bin_files.is_empty() {
         "pytorch_bin"
     } else {
@@ -603,6 +648,11 @@ pub fn probe(snap: &SnapshotDir, device: Device) -> ModelRecord {
             dtype: memory_dtype,
         },
     }
+}
+
+/// mlx-whisper's config.json: Whisper's `ModelDimensions`, no `model_type` needed.
+fn is_mlx_whisper_config(c: &Value) -> bool {
+    c.get("n_mels").is_some() && c.get("n_audio_ctx").is_some() && c.get("n_text_ctx").is_some()
 }
 
 fn memory_policy_label(q: &Quantization, float: Option<&str>, device: Device) -> String {

@@ -34,6 +34,8 @@ pub enum Framework {
     Mlx,
     Gguf,
     Pytorch,
+    /// CTranslate2's `model.bin` (faster-whisper's Whisper files).
+    Ctranslate2,
     Unknown,
 }
 
@@ -43,6 +45,7 @@ impl Framework {
             Framework::Mlx => "MLX",
             Framework::Gguf => "GGUF",
             Framework::Pytorch => "PyTorch",
+            Framework::Ctranslate2 => "CTranslate2",
             Framework::Unknown => "unknown",
         }
     }

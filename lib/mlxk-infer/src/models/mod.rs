@@ -17,6 +17,7 @@ pub mod mistral;
 pub mod phi3;
 pub mod qwen2;
 pub mod qwen3;
+pub mod whisper;
 
 /// An architecture: the `model_type` values it runs and how to build it.
 pub struct Architecture {

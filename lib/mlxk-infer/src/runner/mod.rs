@@ -9,6 +9,7 @@ use mlxk::runner::{Job, Output, ReportFile};
 use mlxk::sys::{ProcessTree, SysRoot};
 use serde_json::json;
 
+pub mod audio;
 pub mod chat;
 pub mod text;
 

@@ -1,0 +1,455 @@
+//! Audio in: any file symphonia or hound decodes (WAV, FLAC, MP3, OGG/Vorbis, M4A/AAC), mixed
+//! to mono and resampled to Whisper's 16 kHz with a real (FFT, band-limited) resampler; and the
+//! log-Mel front end ([`mel`]). A file that is not audio, is empty, is cut off mid-stream or
+//! uses a codec this build cannot decode is an error naming the file — never a shorter stream.
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+
+pub mod mel;
+
+/// Whisper's sample rate.
+pub const SAMPLE_RATE: u32 = 16_000;
+
+/// Why an input is not usable audio.
+#[derive(Debug, thiserror::Error)]
+pub enum AudioError {
+    #[error("{}: cannot read: {msg}", name.display())]
+    Unreadable { name: PathBuf, msg: String },
+    #[error("{}: not audio this tool can read ({found}); give WAV, FLAC, MP3, OGG/Vorbis or M4A/AAC", name.display())]
+    NotAudio { name: PathBuf, found: String },
+    #[error("{}: {codec} audio cannot be decoded by this build; convert it first, e.g. `ffmpeg -i {} -ar 16000 -ac 1 out.wav`", name.display(), name.display())]
+    UnsupportedCodec { name: PathBuf, codec: String },
+    #[error("{}: no audio samples in the file", name.display())]
+    Empty { name: PathBuf },
+    #[error("{}: the stream is damaged or cut off after {at_s:.2} s ({msg}); nothing was transcribed from it", name.display())]
+    Truncated {
+        name: PathBuf,
+        at_s: f64,
+        msg: String,
+    },
+}
+
+impl mlxk::cli::ExitStatus for AudioError {
+    fn exit(&self) -> mlxk::cli::Exit {
+        match self {
+            AudioError::Unreadable { .. } => mlxk::cli::Exit::Usage,
+            _ => mlxk::cli::Exit::Failure,
+        }
+    }
+    fn code(&self) -> &'static str {
+        match self {
+            AudioError::Unreadable { .. } => "unreadable",
+            AudioError::NotAudio { .. } => "not_audio",
+            AudioError::UnsupportedCodec { .. } => "unsupported_codec",
+            AudioError::Empty { .. } => "empty_audio",
+            AudioError::Truncated { .. } => "truncated_audio",
+        }
+    }
+}
+
+impl From<AudioError> for mlxk::cli::Failure {
+    fn from(e: AudioError) -> mlxk::cli::Failure {
+        mlxk::cli::ExitStatus::failure(&e)
+    }
+}
+
+/// Decoded audio: 16 kHz mono samples in [-1, 1], and what the source was.
+#[derive(Debug, Clone)]
+pub struct Audio {
+    pub samples: Vec<f32>,
+    pub source_rate: u32,
+    pub source_channels: usize,
+    /// `wav/pcm_s16le`, `mp3`, `flac`, …
+    pub codec: String,
+}
+
+impl Audio {
+    /// Seconds of audio.
+    pub fn duration_s(&self) -> f64 {
+        self.samples.len() as f64 / SAMPLE_RATE as f64
+    }
+}
+
+/// Reads and decodes `path` (`-` reads standard input).
+pub fn load(path: &Path) -> Result<Audio, AudioError> {
+    let bytes = if path == Path::new("-") {
+        let mut b = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut b).map_err(|e| {
+            AudioError::Unreadable {
+                name: path.into(),
+                msg: e.to_string(),
+            }
+        })?;
+        b
+    } else {
+        std::fs::read(path).map_err(|e| AudioError::Unreadable {
+            name: path.into(),
+            msg: e.to_string(),
+        })?
+    };
+    let name = if path == Path::new("-") {
+        PathBuf::from("<stdin>")
+    } else {
+        path.to_path_buf()
+    };
+    decode(&name, bytes)
+}
+
+/// Decodes a whole file held in memory; `name` is for messages and the format hint.
+pub fn decode(name: &Path, bytes: Vec<u8>) -> Result<Audio, AudioError> {
+    if bytes.is_empty() {
+        return Err(AudioError::Empty { name: name.into() });
+    }
+    let (channels, rate, codec, interleaved) = if is_riff_wave(&bytes) {
+        decode_wav(name, bytes)?
+    } else {
+        decode_symphonia(name, bytes)?
+    };
+    if interleaved.is_empty() || channels == 0 {
+        return Err(AudioError::Empty { name: name.into() });
+    }
+    let mono = mix_to_mono(&interleaved, channels);
+    let samples = resample(&mono, rate, SAMPLE_RATE);
+    Ok(Audio {
+        samples,
+        source_rate: rate,
+        source_channels: channels,
+        codec,
+    })
+}
+
+fn is_riff_wave(b: &[u8]) -> bool {
+    b.len() >= 12 && &b[0..4] == b"RIFF" && &b[8..12] == b"WAVE"
+}
+
+type Decoded = (usize, u32, String, Vec<f32>);
+
+/// WAV through hound: integer PCM of any width and float PCM; a data chunk shorter than its
+/// header says is a truncated file.
+fn decode_wav(name: &Path, bytes: Vec<u8>) -> Result<Decoded, AudioError> {
+    let reader = hound::WavReader::new(Cursor::new(bytes));
+    let reader = match reader {
+        Ok(r) => r,
+        // hound knows only PCM and float; let symphonia try (ADPCM, µ-law, …).
+        Err(hound::Error::Unsupported) => {
+            return Err(AudioError::NotAudio {
+                name: name.into(),
+                found: "a WAV encoding other than PCM or float".into(),
+            });
+        }
+        Err(e) => {
+            return Err(AudioError::NotAudio {
+                name: name.into(),
+                found: format!("a broken WAV header: {e}"),
+            });
+        }
+    };
+    let spec = reader.spec();
+    let channels = spec.channels as usize;
+    let total = reader.len() as usize;
+    let per_s = (spec.sample_rate as f64 * channels.max(1) as f64).max(1.0);
+    let mut out = Vec::with_capacity(total);
+    let cut = |i: usize, e: hound::Error| AudioError::Truncated {
+        name: name.into(),
+        at_s: i as f64 / per_s,
+        msg: e.to_string(),
+    };
+    match spec.sample_format {
+        hound::SampleFormat::Float => {
+            for (i, s) in reader.into_samples::<f32>().enumerate() {
+                out.push(s.map_err(|e| cut(i, e))?);
+            }
+        }
+        hound::SampleFormat::Int => {
+            let scale = 1.0 / (1u64 << (spec.bits_per_sample.clamp(1, 32) - 1)) as f32;
+            for (i, s) in reader.into_samples::<i32>().enumerate() {
+                out.push(s.map_err(|e| cut(i, e))? as f32 * scale);
+            }
+        }
+    }
+    if out.len() < total {
+        return Err(AudioError::Truncated {
+            name: name.into(),
+            at_s: out.len() as f64 / per_s,
+            msg: format!("{} of {} samples present", out.len(), total),
+        });
+    }
+    let codec = match spec.sample_format {
+        hound::SampleFormat::Float => format!("wav/pcm_f{}", spec.bits_per_sample),
+        hound::SampleFormat::Int => format!("wav/pcm_s{}", spec.bits_per_sample),
+    };
+    Ok((channels, spec.sample_rate, codec, out))
+}
+
+fn decode_symphonia(name: &Path, bytes: Vec<u8>) -> Result<Decoded, AudioError> {
+    use symphonia::core::audio::SampleBuffer;
+    use symphonia::core::codecs::{CODEC_TYPE_NULL, DecoderOptions};
+    use symphonia::core::errors::Error;
+    use symphonia::core::formats::FormatOptions;
+    use symphonia::core::io::MediaSourceStream;
+    use symphonia::core::meta::MetadataOptions;
+    use symphonia::core::probe::Hint;
+
+    let mss = MediaSourceStream::new(Box::new(Cursor::new(bytes)), Default::default());
+    let mut hint = Hint::new();
+    if let Some(ext) = name.extension().and_then(|e| e.to_str()) {
+        hint.with_extension(ext);
+    }
+    let probed = symphonia::default::get_probe()
+        .format(
+            &hint,
+            mss,
+            &FormatOptions::default(),
+            &MetadataOptions::default(),
+        )
+        .map_err(|e| AudioError::NotAudio {
+            name: name.into(),
+            found: match e {
+                Error::Unsupported(_) => "no known audio container or stream".into(),
+                other => other.to_string(),
+            },
+        })?;
+    let mut format = probed.format;
+    let track = format
+        .tracks()
+        .iter()
+        .find(|t| t.codec_params.codec != CODEC_TYPE_NULL)
+        .ok_or_else(|| AudioError::NotAudio {
+            name: name.into(),
+            found: "a container without an audio track".into(),
+        })?;
+    let track_id = track.id;
+    let params = track.codec_params.clone();
+    let codec_name = symphonia::default::get_codecs()
+        .get_codec(params.codec)
+        .map(|d| d.short_name.to_string());
+    let mut decoder = symphonia::default::get_codecs()
+        .make(&params, &DecoderOptions::default())
+        .map_err(|_| AudioError::UnsupportedCodec {
+            name: name.into(),
+            codec: codec_name
+                .clone()
+                .unwrap_or_else(|| codec_label(params.codec)),
+        })?;
+    let mut rate = params.sample_rate.unwrap_or(0);
+    let mut channels = params.channels.map(|c| c.count()).unwrap_or(0);
+    let mut out: Vec<f32> = Vec::new();
+    let mut buf: Option<SampleBuffer<f32>> = None;
+    let at = |out: &Vec<f32>, rate: u32, channels: usize| {
+        out.len() as f64 / (rate.max(1) as f64 * channels.max(1) as f64)
+    };
+    loop {
+        let packet = match format.next_packet() {
+            Ok(p) => p,
+            Err(Error::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+            Err(Error::ResetRequired) => break,
+            Err(e) => {
+                return Err(AudioError::Truncated {
+                    name: name.into(),
+                    at_s: at(&out, rate, channels),
+                    msg: e.to_string(),
+                });
+            }
+        };
+        if packet.track_id() != track_id {
+            continue;
+        }
+        let decoded = decoder.decode(&packet).map_err(|e| AudioError::Truncated {
+            name: name.into(),
+            at_s: at(&out, rate, channels),
+            msg: e.to_string(),
+        })?;
+        let spec = *decoded.spec();
+        rate = spec.rate;
+        channels = spec.channels.count();
+        let b = match &mut buf {
+            Some(b) if b.capacity() >= decoded.capacity() * channels => b,
+            _ => buf.insert(SampleBuffer::<f32>::new(decoded.capacity() as u64, spec)),
+        };
+        b.copy_interleaved_ref(decoded);
+        out.extend_from_slice(b.samples());
+    }
+    // A stream that declares its length must deliver all of it.
+    if let Some(n) = params.n_frames
+        && channels > 0
+    {
+        let got = (out.len() / channels) as u64;
+        // Encoder delay/padding trimming can differ by a frame or so; a cut file loses far more.
+        let tolerance = params.max_frames_per_packet.unwrap_or(4096).max(4096);
+        if got + tolerance < n {
+            return Err(AudioError::Truncated {
+                name: name.into(),
+                at_s: at(&out, rate, channels),
+                msg: format!("{got} of {n} frames present"),
+            });
+        }
+    }
+    let codec = codec_name.unwrap_or_else(|| codec_label(params.codec));
+    Ok((channels, rate, codec, out))
+}
+
+fn codec_label(c: symphonia::core::codecs::CodecType) -> String {
+    use symphonia::core::codecs::*;
+    match c {
+        CODEC_TYPE_OPUS => "Opus".into(),
+        CODEC_TYPE_SPEEX => "Speex".into(),
+        CODEC_TYPE_WMA => "WMA".into(),
+        other => format!("{other}"),
+    }
+}
+
+/// The mean of the channels of each frame (ffmpeg's `-ac 1`).
+pub fn mix_to_mono(interleaved: &[f32], channels: usize) -> Vec<f32> {
+    if channels <= 1 {
+        return interleaved.to_vec();
+    }
+    let inv = 1.0 / channels as f32;
+    interleaved
+        .chunks_exact(channels)
+        .map(|f| f.iter().sum::<f32>() * inv)
+        .collect()
+}
+
+/// Band-limited resampling (rubato's FFT resampler), delay removed, length
+/// `ceil(n · to / from)`; the same rate is returned as is.
+pub fn resample(samples: &[f32], from: u32, to: u32) -> Vec<f32> {
+    use rubato::{FftFixedIn, Resampler};
+    if from == to || samples.is_empty() {
+        return samples.to_vec();
+    }
+    let want = (samples.len() as u64 * to as u64).div_ceil(from as u64) as usize;
+    let Ok(mut r) = FftFixedIn::<f32>::new(from as usize, to as usize, 1024, 2, 1) else {
+        return linear_resample(samples, from, to);
+    };
+    let delay = r.output_delay();
+    let mut out: Vec<f32> = Vec::with_capacity(want + delay + 2048);
+    let mut pos = 0;
+    while pos < samples.len() {
+        let need = r.input_frames_next();
+        let chunk: Vec<f32> = if pos + need <= samples.len() {
+            samples[pos..pos + need].to_vec()
+        } else {
+            let mut c = samples[pos..].to_vec();
+            c.resize(need, 0.0);
+            c
+        };
+        pos += need;
+        match r.process(&[chunk], None) {
+            Ok(o) => out.extend_from_slice(&o[0]),
+            Err(_) => return linear_resample(samples, from, to),
+        }
+    }
+    while out.len() < want + delay {
+        match r.process_partial::<Vec<f32>>(None, None) {
+            Ok(o) if !o[0].is_empty() => out.extend_from_slice(&o[0]),
+            _ => break,
+        }
+    }
+    let mut out = out.split_off(delay.min(out.len()));
+    out.resize(want, 0.0);
+    out
+}
+
+/// Only if rubato refuses the rate pair (it accepts any two positive rates): linear
+/// interpolation, still every input sample used.
+fn linear_resample(samples: &[f32], from: u32, to: u32) -> Vec<f32> {
+    let want = (samples.len() as u64 * to as u64).div_ceil(from as u64) as usize;
+    let step = from as f64 / to as f64;
+    (0..want)
+        .map(|i| {
+            let x = i as f64 * step;
+            let j = x.floor() as usize;
+            let f = (x - j as f64) as f32;
+            let a = samples[j.min(samples.len() - 1)];
+            let b = samples[(j + 1).min(samples.len() - 1)];
+            a + (b - a) * f
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wav_bytes(rate: u32, channels: u16, bits: u16, frames: &[Vec<i32>]) -> Vec<u8> {
+        let mut c = Cursor::new(Vec::new());
+        let spec = hound::WavSpec {
+            channels,
+            sample_rate: rate,
+            bits_per_sample: bits,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut w = hound::WavWriter::new(&mut c, spec).unwrap();
+        for f in frames {
+            for s in f {
+                w.write_sample(*s).unwrap();
+            }
+        }
+        w.finalize().unwrap();
+        c.into_inner()
+    }
+
+    #[test]
+    fn sixteen_bit_mono_at_16k_is_read_as_is() {
+        let frames: Vec<Vec<i32>> = [0, 16384, -32768, 32767].iter().map(|&s| vec![s]).collect();
+        let a = decode(Path::new("x.wav"), wav_bytes(16000, 1, 16, &frames)).unwrap();
+        assert_eq!(a.samples, vec![0.0, 0.5, -1.0, 32767.0 / 32768.0]);
+        assert_eq!(a.codec, "wav/pcm_s16");
+    }
+
+    #[test]
+    fn stereo_is_averaged() {
+        let frames = vec![vec![16384, 0], vec![-16384, -16384]];
+        let a = decode(Path::new("x.wav"), wav_bytes(16000, 2, 16, &frames)).unwrap();
+        assert_eq!(a.samples, vec![0.25, -0.5]);
+        assert_eq!(a.source_channels, 2);
+    }
+
+    #[test]
+    fn a_tone_keeps_its_pitch_and_length_through_resampling() {
+        // 1 s of 440 Hz at 44.1 kHz → 16000 samples of 440 Hz.
+        let n = 44100;
+        let x: Vec<f32> = (0..n)
+            .map(|i| (2.0 * std::f32::consts::PI * 440.0 * i as f32 / 44100.0).sin() * 0.5)
+            .collect();
+        let y = resample(&x, 44100, 16000);
+        assert_eq!(y.len(), 16000);
+        // Compare with the exact tone away from the edges.
+        let max_err = (2000..14000)
+            .map(|i| {
+                let t = (2.0 * std::f32::consts::PI * 440.0 * i as f32 / 16000.0).sin() * 0.5;
+                (y[i] - t).abs()
+            })
+            .fold(0.0f32, f32::max);
+        assert!(max_err < 1e-2, "max error {max_err}");
+    }
+
+    #[test]
+    fn a_cut_wav_is_an_error_not_a_shorter_stream() {
+        let frames: Vec<Vec<i32>> = (0..1000).map(|i| vec![i]).collect();
+        let mut b = wav_bytes(16000, 1, 16, &frames);
+        b.truncate(b.len() - 500);
+        let e = decode(Path::new("cut.wav"), b).unwrap_err();
+        assert!(matches!(e, AudioError::Truncated { .. }), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("cut.wav: the stream is damaged or cut off"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn text_and_empty_files_are_named_errors() {
+        let e = decode(
+            Path::new("notes.txt"),
+            b"hello, this is not audio\n".to_vec(),
+        )
+        .unwrap_err();
+        assert!(matches!(e, AudioError::NotAudio { .. }), "{e}");
+        let e = decode(Path::new("empty.wav"), Vec::new()).unwrap_err();
+        assert!(matches!(e, AudioError::Empty { .. }), "{e}");
+        let header_only = wav_bytes(16000, 1, 16, &[]);
+        let e = decode(Path::new("h.wav"), header_only).unwrap_err();
+        assert!(matches!(e, AudioError::Empty { .. }), "{e}");
+    }
+}

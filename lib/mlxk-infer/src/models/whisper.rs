@@ -1,0 +1,823 @@
+//! Whisper (tiny … large-v3-turbo, `.en` and multilingual): a convolutional front, a
+//! transformer audio encoder with sinusoidal positions, and a text decoder with learned
+//! positions, self- and cross-attention, tied output embedding. Computed op for op as
+//! mlx-whisper computes it (q and k each scaled by `d^-¼`, additive causal mask, precise softmax,
+//! erf GELU, LayerNorm eps 1e-5), so greedy tokens match it.
+//!
+//! Three checkpoint layouts load into mlx-whisper's parameter names: mlx-whisper's own
+//! (`weights.safetensors` + `config.json` with `n_mels`, …), Hugging Face transformers
+//! (`model.safetensors`, `model_type: whisper`) and CTranslate2 (`model.bin`, faster-whisper's).
+use crate::config::Quantization;
+use crate::ct2;
+use crate::error::{Result, broken, unsupported};
+use crate::layers::{Embedding, Linear};
+use crate::weights::{DtypePolicy, WeightFormat, Weights, load_safetensors_dir};
+use mlx_rs::fast;
+use mlx_rs::ops::indexing::IndexOp;
+use mlx_rs::{Array, Dtype, ops};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// The sizes of a Whisper model (mlx-whisper's `ModelDimensions`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct WhisperDims {
+    pub n_mels: usize,
+    pub n_audio_ctx: usize,
+    pub n_audio_state: usize,
+    pub n_audio_head: usize,
+    pub n_audio_layer: usize,
+    pub n_vocab: usize,
+    pub n_text_ctx: usize,
+    pub n_text_state: usize,
+    pub n_text_head: usize,
+    pub n_text_layer: usize,
+}
+
+impl WhisperDims {
+    /// Multilingual vocabularies have 51865 or more tokens; `.en` ones 51864.
+    pub fn is_multilingual(&self) -> bool {
+        self.n_vocab >= 51865
+    }
+
+    /// Language tokens in the vocabulary (99, or 100 for large-v3).
+    pub fn num_languages(&self) -> usize {
+        (self.n_vocab as i64 - 51765 - self.is_multilingual() as i64).max(0) as usize
+    }
+}
+
+/// Which files a Whisper checkpoint came in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhisperLayout {
+    MlxWhisper,
+    Transformers,
+    CTranslate2,
+}
+
+impl WhisperLayout {
+    pub fn label(self) -> &'static str {
+        match self {
+            WhisperLayout::MlxWhisper => "MLX",
+            WhisperLayout::Transformers => "transformers",
+            WhisperLayout::CTranslate2 => "CTranslate2",
+        }
+    }
+
+    /// The layout of the checkpoint in `dir`, if it is a Whisper checkpoint at all.
+    pub fn detect(dir: &Path) -> Option<WhisperLayout> {
+        if dir.join("model.bin").is_file() {
+            return Some(WhisperLayout::CTranslate2);
+        }
+        let cfg: Value = std::fs::read_to_string(dir.join("config.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())?;
+        if cfg.get("n_audio_ctx").is_some() && cfg.get("n_mels").is_some() {
+            return Some(WhisperLayout::MlxWhisper);
+        }
+        (cfg["model_type"].as_str() == Some("whisper")).then_some(WhisperLayout::Transformers)
+    }
+}
+
+struct LayerNorm {
+    weight: Array,
+    bias: Array,
+}
+
+impl LayerNorm {
+    fn forward(&self, x: &Array) -> Result<Array> {
+        Ok(fast::layer_norm(x, &self.weight, &self.bias, 1e-5)?)
+    }
+}
+
+struct MultiHeadAttention {
+    query: Linear,
+    key: Linear,
+    value: Linear,
+    out: Linear,
+    n_head: usize,
+}
+
+impl MultiHeadAttention {
+    /// `softmax(q kᵀ + mask) v` with q and k each scaled by `d^-¼`; also the raw scores
+    /// (the cross-attention pattern word timestamps align on).
+    fn attend(
+        &self,
+        q: &Array,
+        k: &Array,
+        v: &Array,
+        mask: Option<&Array>,
+    ) -> Result<(Array, Array)> {
+        let (b, l, state) = (q.shape()[0], q.shape()[1], q.shape()[2]);
+        let lk = k.shape()[1];
+        let h = self.n_head as i32;
+        let scale = Array::from_f32(((state / h) as f64).powf(-0.25) as f32);
+        let q = ops::multiply(
+            &q.reshape(&[b, l, h, -1])?.transpose_axes(&[0, 2, 1, 3])?,
+            &scale,
+        )?;
+        let k = ops::multiply(
+            &k.reshape(&[b, lk, h, -1])?.transpose_axes(&[0, 2, 3, 1])?,
+            &scale,
+        )?;
+        let v = v.reshape(&[b, lk, h, -1])?.transpose_axes(&[0, 2, 1, 3])?;
+        let mut qk = ops::matmul(&q, &k)?;
+        if let Some(m) = mask {
+            qk = ops::add(&qk, &m.index((..l, ..l)))?;
+        }
+        let w = ops::softmax_axis(&qk, -1, true)?;
+        let out = ops::matmul(&w, &v)?
+            .transpose_axes(&[0, 2, 1, 3])?
+            .reshape(&[b, l, state])?;
+        Ok((self.out.forward(&out)?, qk))
+    }
+}
+
+struct ResidualBlock {
+    attn: MultiHeadAttention,
+    attn_ln: LayerNorm,
+    cross: Option<(MultiHeadAttention, LayerNorm)>,
+    mlp1: Linear,
+    mlp2: Linear,
+    mlp_ln: LayerNorm,
+}
+
+impl ResidualBlock {
+    fn mlp(&self, x: &Array) -> Result<Array> {
+        let h = mlx_rs::nn::gelu(self.mlp1.forward(&self.mlp_ln.forward(x)?)?)?;
+        Ok(ops::add(x, &self.mlp2.forward(&h)?)?)
+    }
+}
+
+/// A decoder's state over one 30-second window: cross-attention keys/values of the encoded
+/// audio (computed once) and self-attention keys/values of the tokens so far.
+pub struct DecoderCache {
+    cross: Vec<(Array, Array)>,
+    tokens: Vec<Option<(Array, Array)>>,
+    pub offset: usize,
+}
+
+impl DecoderCache {
+    /// The cache of each decoder layer for another hypothesis (beam search forks it).
+    pub fn fork(&self) -> DecoderCache {
+        DecoderCache {
+            cross: self.cross.clone(),
+            tokens: self.tokens.clone(),
+            offset: self.offset,
+        }
+    }
+}
+
+/// A loaded Whisper model.
+pub struct Whisper {
+    pub dims: WhisperDims,
+    pub layout: WhisperLayout,
+    pub quantization: Option<(i32, i32)>,
+    /// Dtype the weights were stored in (before the dtype policy).
+    pub stored_dtype: Dtype,
+    pub weight_bytes: usize,
+    pub policy_applied: Vec<String>,
+    /// Cross-attention heads that follow the alignment (layer, head), for word timestamps.
+    pub alignment_heads: Vec<(usize, usize)>,
+    /// The model's folder (its tokenizer files sit beside the weights).
+    pub dir: PathBuf,
+    conv1: (Array, Array),
+    conv2: (Array, Array),
+    audio_positions: Array,
+    encoder: Vec<ResidualBlock>,
+    ln_post: LayerNorm,
+    token_embedding: Embedding,
+    text_positions: Array,
+    decoder: Vec<ResidualBlock>,
+    ln: LayerNorm,
+    mask: Array,
+}
+
+impl Whisper {
+    /// Audio features `(1, n_audio_ctx, n_audio_state)` of mel frames `(1, 3000, n_mels)`.
+    pub fn encode(&self, mel: &Array) -> Result<Array> {
+        let conv = |x: &Array, (w, b): &(Array, Array), stride: i32| -> Result<Array> {
+            let y = ops::conv1d(x, w, stride, 1, 1, 1)?;
+            Ok(mlx_rs::nn::gelu(ops::add(&y, b)?)?)
+        };
+        let x = conv(mel, &self.conv1, 1)?;
+        let x = conv(&x, &self.conv2, 2)?;
+        if x.shape()[1..] != [self.dims.n_audio_ctx as i32, self.dims.n_audio_state as i32] {
+            return Err(crate::error::InferError::Options(format!(
+                "the encoder got {:?} audio frames; a 30-second window is {} mel frames",
+                x.shape(),
+                2 * self.dims.n_audio_ctx
+            )));
+        }
+        let mut x = ops::add(&x, &self.audio_positions)?;
+        for block in &self.encoder {
+            let a = &block.attn;
+            let h = block.attn_ln.forward(&x)?;
+            let (y, _) = a.attend(
+                &a.query.forward(&h)?,
+                &a.key.forward(&h)?,
+                &a.value.forward(&h)?,
+                None,
+            )?;
+            x = block.mlp(&ops::add(&x, &y)?)?;
+        }
+        let x = self.ln_post.forward(&x)?;
+        x.eval()?;
+        Ok(x)
+    }
+
+    /// A fresh decoder cache over `audio` (the encoder's output), its cross keys/values computed.
+    pub fn start(&self, audio: &Array) -> Result<DecoderCache> {
+        let mut cross = Vec::with_capacity(self.decoder.len());
+        for block in &self.decoder {
+            let (a, _) = block.cross.as_ref().ok_or_else(|| {
+                crate::error::InferError::Mlx("decoder block without cross-attention".into())
+            })?;
+            cross.push((a.key.forward(audio)?, a.value.forward(audio)?));
+        }
+        Ok(DecoderCache {
+            cross,
+            tokens: vec![None; self.decoder.len()],
+            offset: 0,
+        })
+    }
+
+    /// Logits `(1, L, n_vocab)` in f32 for `tokens` (`(1, L)`) after those in `cache`; with
+    /// `want_cross_qk`, also each layer's cross-attention scores `(1, heads, L, n_audio_ctx)`.
+    pub fn decode(
+        &self,
+        tokens: &Array,
+        cache: &mut DecoderCache,
+        want_cross_qk: bool,
+    ) -> Result<(Array, Vec<Array>)> {
+        let l = tokens.shape()[1] as usize;
+        let offset = cache.offset;
+        if offset + l > self.dims.n_text_ctx {
+            return Err(crate::error::InferError::Options(format!(
+                "the decoder holds {} text positions; {} were asked for",
+                self.dims.n_text_ctx,
+                offset + l
+            )));
+        }
+        let pos = self
+            .text_positions
+            .index((offset as i32..(offset + l) as i32, ..));
+        let mut x = ops::add(&self.token_embedding.forward(tokens)?, &pos)?;
+        let mut cross_qk = Vec::new();
+        for (i, block) in self.decoder.iter().enumerate() {
+            let a = &block.attn;
+            let h = block.attn_ln.forward(&x)?;
+            let (mut k, mut v) = (a.key.forward(&h)?, a.value.forward(&h)?);
+            if let Some((pk, pv)) = &cache.tokens[i] {
+                k = ops::concatenate(&[pk, &k], 1)?;
+                v = ops::concatenate(&[pv, &v], 1)?;
+            }
+            let (y, _) = a.attend(&a.query.forward(&h)?, &k, &v, Some(&self.mask))?;
+            cache.tokens[i] = Some((k, v));
+            x = ops::add(&x, &y)?;
+            let (c, c_ln) = block
+                .cross
+                .as_ref()
+                .expect("decoder blocks have cross-attention");
+            let h = c_ln.forward(&x)?;
+            let (ck, cv) = &cache.cross[i];
+            let (y, qk) = c.attend(&c.query.forward(&h)?, ck, cv, None)?;
+            if want_cross_qk {
+                cross_qk.push(qk);
+            }
+            x = block.mlp(&ops::add(&x, &y)?)?;
+        }
+        cache.offset += l;
+        let x = self.ln.forward(&x)?;
+        let logits = self
+            .token_embedding
+            .as_linear(&x)?
+            .as_dtype(Dtype::Float32)?;
+        Ok((logits, cross_qk))
+    }
+}
+
+/// Loads the Whisper checkpoint in `dir` under `policy` (f16/bf16 → f32 on a CPU).
+pub fn load(dir: &Path, policy: DtypePolicy) -> Result<Whisper> {
+    let layout = WhisperLayout::detect(dir).ok_or_else(|| {
+        broken(
+            dir,
+            "not a Whisper checkpoint: no model.bin (CTranslate2), no config.json with n_mels/\
+             n_audio_ctx (mlx-whisper) or model_type `whisper` (transformers)",
+        )
+    })?;
+    let (dims, map, quant, alignment, format) = match layout {
+        WhisperLayout::CTranslate2 => from_ct2(dir)?,
+        WhisperLayout::MlxWhisper => from_mlx_whisper(dir)?,
+        WhisperLayout::Transformers => from_transformers(dir)?,
+    };
+    let stored_dtype = map
+        .get("decoder.token_embedding.weight")
+        .map(|a| {
+            if a.dtype() == Dtype::Uint32 {
+                Dtype::Float32
+            } else {
+                a.dtype()
+            }
+        })
+        .or_else(|| map.get("decoder.token_embedding.scales").map(Array::dtype))
+        .unwrap_or(Dtype::Float32);
+    let mut w = Weights::new(dir.to_path_buf(), map, format);
+    let quantization = quant
+        .as_ref()
+        .and_then(|q| q.default)
+        .map(|s| (s.bits, s.group_size));
+    w.set_quantization(quant);
+    w.apply_policy(policy)?;
+    let weight_bytes = w.nbytes();
+    w.materialize()?;
+    let policy_applied = std::mem::take(&mut w.policy_applied);
+    let model = build(
+        dir,
+        layout,
+        dims,
+        &mut w,
+        stored_dtype,
+        weight_bytes,
+        alignment,
+        quantization,
+        policy_applied,
+    )?;
+    w.finish()?;
+    Ok(model)
+}
+
+type Parts = (
+    WhisperDims,
+    HashMap<String, Array>,
+    Option<Quantization>,
+    Vec<(usize, usize)>,
+    WeightFormat,
+);
+
+#[allow(clippy::too_many_arguments)]
+fn build(
+    dir: &Path,
+    layout: WhisperLayout,
+    dims: WhisperDims,
+    w: &mut Weights,
+    stored_dtype: Dtype,
+    weight_bytes: usize,
+    alignment: Vec<(usize, usize)>,
+    quantization: Option<(i32, i32)>,
+    policy_applied: Vec<String>,
+) -> Result<Whisper> {
+    let ln = |w: &mut Weights, p: &str| -> Result<LayerNorm> {
+        Ok(LayerNorm {
+            weight: w.take(&format!("{p}.weight"))?,
+            bias: w.take(&format!("{p}.bias"))?,
+        })
+    };
+    let mha = |w: &mut Weights, p: &str, d: usize, n_head: usize| -> Result<MultiHeadAttention> {
+        Ok(MultiHeadAttention {
+            query: w.linear(&format!("{p}.query"), d, d, true)?,
+            key: w.linear(&format!("{p}.key"), d, d, false)?,
+            value: w.linear(&format!("{p}.value"), d, d, true)?,
+            out: w.linear(&format!("{p}.out"), d, d, true)?,
+            n_head,
+        })
+    };
+    let block =
+        |w: &mut Weights, p: &str, d: usize, n_head: usize, cross: bool| -> Result<ResidualBlock> {
+            Ok(ResidualBlock {
+                attn: mha(w, &format!("{p}.attn"), d, n_head)?,
+                attn_ln: ln(w, &format!("{p}.attn_ln"))?,
+                cross: if cross {
+                    Some((
+                        mha(w, &format!("{p}.cross_attn"), d, n_head)?,
+                        ln(w, &format!("{p}.cross_attn_ln"))?,
+                    ))
+                } else {
+                    None
+                },
+                mlp1: w.linear(&format!("{p}.mlp1"), d, 4 * d, true)?,
+                mlp2: w.linear(&format!("{p}.mlp2"), 4 * d, d, true)?,
+                mlp_ln: ln(w, &format!("{p}.mlp_ln"))?,
+            })
+        };
+    let conv = |w: &mut Weights, p: &str, out: usize, inp: usize| -> Result<(Array, Array)> {
+        let weight = w.take(&format!("{p}.weight"))?;
+        if weight.shape() != [out as i32, 3, inp as i32] {
+            return Err(broken(
+                dir,
+                format!(
+                    "`{p}.weight` has shape {:?}, expected [{out}, 3, {inp}]",
+                    weight.shape()
+                ),
+            ));
+        }
+        Ok((weight, w.take(&format!("{p}.bias"))?))
+    };
+    let d_a = dims.n_audio_state;
+    let d_t = dims.n_text_state;
+    let conv1 = conv(w, "encoder.conv1", d_a, dims.n_mels)?;
+    let conv2 = conv(w, "encoder.conv2", d_a, d_a)?;
+    let encoder = (0..dims.n_audio_layer)
+        .map(|i| {
+            block(
+                w,
+                &format!("encoder.blocks.{i}"),
+                d_a,
+                dims.n_audio_head,
+                false,
+            )
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let ln_post = ln(w, "encoder.ln_post")?;
+    let token_embedding = w.embedding("decoder.token_embedding", dims.n_vocab, d_t)?;
+    let text_positions = w.take("decoder.positional_embedding")?;
+    if text_positions.shape() != [dims.n_text_ctx as i32, d_t as i32] {
+        return Err(broken(
+            dir,
+            "`decoder.positional_embedding` does not match n_text_ctx × n_text_state",
+        ));
+    }
+    let decoder = (0..dims.n_text_layer)
+        .map(|i| {
+            block(
+                w,
+                &format!("decoder.blocks.{i}"),
+                d_t,
+                dims.n_text_head,
+                true,
+            )
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let ln_dec = ln(w, "decoder.ln")?;
+    let float = text_positions.dtype();
+    let audio_positions = sinusoids(dims.n_audio_ctx, d_a)?.as_dtype(float)?;
+    let mask = causal_mask(dims.n_text_ctx)?.as_dtype(float)?;
+    let alignment_heads = if alignment.is_empty() {
+        // mlx-whisper's default: every head of the last half of the decoder layers.
+        (dims.n_text_layer / 2..dims.n_text_layer)
+            .flat_map(|l| (0..dims.n_text_head).map(move |h| (l, h)))
+            .collect()
+    } else {
+        alignment
+    };
+    Ok(Whisper {
+        dims,
+        layout,
+        quantization,
+        stored_dtype,
+        weight_bytes,
+        policy_applied,
+        alignment_heads,
+        dir: dir.to_path_buf(),
+        conv1,
+        conv2,
+        audio_positions,
+        encoder,
+        ln_post,
+        token_embedding,
+        text_positions,
+        decoder,
+        ln: ln_dec,
+        mask,
+    })
+}
+
+/// mlx-whisper's `sinusoids(length, channels)`, in MLX f32 ops as it computes them.
+fn sinusoids(length: usize, channels: usize) -> Result<Array> {
+    let inc = (10000f64).ln() / (channels / 2 - 1) as f64;
+    let half = ops::arange::<_, f32>(0, (channels / 2) as i32, None)?;
+    let inv = ops::exp(&ops::multiply(&half, Array::from_f32(-inc as f32))?)?;
+    let t = ops::arange::<_, f32>(0, length as i32, None)?.reshape(&[length as i32, 1])?;
+    let scaled = ops::multiply(&t, &inv.reshape(&[1, -1])?)?;
+    Ok(ops::concatenate(
+        &[ops::sin(&scaled)?, ops::cos(&scaled)?],
+        1,
+    )?)
+}
+
+/// MLX's `create_additive_causal_mask(n)`: the lowest f32 above the diagonal.
+fn causal_mask(n: usize) -> Result<Array> {
+    let idx = ops::arange::<_, i32>(0, n as i32, None)?;
+    let above = ops::lt(&idx.reshape(&[-1, 1])?, &idx.reshape(&[1, -1])?)?;
+    Ok(ops::multiply(
+        &above.as_dtype(Dtype::Float32)?,
+        Array::from_f32(f32::MIN),
+    )?)
+}
+
+fn config_json(path: &Path) -> Result<Value> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| broken(path, format!("cannot read: {e}")))?;
+    serde_json::from_str(&text).map_err(|e| broken(path, format!("not valid JSON: {e}")))
+}
+
+fn from_mlx_whisper(dir: &Path) -> Result<Parts> {
+    let cfg_path = dir.join("config.json");
+    let cfg = config_json(&cfg_path)?;
+    let dims: WhisperDims = serde_json::from_value(cfg.clone())
+        .map_err(|e| broken(&cfg_path, format!("not an mlx-whisper config: {e}")))?;
+    let quant = cfg.get("quantization").and_then(Quantization::from_json);
+    let st = dir.join("weights.safetensors");
+    let map = if st.is_file() {
+        Array::load_safetensors(&st)
+            .map_err(|e| broken(&st, format!("cannot read safetensors: {e}")))?
+    } else if dir.join("weights.npz").is_file() {
+        return Err(unsupported(
+            dir.join("weights.npz"),
+            "weights.npz is not read by this build; convert once with \
+             `python -c \"import mlx.core as mx; mx.save_safetensors('weights.safetensors', mx.load('weights.npz'))\"`",
+        ));
+    } else {
+        load_safetensors_dir(dir)?
+    };
+    let mut map = map;
+    map.remove("alignment_heads");
+    Ok((dims, map, quant, Vec::new(), WeightFormat::Safetensors))
+}
+
+fn from_transformers(dir: &Path) -> Result<Parts> {
+    let cfg_path = dir.join("config.json");
+    let cfg = config_json(&cfg_path)?;
+    let get = |k: &str| -> Result<usize> {
+        cfg[k]
+            .as_u64()
+            .map(|v| v as usize)
+            .ok_or_else(|| broken(&cfg_path, format!("`{k}` is missing")))
+    };
+    let d = get("d_model")?;
+    let dims = WhisperDims {
+        n_mels: get("num_mel_bins")?,
+        n_audio_ctx: get("max_source_positions")?,
+        n_audio_state: d,
+        n_audio_head: get("encoder_attention_heads")?,
+        n_audio_layer: get("encoder_layers")?,
+        n_vocab: get("vocab_size")?,
+        n_text_ctx: get("max_target_positions")?,
+        n_text_state: d,
+        n_text_head: get("decoder_attention_heads")?,
+        n_text_layer: get("decoder_layers")?,
+    };
+    let raw = load_safetensors_dir(dir)?;
+    let mut map = HashMap::new();
+    for (name, a) in raw {
+        let n = name.strip_prefix("model.").unwrap_or(&name);
+        if n == "proj_out.weight" || n == "encoder.embed_positions.weight" {
+            continue; // tied to the embedding / recomputed as mlx-whisper does
+        }
+        let mapped = n
+            .replace("encoder.layers.", "encoder.blocks.")
+            .replace("decoder.layers.", "decoder.blocks.")
+            .replace(".self_attn_layer_norm", ".attn_ln")
+            .replace(".encoder_attn_layer_norm", ".cross_attn_ln")
+            .replace(".final_layer_norm", ".mlp_ln")
+            .replace(".self_attn.", ".attn.")
+            .replace(".encoder_attn.", ".cross_attn.")
+            .replace(".q_proj", ".query")
+            .replace(".k_proj", ".key")
+            .replace(".v_proj", ".value")
+            .replace(".out_proj", ".out")
+            .replace(".fc1", ".mlp1")
+            .replace(".fc2", ".mlp2")
+            .replace("encoder.layer_norm", "encoder.ln_post")
+            .replace("decoder.layer_norm", "decoder.ln")
+            .replace("decoder.embed_tokens", "decoder.token_embedding")
+            .replace(
+                "decoder.embed_positions.weight",
+                "decoder.positional_embedding",
+            );
+        let a = if mapped.ends_with("conv1.weight") || mapped.ends_with("conv2.weight") {
+            a.transpose_axes(&[0, 2, 1])?
+        } else {
+            a
+        };
+        map.insert(mapped, a);
+    }
+    let alignment = alignment_from_generation_config(dir);
+    Ok((dims, map, None, alignment, WeightFormat::Safetensors))
+}
+
+fn alignment_from_generation_config(dir: &Path) -> Vec<(usize, usize)> {
+    let cfg = config_json(&dir.join("generation_config.json")).ok();
+    pairs(cfg.as_ref().and_then(|c| c.get("alignment_heads")))
+}
+
+fn pairs(v: Option<&Value>) -> Vec<(usize, usize)> {
+    v.and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|p| Some((p.get(0)?.as_u64()? as usize, p.get(1)?.as_u64()? as usize)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn from_ct2(dir: &Path) -> Result<Parts> {
+    let path = dir.join("model.bin");
+    let m = ct2::read(&path)?;
+    if m.spec != "WhisperSpec" {
+        return Err(unsupported(
+            &path,
+            format!("a CTranslate2 `{}` model, not Whisper", m.spec),
+        ));
+    }
+    let mut arrays = m.arrays;
+    let mut take = |n: &str| -> Result<Array> {
+        arrays
+            .remove(n)
+            .ok_or_else(|| broken(&path, format!("variable `{n}` is missing")))
+    };
+    let scalar = |n: &str| -> Result<usize> {
+        m.scalars
+            .get(n)
+            .map(|&v| v as usize)
+            .ok_or_else(|| broken(&path, format!("scalar `{n}` is missing")))
+    };
+    let mut map = HashMap::new();
+    let conv1 = take("encoder/conv1/weight")?;
+    let (d_a, n_mels) = (conv1.shape()[0] as usize, conv1.shape()[1] as usize);
+    map.insert(
+        "encoder.conv1.weight".into(),
+        conv1.transpose_axes(&[0, 2, 1])?,
+    );
+    map.insert("encoder.conv1.bias".into(), take("encoder/conv1/bias")?);
+    map.insert(
+        "encoder.conv2.weight".into(),
+        take("encoder/conv2/weight")?.transpose_axes(&[0, 2, 1])?,
+    );
+    map.insert("encoder.conv2.bias".into(), take("encoder/conv2/bias")?);
+    let n_audio_ctx = take("encoder/position_encodings/encodings")?.shape()[0] as usize;
+    let embed = take("decoder/embeddings/weight")?;
+    let (n_vocab, d_t) = (embed.shape()[0] as usize, embed.shape()[1] as usize);
+    map.insert("decoder.token_embedding.weight".into(), embed);
+    let text_pos = take("decoder/position_encodings/encodings")?;
+    let n_text_ctx = text_pos.shape()[0] as usize;
+    map.insert("decoder.positional_embedding".into(), text_pos);
+    arrays.remove("decoder/projection/weight");
+    let count = |prefix: &str, arrays: &HashMap<String, Array>| {
+        (0..)
+            .take_while(|i| arrays.contains_key(&format!("{prefix}/layer_{i}/ffn/linear_0/weight")))
+            .count()
+    };
+    let n_audio_layer = count("encoder", &arrays);
+    let n_text_layer = count("decoder", &arrays);
+    let mut take = |n: &str| -> Result<Array> {
+        arrays
+            .remove(n)
+            .ok_or_else(|| broken(&path, format!("variable `{n}` is missing")))
+    };
+    for (side, n) in [("encoder", n_audio_layer), ("decoder", n_text_layer)] {
+        for i in 0..n {
+            let src = format!("{side}/layer_{i}");
+            let dst = format!("{side}.blocks.{i}");
+            let mut put_ln =
+                |from: &str, to: &str, take: &mut dyn FnMut(&str) -> Result<Array>| -> Result<()> {
+                    map.insert(
+                        format!("{dst}.{to}.weight"),
+                        take(&format!("{src}/{from}/gamma"))?,
+                    );
+                    map.insert(
+                        format!("{dst}.{to}.bias"),
+                        take(&format!("{src}/{from}/beta"))?,
+                    );
+                    Ok(())
+                };
+            put_ln("self_attention/layer_norm", "attn_ln", &mut take)?;
+            put_ln("ffn/layer_norm", "mlp_ln", &mut take)?;
+            if side == "decoder" {
+                put_ln("attention/layer_norm", "cross_attn_ln", &mut take)?;
+            }
+            let qkv_w = take(&format!("{src}/self_attention/linear_0/weight"))?;
+            let qkv_b = take(&format!("{src}/self_attention/linear_0/bias"))?;
+            let ws = qkv_w.split_equal(3, 0)?;
+            let bs = qkv_b.split_equal(3, 0)?;
+            map.insert(format!("{dst}.attn.query.weight"), ws[0].clone());
+            map.insert(format!("{dst}.attn.query.bias"), bs[0].clone());
+            map.insert(format!("{dst}.attn.key.weight"), ws[1].clone());
+            map.insert(format!("{dst}.attn.value.weight"), ws[2].clone());
+            map.insert(format!("{dst}.attn.value.bias"), bs[2].clone());
+            map.insert(
+                format!("{dst}.attn.out.weight"),
+                take(&format!("{src}/self_attention/linear_1/weight"))?,
+            );
+            map.insert(
+                format!("{dst}.attn.out.bias"),
+                take(&format!("{src}/self_attention/linear_1/bias"))?,
+            );
+            if side == "decoder" {
+                map.insert(
+                    format!("{dst}.cross_attn.query.weight"),
+                    take(&format!("{src}/attention/linear_0/weight"))?,
+                );
+                map.insert(
+                    format!("{dst}.cross_attn.query.bias"),
+                    take(&format!("{src}/attention/linear_0/bias"))?,
+                );
+                let kv_w = take(&format!("{src}/attention/linear_1/weight"))?.split_equal(2, 0)?;
+                let kv_b = take(&format!("{src}/attention/linear_1/bias"))?.split_equal(2, 0)?;
+                map.insert(format!("{dst}.cross_attn.key.weight"), kv_w[0].clone());
+                map.insert(format!("{dst}.cross_attn.value.weight"), kv_w[1].clone());
+                map.insert(format!("{dst}.cross_attn.value.bias"), kv_b[1].clone());
+                map.insert(
+                    format!("{dst}.cross_attn.out.weight"),
+                    take(&format!("{src}/attention/linear_2/weight"))?,
+                );
+                map.insert(
+                    format!("{dst}.cross_attn.out.bias"),
+                    take(&format!("{src}/attention/linear_2/bias"))?,
+                );
+            }
+            map.insert(
+                format!("{dst}.mlp1.weight"),
+                take(&format!("{src}/ffn/linear_0/weight"))?,
+            );
+            map.insert(
+                format!("{dst}.mlp1.bias"),
+                take(&format!("{src}/ffn/linear_0/bias"))?,
+            );
+            map.insert(
+                format!("{dst}.mlp2.weight"),
+                take(&format!("{src}/ffn/linear_1/weight"))?,
+            );
+            map.insert(
+                format!("{dst}.mlp2.bias"),
+                take(&format!("{src}/ffn/linear_1/bias"))?,
+            );
+        }
+    }
+    for side in ["encoder", "decoder"] {
+        let to = if side == "encoder" {
+            "encoder.ln_post"
+        } else {
+            "decoder.ln"
+        };
+        map.insert(
+            format!("{to}.weight"),
+            take(&format!("{side}/layer_norm/gamma"))?,
+        );
+        map.insert(
+            format!("{to}.bias"),
+            take(&format!("{side}/layer_norm/beta"))?,
+        );
+    }
+    if let Some(left) = arrays.keys().next() {
+        return Err(broken(
+            &path,
+            format!("variable `{left}` does not belong to a Whisper model"),
+        ));
+    }
+    let dims = WhisperDims {
+        n_mels,
+        n_audio_ctx,
+        n_audio_state: d_a,
+        n_audio_head: scalar("encoder/num_heads")?,
+        n_audio_layer,
+        n_vocab,
+        n_text_ctx,
+        n_text_state: d_t,
+        n_text_head: scalar("decoder/num_heads")?,
+        n_text_layer,
+    };
+    let alignment = pairs(
+        config_json(&dir.join("config.json"))
+            .ok()
+            .as_ref()
+            .and_then(|c| c.get("alignment_heads")),
+    );
+    Ok((dims, map, None, alignment, WeightFormat::Safetensors))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn language_counts_follow_the_vocabulary() {
+        let mut d = WhisperDims {
+            n_mels: 80,
+            n_audio_ctx: 1500,
+            n_audio_state: 384,
+            n_audio_head: 6,
+            n_audio_layer: 4,
+            n_vocab: 51864,
+            n_text_ctx: 448,
+            n_text_state: 384,
+            n_text_head: 6,
+            n_text_layer: 4,
+        };
+        assert!(!d.is_multilingual());
+        assert_eq!(d.num_languages(), 99);
+        d.n_vocab = 51865;
+        assert!(d.is_multilingual());
+        assert_eq!(d.num_languages(), 99);
+        d.n_vocab = 51866;
+        assert_eq!(d.num_languages(), 100);
+    }
+
+    #[test]
+    fn the_causal_mask_is_the_lowest_f32_above_the_diagonal() {
+        let m = causal_mask(3).unwrap();
+        assert_eq!(
+            m.as_slice::<f32>(),
+            [0.0, f32::MIN, f32::MIN, 0.0, 0.0, f32::MIN, 0.0, 0.0, 0.0]
+        );
+    }
+}

@@ -1,0 +1,416 @@
+//! Transcribing a whole recording, as mlx-whisper's `transcribe` does: the log-Mel features
+//! of the audio plus 30 s of silence, 30-second windows moved on by the last timestamp,
+//! temperature fallback when a window's text is too repetitive (compression ratio) or too
+//! unlikely (average log-probability) unless it is silence (no-speech probability), the
+//! previous text as the next window's prompt — and, beyond the reference, a guard that never
+//! lets a window repeat the same segment over and over.
+use crate::audio::SAMPLE_RATE;
+use crate::audio::mel::{HOP_LENGTH, MelSpectrogram, N_FRAMES, N_SAMPLES};
+use crate::error::{InferError, Result};
+use crate::models::whisper::Whisper;
+use decoding::{DecodeOptions, DecodingResult, Task, decode_window, detect_language};
+use mlx_rs::Array;
+use std::time::Instant;
+use tokenizer::WhisperTokenizer;
+
+pub mod decoding;
+pub mod formats;
+pub mod tokenizer;
+
+/// How a recording is transcribed (mlx-whisper's defaults).
+#[derive(Debug, Clone)]
+pub struct TranscribeOptions {
+    pub task: Task,
+    /// Language code; `None` detects it on a multilingual model (English on `.en`).
+    pub language: Option<String>,
+    /// Temperatures tried in turn until a window's decoding passes the checks.
+    pub temperatures: Vec<f32>,
+    pub compression_ratio_threshold: Option<f64>,
+    pub logprob_threshold: Option<f64>,
+    pub no_speech_threshold: Option<f64>,
+    pub condition_on_previous_text: bool,
+    pub initial_prompt: Option<String>,
+    pub without_timestamps: bool,
+    pub seed: u64,
+}
+
+impl Default for TranscribeOptions {
+    fn default() -> Self {
+        TranscribeOptions {
+            task: Task::Transcribe,
+            language: None,
+            temperatures: vec![0.0, 0.2, 0.4, 0.6, 0.8, 1.0],
+            compression_ratio_threshold: Some(2.4),
+            logprob_threshold: Some(-1.0),
+            no_speech_threshold: Some(0.6),
+            condition_on_previous_text: true,
+            initial_prompt: None,
+            without_timestamps: false,
+            seed: 0,
+        }
+    }
+}
+
+/// One stretch of speech.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Segment {
+    pub id: usize,
+    pub seek: usize,
+    pub start: f64,
+    pub end: f64,
+    pub text: String,
+    pub tokens: Vec<u32>,
+    pub temperature: f32,
+    pub avg_logprob: f64,
+    pub compression_ratio: f64,
+    pub no_speech_prob: f64,
+}
+
+/// Where the time went.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct StageTimes {
+    pub mel_s: f64,
+    pub encode_s: f64,
+    pub decode_s: f64,
+    /// Windows decoded, and how many decodings that took (fallbacks included).
+    pub windows: usize,
+    pub decodings: usize,
+    pub tokens: usize,
+}
+
+/// A recording's transcript.
+#[derive(Debug, Clone)]
+pub struct Transcript {
+    pub text: String,
+    pub segments: Vec<Segment>,
+    pub language: String,
+    /// Seconds of audio.
+    pub duration_s: f64,
+    pub times: StageTimes,
+    /// Language probabilities, when the language was detected.
+    pub language_probs: Vec<(String, f64)>,
+    /// Windows the repetition guard had to re-decode or cut.
+    pub loops_cut: usize,
+}
+
+/// Progress: called after each window with the frames done and the total.
+pub type Progress<'a> = &'a mut dyn FnMut(usize, usize, &[Segment]);
+
+/// Transcribes `samples` (16 kHz mono); `cancel` stops between windows (the partial transcript
+/// comes back with `Err(InferError::Interrupted)` semantics left to the caller through `cancelled`).
+pub fn transcribe(
+    model: &Whisper,
+    tok: &WhisperTokenizer,
+    samples: &[f32],
+    o: &TranscribeOptions,
+    progress: Progress<'_>,
+    cancel: Option<&std::sync::atomic::AtomicBool>,
+) -> Result<(Transcript, bool)> {
+    let mut times = StageTimes::default();
+    let t = Instant::now();
+    let mel = MelSpectrogram::compute(samples, model.dims.n_mels, N_SAMPLES);
+    times.mel_s = t.elapsed().as_secs_f64();
+    let content_frames = mel.n_frames - N_FRAMES;
+    let duration_s = samples.len() as f64 / SAMPLE_RATE as f64;
+    let encode = |start: usize, len: usize, times: &mut StageTimes| -> Result<Array> {
+        let t = Instant::now();
+        let w = mel.window(start, len);
+        let x = Array::from_slice(&w, &[1, N_FRAMES as i32, model.dims.n_mels as i32]);
+        let x = x.as_dtype(model_float(model))?;
+        let a = model.encode(&x)?;
+        times.encode_s += t.elapsed().as_secs_f64();
+        Ok(a)
+    };
+
+    let mut language_probs = Vec::new();
+    let language = match (&o.language, tok.multilingual) {
+        (_, false) => {
+            if o.language.as_deref().is_some_and(|l| l != "en") {
+                return Err(InferError::Options(format!(
+                    "this model is English-only (.en); --language {} needs a multilingual Whisper",
+                    o.language.as_deref().unwrap_or_default()
+                )));
+            }
+            "en".to_string()
+        }
+        (Some(l), true) => l.clone(),
+        (None, true) => {
+            let audio = encode(0, N_FRAMES.min(content_frames.max(1)), &mut times)?;
+            let t = Instant::now();
+            let (best, probs) = detect_language(model, tok, &audio)?;
+            times.decode_s += t.elapsed().as_secs_f64();
+            language_probs = probs;
+            best
+        }
+    };
+    let input_stride = N_FRAMES / model.dims.n_audio_ctx; // mel frames per audio token: 2
+    let time_precision = (input_stride * HOP_LENGTH) as f64 / SAMPLE_RATE as f64; // 0.02 s
+    let tb = tok.specials.timestamp_begin;
+
+    let mut all_tokens: Vec<u32> = Vec::new();
+    let mut segments: Vec<Segment> = Vec::new();
+    let mut prompt_reset_since = 0;
+    let initial_prompt_tokens = match &o.initial_prompt {
+        Some(p) => tok.encode(&format!(" {}", p.trim()))?,
+        None => Vec::new(),
+    };
+    all_tokens.extend_from_slice(&initial_prompt_tokens);
+    let mut seek = 0usize;
+    let mut loops_cut = 0;
+    let mut cancelled = false;
+    while seek < content_frames {
+        if cancel.is_some_and(|c| c.load(std::sync::atomic::Ordering::SeqCst)) {
+            cancelled = true;
+            break;
+        }
+        let time_offset = (seek * HOP_LENGTH) as f64 / SAMPLE_RATE as f64;
+        let segment_size = N_FRAMES.min(content_frames - seek);
+        let segment_duration = (segment_size * HOP_LENGTH) as f64 / SAMPLE_RATE as f64;
+        let audio = encode(seek, segment_size, &mut times)?;
+        times.windows += 1;
+        let prompt = all_tokens[prompt_reset_since..].to_vec();
+        let t = Instant::now();
+        let (result, looped) =
+            decode_with_fallback(model, tok, &audio, o, &language, prompt, &mut times)?;
+        times.decode_s += t.elapsed().as_secs_f64();
+        times.tokens += result.tokens.len();
+        if looped {
+            loops_cut += 1;
+        }
+        if let Some(th) = o.no_speech_threshold {
+            let mut skip = result.no_speech_prob > th;
+            if o.logprob_threshold
+                .is_some_and(|lp| result.avg_logprob > lp)
+            {
+                skip = false;
+            }
+            if skip {
+                seek += segment_size;
+                progress(seek.min(content_frames), content_frames, &[]);
+                continue;
+            }
+        }
+        let previous_seek = seek;
+        let tokens = &result.tokens;
+        let is_ts: Vec<bool> = tokens.iter().map(|&t| t >= tb).collect();
+        let single_timestamp_ending =
+            is_ts.len() >= 2 && !is_ts[is_ts.len() - 2] && is_ts[is_ts.len() - 1];
+        let consecutive: Vec<usize> = (1..tokens.len())
+            .filter(|&i| is_ts[i - 1] && is_ts[i])
+            .collect();
+        let mut current: Vec<Segment> = Vec::new();
+        let new_segment =
+            |start: f64, end: f64, toks: &[u32], current: &mut Vec<Segment>| -> Result<()> {
+                let text_tokens: Vec<u32> = toks
+                    .iter()
+                    .copied()
+                    .filter(|&t| t < tok.specials.eot)
+                    .collect();
+                current.push(Segment {
+                    id: 0,
+                    seek: previous_seek,
+                    start,
+                    end,
+                    text: tok.decode(&text_tokens)?,
+                    tokens: toks.to_vec(),
+                    temperature: result.temperature,
+                    avg_logprob: result.avg_logprob,
+                    compression_ratio: result.compression_ratio,
+                    no_speech_prob: result.no_speech_prob,
+                });
+                Ok(())
+            };
+        if !consecutive.is_empty() {
+            let mut slices = consecutive.clone();
+            if single_timestamp_ending {
+                slices.push(tokens.len());
+            }
+            let mut last_slice = 0;
+            for &cur in &slices {
+                let sliced = &tokens[last_slice..cur];
+                let start_pos = (sliced[0] - tb) as f64;
+                let end_pos = (sliced[sliced.len() - 1] - tb) as f64;
+                new_segment(
+                    time_offset + start_pos * time_precision,
+                    time_offset + end_pos * time_precision,
+                    sliced,
+                    &mut current,
+                )?;
+                last_slice = cur;
+            }
+            if single_timestamp_ending {
+                seek += segment_size;
+            } else {
+                let last_pos = (tokens[last_slice - 1] - tb) as usize;
+                seek += last_pos * input_stride;
+            }
+        } else {
+            let mut duration = segment_duration;
+            if let Some(&last) = tokens.iter().rev().find(|&&t| t >= tb)
+                && last != tb
+            {
+                duration = (last - tb) as f64 * time_precision;
+            }
+            new_segment(time_offset, time_offset + duration, tokens, &mut current)?;
+            seek += segment_size;
+        }
+        for s in &mut current {
+            if s.start == s.end || s.text.trim().is_empty() {
+                s.text.clear();
+                s.tokens.clear();
+            }
+        }
+        let base = segments.len();
+        for (i, mut s) in current.into_iter().enumerate() {
+            s.id = base + i;
+            all_tokens.extend_from_slice(&s.tokens);
+            segments.push(s);
+        }
+        if !o.condition_on_previous_text || result.temperature > 0.5 {
+            prompt_reset_since = all_tokens.len();
+        }
+        // A window that made no progress would be decoded again forever.
+        if seek <= previous_seek {
+            seek = previous_seek + segment_size;
+        }
+        progress(seek.min(content_frames), content_frames, &segments[base..]);
+    }
+    let text = tok.decode(&all_tokens[initial_prompt_tokens.len()..])?;
+    Ok((
+        Transcript {
+            text,
+            segments,
+            language,
+            duration_s,
+            times,
+            language_probs,
+            loops_cut,
+        },
+        cancelled,
+    ))
+}
+
+fn model_float(model: &Whisper) -> mlx_rs::Dtype {
+    // The encoder computes in the dtype its weights were converted to by the dtype policy.
+    if model.policy_applied.is_empty() && model.stored_dtype != mlx_rs::Dtype::Float32 {
+        model.stored_dtype
+    } else {
+        mlx_rs::Dtype::Float32
+    }
+}
+
+/// mlx-whisper's `decode_with_fallback`, plus the repetition guard: a decoding whose segments
+/// repeat the same text three times or more counts as failed like a too-repetitive one; if
+/// every temperature loops, the repeats are cut. Returns whether the guard had to act.
+fn decode_with_fallback(
+    model: &Whisper,
+    tok: &WhisperTokenizer,
+    audio: &Array,
+    o: &TranscribeOptions,
+    language: &str,
+    prompt: Vec<u32>,
+    times: &mut StageTimes,
+) -> Result<(DecodingResult, bool)> {
+    let mut last: Option<DecodingResult> = None;
+    let mut looped = false;
+    for (i, &t) in o.temperatures.iter().enumerate() {
+        let opts = DecodeOptions {
+            task: o.task,
+            language: Some(language.to_string()),
+            temperature: t,
+            prompt: prompt.clone(),
+            without_timestamps: o.without_timestamps,
+            seed: o.seed.wrapping_add(i as u64),
+            ..DecodeOptions::default()
+        };
+        let r = decode_window(model, tok, audio, &opts)?;
+        times.decodings += 1;
+        let mut needs_fallback = false;
+        if o.compression_ratio_threshold
+            .is_some_and(|th| r.compression_ratio > th)
+        {
+            needs_fallback = true;
+        }
+        if o.logprob_threshold.is_some_and(|th| r.avg_logprob < th) {
+            needs_fallback = true;
+        }
+        let repeats = repeated_segments(&r.tokens, tok.specials.timestamp_begin);
+        if repeats {
+            needs_fallback = true;
+            looped = true;
+        }
+        if o.no_speech_threshold
+            .is_some_and(|th| r.no_speech_prob > th)
+            && !repeats
+        {
+            needs_fallback = false;
+        }
+        last = Some(r);
+        if !needs_fallback {
+            return Ok((last.expect("set above"), looped));
+        }
+    }
+    let mut r = last.ok_or_else(|| InferError::Options("no temperature to decode with".into()))?;
+    if repeated_segments(&r.tokens, tok.specials.timestamp_begin) {
+        r.tokens = cut_repeats(&r.tokens, tok.specials.timestamp_begin);
+        r.text = tok.decode(&r.tokens)?.trim().to_string();
+    }
+    Ok((r, looped))
+}
+
+/// The text of each timestamped segment in `tokens` (timestamps stripped).
+fn segment_texts(tokens: &[u32], tb: u32) -> Vec<(usize, usize, Vec<u32>)> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut cur: Vec<u32> = Vec::new();
+    for (i, &t) in tokens.iter().enumerate() {
+        if t >= tb {
+            if !cur.is_empty() {
+                out.push((start, i + 1, std::mem::take(&mut cur)));
+            }
+            start = i + 1;
+        } else {
+            cur.push(t);
+        }
+    }
+    if !cur.is_empty() {
+        out.push((start, tokens.len(), cur));
+    }
+    out
+}
+
+/// Whether a window's decoding says the same thing three or more times in a row (the
+/// best-known Whisper failure: one phrase looped at a window edge or after silence).
+pub fn repeated_segments(tokens: &[u32], tb: u32) -> bool {
+    let segs = segment_texts(tokens, tb);
+    segs.windows(3)
+        .any(|w| w[0].2 == w[1].2 && w[1].2 == w[2].2)
+}
+
+/// `tokens` with every segment that repeats its predecessor removed.
+fn cut_repeats(tokens: &[u32], tb: u32) -> Vec<u32> {
+    let segs = segment_texts(tokens, tb);
+    let mut keep_until = tokens.len();
+    for w in segs.windows(2) {
+        if w[0].2 == w[1].2 {
+            keep_until = w[0].1;
+            break;
+        }
+    }
+    tokens[..keep_until].to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn three_equal_segments_in_a_row_are_a_loop() {
+        let tb = 100;
+        let looped = [100, 1, 2, 105, 105, 1, 2, 110, 110, 1, 2, 115];
+        assert!(repeated_segments(&looped, tb));
+        let fine = [100, 1, 2, 105, 105, 3, 4, 110, 110, 1, 2, 115];
+        assert!(!repeated_segments(&fine, tb));
+        assert_eq!(cut_repeats(&looped, tb), [100, 1, 2, 105]);
+    }
+}

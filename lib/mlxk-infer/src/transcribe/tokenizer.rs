@@ -1,0 +1,342 @@
+//! Whisper's tokenizer facts: the special tokens (their ids follow from the vocabulary size),
+//! the languages, the non-speech symbols mlx-whisper suppresses, and text encode/decode through
+//! the checkpoint's `tokenizer.json`. Timestamp tokens lie beyond the text vocabulary and are
+//! decoded here (`<|1.08|>`), never by the text tokenizer.
+use crate::error::{InferError, Result, broken};
+use crate::models::whisper::WhisperDims;
+use std::path::Path;
+
+/// Whisper's languages in token order: (code, English name).
+pub const LANGUAGES: &[(&str, &str)] = &[
+    ("en", "english"),
+    ("zh", "chinese"),
+    ("de", "german"),
+    ("es", "spanish"),
+    ("ru", "russian"),
+    ("ko", "korean"),
+    ("fr", "french"),
+    ("ja", "japanese"),
+    ("pt", "portuguese"),
+    ("tr", "turkish"),
+    ("pl", "polish"),
+    ("ca", "catalan"),
+    ("nl", "dutch"),
+    ("ar", "arabic"),
+    ("sv", "swedish"),
+    ("it", "italian"),
+    ("id", "indonesian"),
+    ("hi", "hindi"),
+    ("fi", "finnish"),
+    ("vi", "vietnamese"),
+    ("he", "hebrew"),
+    ("uk", "ukrainian"),
+    ("el", "greek"),
+    ("ms", "malay"),
+    ("cs", "czech"),
+    ("ro", "romanian"),
+    ("da", "danish"),
+    ("hu", "hungarian"),
+    ("ta", "tamil"),
+    ("no", "norwegian"),
+    ("th", "thai"),
+    ("ur", "urdu"),
+    ("hr", "croatian"),
+    ("bg", "bulgarian"),
+    ("lt", "lithuanian"),
+    ("la", "latin"),
+    ("mi", "maori"),
+    ("ml", "malayalam"),
+    ("cy", "welsh"),
+    ("sk", "slovak"),
+    ("te", "telugu"),
+    ("fa", "persian"),
+    ("lv", "latvian"),
+    ("bn", "bengali"),
+    ("sr", "serbian"),
+    ("az", "azerbaijani"),
+    ("sl", "slovenian"),
+    ("kn", "kannada"),
+    ("et", "estonian"),
+    ("mk", "macedonian"),
+    ("br", "breton"),
+    ("eu", "basque"),
+    ("is", "icelandic"),
+    ("hy", "armenian"),
+    ("ne", "nepali"),
+    ("mn", "mongolian"),
+    ("bs", "bosnian"),
+    ("kk", "kazakh"),
+    ("sq", "albanian"),
+    ("sw", "swahili"),
+    ("gl", "galician"),
+    ("mr", "marathi"),
+    ("pa", "punjabi"),
+    ("si", "sinhala"),
+    ("km", "khmer"),
+    ("sn", "shona"),
+    ("yo", "yoruba"),
+    ("so", "somali"),
+    ("af", "afrikaans"),
+    ("oc", "occitan"),
+    ("ka", "georgian"),
+    ("be", "belarusian"),
+    ("tg", "tajik"),
+    ("sd", "sindhi"),
+    ("gu", "gujarati"),
+    ("am", "amharic"),
+    ("yi", "yiddish"),
+    ("lo", "lao"),
+    ("uz", "uzbek"),
+    ("fo", "faroese"),
+    ("ht", "haitian creole"),
+    ("ps", "pashto"),
+    ("tk", "turkmen"),
+    ("nn", "nynorsk"),
+    ("mt", "maltese"),
+    ("sa", "sanskrit"),
+    ("lb", "luxembourgish"),
+    ("my", "myanmar"),
+    ("bo", "tibetan"),
+    ("tl", "tagalog"),
+    ("mg", "malagasy"),
+    ("as", "assamese"),
+    ("tt", "tatar"),
+    ("haw", "hawaiian"),
+    ("ln", "lingala"),
+    ("ha", "hausa"),
+    ("ba", "bashkir"),
+    ("jw", "javanese"),
+    ("su", "sundanese"),
+    ("yue", "cantonese"),
+];
+/// Other names mlx-whisper accepts for a language.
+const LANGUAGE_ALIASES: &[(&str, &str)] = &[
+    ("burmese", "my"),
+    ("valencian", "ca"),
+    ("flemish", "nl"),
+    ("haitian", "ht"),
+    ("letzeburgesch", "lb"),
+    ("pushto", "ps"),
+    ("panjabi", "pa"),
+    ("moldavian", "ro"),
+    ("moldovan", "ro"),
+    ("sinhalese", "si"),
+    ("castilian", "es"),
+    ("mandarin", "zh"),
+];
+
+/// The code of a language given by code or English name (any case), as mlx-whisper accepts it.
+pub fn language_code(name: &str) -> Option<&'static str> {
+    let n = name.trim().to_lowercase();
+    LANGUAGES
+        .iter()
+        .find(|(c, l)| *c == n || *l == n)
+        .map(|(c, _)| *c)
+        .or_else(|| {
+            LANGUAGE_ALIASES
+                .iter()
+                .find(|(a, _)| *a == n)
+                .map(|(_, c)| *c)
+        })
+}
+
+/// The English name of a language code.
+pub fn language_name(code: &str) -> Option<&'static str> {
+    LANGUAGES.iter().find(|(c, _)| *c == code).map(|(_, l)| *l)
+}
+
+/// Special token ids of a Whisper vocabulary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Specials {
+    pub eot: u32,
+    pub sot: u32,
+    pub translate: u32,
+    pub transcribe: u32,
+    pub sot_lm: u32,
+    pub sot_prev: u32,
+    pub no_speech: u32,
+    pub no_timestamps: u32,
+    pub timestamp_begin: u32,
+    /// `<|en|>`, … in [`LANGUAGES`] order, as many as the vocabulary has.
+    pub languages: Vec<u32>,
+}
+
+impl Specials {
+    /// The ids mlx-whisper's tiktoken encoding gives: the specials follow the text vocabulary
+    /// (50256 tokens for `.en`, 50257 multilingual) in a fixed order.
+    pub fn for_dims(d: &WhisperDims) -> Specials {
+        let n_text: u32 = if d.is_multilingual() { 50257 } else { 50256 };
+        let nl = d.num_languages() as u32;
+        let eot = n_text;
+        let sot = eot + 1;
+        let after = sot + 1 + nl;
+        Specials {
+            eot,
+            sot,
+            languages: (0..nl).map(|i| sot + 1 + i).collect(),
+            translate: after,
+            transcribe: after + 1,
+            sot_lm: after + 2,
+            sot_prev: after + 3,
+            no_speech: after + 4,
+            no_timestamps: after + 5,
+            timestamp_begin: after + 6,
+        }
+    }
+
+    pub fn language_token(&self, code: &str) -> Option<u32> {
+        let i = LANGUAGES.iter().position(|(c, _)| *c == code)?;
+        self.languages.get(i).copied()
+    }
+
+    pub fn language_of_token(&self, t: u32) -> Option<&'static str> {
+        let i = self.languages.iter().position(|&l| l == t)?;
+        LANGUAGES.get(i).map(|(c, _)| *c)
+    }
+}
+
+/// A Whisper checkpoint's tokenizer.
+pub struct WhisperTokenizer {
+    text: tokenizers::Tokenizer,
+    pub specials: Specials,
+    pub multilingual: bool,
+}
+
+impl WhisperTokenizer {
+    /// The `tokenizer.json` in `dir`.
+    pub fn load(dir: &Path, dims: &WhisperDims) -> Result<WhisperTokenizer> {
+        let path = dir.join("tokenizer.json");
+        if !path.is_file() {
+            return Err(broken(
+                dir,
+                "no tokenizer.json beside the weights; copy the one of the same Whisper size from                  openai/whisper-* (multilingual) or openai/whisper-*.en into the folder",
+            ));
+        }
+        let text = tokenizers::Tokenizer::from_file(&path)
+            .map_err(|e| broken(&path, format!("cannot read the tokenizer: {e}")))?;
+        let t = WhisperTokenizer {
+            text,
+            specials: Specials::for_dims(dims),
+            multilingual: dims.is_multilingual(),
+        };
+        // The file must agree with the vocabulary the weights were trained on.
+        if let Some(id) = t.text.token_to_id("<|endoftext|>")
+            && id != t.specials.eot
+        {
+            return Err(broken(
+                &path,
+                format!(
+                    "<|endoftext|> is {id} here but {} in a {}-token Whisper vocabulary: the tokenizer belongs to another model",
+                    t.specials.eot, dims.n_vocab
+                ),
+            ));
+        }
+        Ok(t)
+    }
+
+    /// Text to token ids, no special tokens added.
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        Ok(self
+            .text
+            .encode(text, false)
+            .map_err(|e| InferError::Tokenizer(format!("cannot encode: {e}")))?
+            .get_ids()
+            .to_vec())
+    }
+
+    /// The text of the tokens below `<|endoftext|>` (specials and timestamps left out).
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        let text: Vec<u32> = ids
+            .iter()
+            .copied()
+            .filter(|&t| t < self.specials.eot)
+            .collect();
+        self.text
+            .decode(&text, false)
+            .map_err(|e| InferError::Tokenizer(format!("cannot decode: {e}")))
+    }
+
+    /// Symbols mlx-whisper keeps the model from writing: speaker tags, music notes, brackets
+    /// (its `non_speech_tokens`, from the same encoder).
+    pub fn non_speech_tokens(&self) -> Result<Vec<u32>> {
+        let mut symbols: Vec<String> = "\"#()*+/:;<=>@[\\]^_`{|}~「」『』"
+            .chars()
+            .map(String::from)
+            .collect();
+        symbols.extend(
+            "<< >> <<< >>> -- --- -( -[ (' (\" (( )) ((( ))) [[ ]] {{ }} ♪♪ ♪♪♪"
+                .split(' ')
+                .map(String::from),
+        );
+        let miscellaneous: Vec<String> = "♩♪♫♬♭♮♯".chars().map(String::from).collect();
+        let mut out = std::collections::BTreeSet::new();
+        for s in [" -", " '"] {
+            if let Some(&t) = self.encode(s)?.first() {
+                out.insert(t);
+            }
+        }
+        for (s, misc) in symbols
+            .iter()
+            .map(|s| (s, false))
+            .chain(miscellaneous.iter().map(|s| (s, true)))
+        {
+            for ids in [self.encode(s)?, self.encode(&format!(" {s}"))?] {
+                if (ids.len() == 1 || misc)
+                    && let Some(&t) = ids.first()
+                {
+                    out.insert(t);
+                }
+            }
+        }
+        Ok(out.into_iter().collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dims(n_vocab: usize) -> WhisperDims {
+        WhisperDims {
+            n_mels: 80,
+            n_audio_ctx: 1500,
+            n_audio_state: 384,
+            n_audio_head: 6,
+            n_audio_layer: 4,
+            n_vocab,
+            n_text_ctx: 448,
+            n_text_state: 384,
+            n_text_head: 6,
+            n_text_layer: 4,
+        }
+    }
+
+    #[test]
+    fn special_ids_follow_the_vocabulary_size() {
+        // tiny.en (TESTDATA.md: timestamps from 50363), multilingual (50364), large-v3 (50365).
+        let en = Specials::for_dims(&dims(51864));
+        assert_eq!(
+            (en.eot, en.sot, en.no_timestamps, en.timestamp_begin),
+            (50256, 50257, 50362, 50363)
+        );
+        let ml = Specials::for_dims(&dims(51865));
+        assert_eq!(
+            (ml.eot, ml.sot, ml.transcribe, ml.timestamp_begin),
+            (50257, 50258, 50359, 50364)
+        );
+        assert_eq!(ml.language_token("en"), Some(50259));
+        assert_eq!(ml.language_token("de"), Some(50261));
+        let v3 = Specials::for_dims(&dims(51866));
+        assert_eq!((v3.no_speech, v3.timestamp_begin), (50363, 50365));
+        assert_eq!(v3.language_of_token(50358), Some("yue"));
+    }
+
+    #[test]
+    fn languages_by_code_name_or_alias() {
+        assert_eq!(language_code("de"), Some("de"));
+        assert_eq!(language_code("German"), Some("de"));
+        assert_eq!(language_code("castilian"), Some("es"));
+        assert_eq!(language_code("klingon"), None);
+        assert_eq!(LANGUAGES.len(), 100);
+    }
+}
