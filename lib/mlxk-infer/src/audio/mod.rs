@@ -199,7 +199,10 @@ fn decode_symphonia(name: &Path, bytes: Vec<u8>) -> Result<Decoded, AudioError> 
         .format(
             &hint,
             mss,
-            &FormatOptions::default(),
+            &FormatOptions {
+                enable_gapless: true,
+                ..FormatOptions::default()
+            },
             &MetadataOptions::default(),
         )
         .map_err(|e| AudioError::NotAudio {
