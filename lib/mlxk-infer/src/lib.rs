@@ -17,6 +17,9 @@ pub mod sampling;
 /// Tiny random models for tests and the reference scripts (feature `test-support`).
 #[cfg(any(test, feature = "test-support"))]
 pub mod tiny;
+/// Tiny random Whisper models for the parity tests (feature `test-support`).
+#[cfg(any(test, feature = "test-support"))]
+pub mod tiny_whisper;
 pub mod tokenizer;
 pub mod transcribe;
 pub mod weights;

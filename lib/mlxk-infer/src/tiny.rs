@@ -222,7 +222,7 @@ pub fn spec(name: &str) -> Option<TinySpec> {
 }
 
 /// SplitMix64: a tiny, fully specified generator, so the weights are the same everywhere.
-struct Rng(u64);
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
     fn next(&mut self) -> u64 {
@@ -234,7 +234,7 @@ impl Rng {
     }
 
     /// Uniform in [-1, 1), exactly representable in f32.
-    fn unit(&mut self) -> f32 {
+    pub(crate) fn unit(&mut self) -> f32 {
         ((self.next() >> 40) as f32 / (1u64 << 23) as f32) - 1.0
     }
 }
@@ -247,13 +247,13 @@ pub fn unit_values(seed: u64, n: usize) -> Vec<f32> {
 }
 
 /// FNV-1a, 64-bit.
-struct Fnv(u64);
+pub(crate) struct Fnv(pub(crate) u64);
 
 impl Fnv {
-    fn new() -> Fnv {
+    pub(crate) fn new() -> Fnv {
         Fnv(0xcbf2_9ce4_8422_2325)
     }
-    fn write(&mut self, bytes: &[u8]) {
+    pub(crate) fn write(&mut self, bytes: &[u8]) {
         for b in bytes {
             self.0 ^= *b as u64;
             self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
@@ -391,13 +391,13 @@ fn bf16_bits(x: f32) -> u16 {
 }
 
 /// A tensor ready for a safetensors file.
-struct Raw {
-    dtype: &'static str,
-    shape: Vec<usize>,
-    bytes: Vec<u8>,
+pub(crate) struct Raw {
+    pub(crate) dtype: &'static str,
+    pub(crate) shape: Vec<usize>,
+    pub(crate) bytes: Vec<u8>,
 }
 
-fn float_raw(v: &[f32], shape: Vec<usize>, storage: Storage) -> Raw {
+pub(crate) fn float_raw(v: &[f32], shape: Vec<usize>, storage: Storage) -> Raw {
     match storage {
         Storage::F32 => Raw {
             dtype: "F32",
@@ -417,7 +417,7 @@ fn mlx_err(e: impl std::fmt::Display) -> InferError {
 }
 
 /// MLX affine quantization of `v` (`[rows, cols]`): packed weight, scales, biases.
-fn quantize(
+pub(crate) fn quantize(
     v: &[f32],
     shape: &[usize],
     group: i32,
@@ -446,7 +446,7 @@ fn quantize(
     ])
 }
 
-fn safetensors(tensors: &BTreeMap<String, Raw>) -> Vec<u8> {
+pub(crate) fn safetensors(tensors: &BTreeMap<String, Raw>, format: Option<&str>) -> Vec<u8> {
     let shapes: Vec<Vec<u64>> = tensors
         .values()
         .map(|t| t.shape.iter().map(|&d| d as u64).collect())
@@ -461,7 +461,7 @@ fn safetensors(tensors: &BTreeMap<String, Raw>) -> Vec<u8> {
             data: &t.bytes,
         })
         .collect();
-    mlxk::safetensors::write(&list, Some("mlx"))
+    mlxk::safetensors::write(&list, format)
 }
 
 /// The byte-level tokenizer every tiny model ships: ids 0..256 are the bytes (GPT-2's byte to
@@ -557,7 +557,7 @@ pub fn write(spec: &TinySpec, dir: &Path) -> Result<String> {
     let put = |file: &str, bytes: &[u8]| std::fs::write(dir.join(file), bytes).map_err(io);
     put("config.json", config_text.as_bytes())?;
     if spec.shards <= 1 {
-        put("model.safetensors", &safetensors(&all))?;
+        put("model.safetensors", &safetensors(&all, Some("mlx")))?;
     } else {
         let names: Vec<String> = all.keys().cloned().collect();
         let per = names.len().div_ceil(spec.shards);
@@ -572,7 +572,7 @@ pub fn write(spec: &TinySpec, dir: &Path) -> Result<String> {
             for n in part.keys() {
                 map.insert(n.clone(), json!(file));
             }
-            put(&file, &safetensors(&part))?;
+            put(&file, &safetensors(&part, Some("mlx")))?;
         }
         let index = json!({"metadata": {}, "weight_map": map});
         put(

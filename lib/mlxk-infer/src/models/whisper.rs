@@ -122,7 +122,7 @@ impl MultiHeadAttention {
         let v = v.reshape(&[b, lk, h, -1])?.transpose_axes(&[0, 2, 1, 3])?;
         let mut qk = ops::matmul(&q, &k)?;
         if let Some(m) = mask {
-            qk = ops::add(&qk, &m.index((..l, ..l)))?;
+            qk = ops::add(&qk, m.index((..l, ..l)))?;
         }
         let w = ops::softmax_axis(&qk, -1, true)?;
         let out = ops::matmul(&w, &v)?
@@ -530,8 +530,19 @@ fn from_mlx_whisper(dir: &Path) -> Result<Parts> {
         load_safetensors_dir(dir)?
     };
     let mut map = map;
-    map.remove("alignment_heads");
-    Ok((dims, map, quant, Vec::new(), WeightFormat::Safetensors))
+    // Converted checkpoints may carry the alignment heads as an (n, 2) array.
+    let alignment = match map.remove("alignment_heads") {
+        Some(a) if a.ndim() == 2 && a.shape()[1] == 2 => {
+            let a = a.as_dtype(Dtype::Int32)?;
+            a.eval()?;
+            a.as_slice::<i32>()
+                .chunks(2)
+                .map(|p| (p[0].max(0) as usize, p[1].max(0) as usize))
+                .collect()
+        }
+        _ => Vec::new(),
+    };
+    Ok((dims, map, quant, alignment, WeightFormat::Safetensors))
 }
 
 fn from_transformers(dir: &Path) -> Result<Parts> {

@@ -160,7 +160,7 @@ impl AudioRunner {
                 eprint!(
                     "\r{}: {file}: {:>3}%",
                     Self::TOOL,
-                    if total == 0 { 100 } else { done * 100 / total }
+                    (done * 100).checked_div(total).unwrap_or(100)
                 );
             }
             if stream_segments {
