@@ -16,7 +16,8 @@ t0 = time.perf_counter()
 if tool == "mlx-whisper":
     import mlx.core as mx
     from mlx_whisper.load_models import load_model
-    from mlx_whisper import transcribe as tr
+    import importlib
+    tr = importlib.import_module("mlx_whisper.transcribe")
 
     model = load_model(model_dir, dtype=mx.float32)
     tr.ModelHolder.model, tr.ModelHolder.model_path = model, model_dir

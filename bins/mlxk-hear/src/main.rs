@@ -73,8 +73,12 @@ pub struct Cli {
     #[arg(long, default_value_t = 0.6, value_name = "PROB")]
     pub no_speech_threshold: f64,
     /// Text only, no timestamps: the whole window is one segment
-    #[arg(long)]
+    #[arg(long, conflicts_with = "word_timestamps")]
     pub without_timestamps: bool,
+    /// Time each word too (cross-attention alignment + DTW, as mlx-whisper): `words` in json,
+    /// jsonl and --json records
+    #[arg(long)]
+    pub word_timestamps: bool,
     /// Random seed for the fallback temperatures
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -136,6 +140,7 @@ fn options(cli: &Cli) -> Result<TranscribeOptions, Failure> {
         condition_on_previous_text: !cli.no_condition_on_previous_text,
         initial_prompt: cli.initial_prompt.clone(),
         without_timestamps: cli.without_timestamps,
+        word_timestamps: cli.word_timestamps,
         seed: cli.seed,
     })
 }

@@ -288,3 +288,46 @@ fn flac_at_44k_stereo_and_ogg_give_the_references_text() {
         );
     }
 }
+
+#[test]
+fn word_timestamps_match_mlx_whisper() {
+    let (w, tok) = &model();
+    let a = audio::load(&fixture("short.wav")).unwrap();
+    let o = TranscribeOptions {
+        word_timestamps: true,
+        ..TranscribeOptions::default()
+    };
+    let (t, _) = transcribe(w, tok, &a.samples, &o, &mut |_, _, _| {}, None).unwrap();
+    let want = &golden()["word_timestamps"]["short.wav"]["segments"];
+    let got: Vec<_> = t
+        .segments
+        .iter()
+        .flat_map(|s| s.words.clone().unwrap())
+        .collect();
+    let want: Vec<&Value> = want
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["words"].as_array().unwrap())
+        .collect();
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(want) {
+        assert_eq!(g.word, w["word"].as_str().unwrap());
+        assert_eq!(
+            (g.start, g.end),
+            (w["start"].as_f64().unwrap(), w["end"].as_f64().unwrap()),
+            "{}",
+            g.word
+        );
+        assert!(
+            (g.probability - w["probability"].as_f64().unwrap()).abs() < 1e-3,
+            "{}",
+            g.word
+        );
+    }
+    let seg = &golden()["word_timestamps"]["short.wav"]["segments"][0];
+    assert_eq!(
+        (t.segments[0].start, t.segments[0].end),
+        (seg["start"].as_f64().unwrap(), seg["end"].as_f64().unwrap())
+    );
+}

@@ -165,10 +165,13 @@ impl AudioRunner {
             }
             if stream_segments {
                 for s in new {
-                    let r = json!({"type": "segment", "model": id, "file": file, "id": s.id,
+                    let mut r = json!({"type": "segment", "model": id, "file": file, "id": s.id,
                         "start": round3(s.start), "end": round3(s.end), "text": s.text,
                         "avg_logprob": s.avg_logprob, "no_speech_prob": s.no_speech_prob,
                         "temperature": s.temperature});
+                    if let Some(w) = &s.words {
+                        r["words"] = json!(w);
+                    }
                     if live {
                         if let Err(e) = out.record(&r) {
                             write_error.get_or_insert(e);

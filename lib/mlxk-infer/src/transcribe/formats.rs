@@ -122,6 +122,7 @@ mod tests {
             avg_logprob: -0.2,
             compression_ratio: 1.1,
             no_speech_prob: 0.01,
+            words: None,
         };
         Transcript {
             text: " Hello there. General --> Kenobi.".into(),

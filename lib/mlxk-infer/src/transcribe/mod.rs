@@ -15,6 +15,7 @@ use tokenizer::WhisperTokenizer;
 
 pub mod decoding;
 pub mod formats;
+pub mod timing;
 pub mod tokenizer;
 
 /// How a recording is transcribed (mlx-whisper's defaults).
@@ -31,6 +32,8 @@ pub struct TranscribeOptions {
     pub condition_on_previous_text: bool,
     pub initial_prompt: Option<String>,
     pub without_timestamps: bool,
+    /// Word timestamps from the cross-attention (alignment heads + DTW).
+    pub word_timestamps: bool,
     pub seed: u64,
 }
 
@@ -46,6 +49,7 @@ impl Default for TranscribeOptions {
             condition_on_previous_text: true,
             initial_prompt: None,
             without_timestamps: false,
+            word_timestamps: false,
             seed: 0,
         }
     }
@@ -64,6 +68,9 @@ pub struct Segment {
     pub avg_logprob: f64,
     pub compression_ratio: f64,
     pub no_speech_prob: f64,
+    /// With word timestamps: the words, each with its time and probability.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub words: Option<Vec<timing::Word>>,
 }
 
 /// Where the time went.
@@ -156,6 +163,7 @@ pub fn transcribe(
     };
     all_tokens.extend_from_slice(&initial_prompt_tokens);
     let mut seek = 0usize;
+    let mut last_speech_timestamp = 0.0f64;
     let mut loops_cut = 0;
     let mut cancelled = false;
     while seek < content_frames {
@@ -217,6 +225,7 @@ pub fn transcribe(
                     avg_logprob: result.avg_logprob,
                     compression_ratio: result.compression_ratio,
                     no_speech_prob: result.no_speech_prob,
+                    words: None,
                 });
                 Ok(())
             };
@@ -254,10 +263,45 @@ pub fn transcribe(
             new_segment(time_offset, time_offset + duration, tokens, &mut current)?;
             seek += segment_size;
         }
+        if o.word_timestamps {
+            let t = Instant::now();
+            let sot = decoding::initial_tokens(
+                tok,
+                model.dims.n_text_ctx,
+                &DecodeOptions {
+                    task: o.task,
+                    language: Some(language.clone()),
+                    ..DecodeOptions::default()
+                },
+            )
+            .0;
+            timing::add_word_timestamps(
+                &mut current,
+                model,
+                tok,
+                &sot,
+                &audio,
+                segment_size,
+                last_speech_timestamp,
+            )?;
+            if !single_timestamp_ending
+                && let Some(end) = timing::last_end(&current)
+                && end > time_offset
+            {
+                seek = (end * 100.0).round_ties_even() as usize;
+            }
+            if let Some(end) = timing::last_end(&current) {
+                last_speech_timestamp = end;
+            }
+            times.decode_s += t.elapsed().as_secs_f64();
+        }
         for s in &mut current {
             if s.start == s.end || s.text.trim().is_empty() {
                 s.text.clear();
                 s.tokens.clear();
+                if s.words.is_some() {
+                    s.words = Some(Vec::new());
+                }
             }
         }
         let base = segments.len();

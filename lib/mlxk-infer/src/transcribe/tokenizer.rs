@@ -256,6 +256,38 @@ impl WhisperTokenizer {
             .map_err(|e| InferError::Tokenizer(format!("cannot decode: {e}")))
     }
 
+    /// The text of `ids` with special tokens written out (`<|endoftext|>`); timestamps too,
+    /// as `<|1.08|>`.
+    pub fn decode_with_specials(&self, ids: &[u32]) -> Result<String> {
+        let mut out = String::new();
+        let mut run: Vec<u32> = Vec::new();
+        let flush = |run: &mut Vec<u32>, out: &mut String| -> Result<()> {
+            if !run.is_empty() {
+                out.push_str(
+                    &self
+                        .text
+                        .decode(run, false)
+                        .map_err(|e| InferError::Tokenizer(format!("cannot decode: {e}")))?,
+                );
+                run.clear();
+            }
+            Ok(())
+        };
+        for &t in ids {
+            if t >= self.specials.timestamp_begin {
+                flush(&mut run, &mut out)?;
+                out.push_str(&format!(
+                    "<|{:.2}|>",
+                    (t - self.specials.timestamp_begin) as f64 * 0.02
+                ));
+            } else {
+                run.push(t);
+            }
+        }
+        flush(&mut run, &mut out)?;
+        Ok(out)
+    }
+
     /// Symbols mlx-whisper keeps the model from writing: speaker tags, music notes, brackets
     /// (its `non_speech_tokens`, from the same encoder).
     pub fn non_speech_tokens(&self) -> Result<Vec<u32>> {
