@@ -6,6 +6,7 @@ use crate::error::Result;
 use mlx_rs::{Array, Dtype, ops};
 use qmatmul::QuantMatrix;
 
+pub mod activations;
 pub mod matvec;
 pub mod qmatmul;
 pub mod swiglu;
@@ -128,6 +129,37 @@ pub fn swiglu_f32(gate: &Array, up: &Array) -> Result<Option<Array>> {
         let mut out = vec![0f32; gs.len()];
         swiglu::swiglu(gs, us, &mut out);
         return Ok(Some(Array::from_slice(&out, gate.shape())));
+    }
+    Ok(None)
+}
+
+/// Softmax over the last axis of an f32 array on a CPU device (the
+/// [`activations`] kernel, MLX's precise softmax bit for bit); `None` where MLX must do it.
+pub fn softmax_last_axis_f32(x: &Array) -> Result<Option<Array>> {
+    if x.dtype() != Dtype::Float32 || x.ndim() == 0 || !crate::runtime::default_device_is_cpu() {
+        return Ok(None);
+    }
+    let m = *x.shape().last().unwrap_or(&0) as usize;
+    let h = host_f32(x)?;
+    if let Ok(xs) = h.try_as_slice::<f32>() {
+        let mut out = vec![0f32; xs.len()];
+        activations::softmax_rows(xs, &mut out, m);
+        return Ok(Some(Array::from_slice(&out, x.shape())));
+    }
+    Ok(None)
+}
+
+/// erf-GELU of an f32 array on a CPU device (the [`activations`] kernel, MLX's `nn.gelu`
+/// bit for bit); `None` where MLX must do it.
+pub fn gelu_f32(x: &Array) -> Result<Option<Array>> {
+    if x.dtype() != Dtype::Float32 || !crate::runtime::default_device_is_cpu() {
+        return Ok(None);
+    }
+    let h = host_f32(x)?;
+    if let Ok(xs) = h.try_as_slice::<f32>() {
+        let mut out = vec![0f32; xs.len()];
+        activations::gelu(xs, &mut out);
+        return Ok(Some(Array::from_slice(&out, x.shape())));
     }
     Ok(None)
 }

@@ -54,7 +54,7 @@ const POLY: [f32; 7] = [
 ];
 
 /// MLX's `simd::exp` for one value.
-fn exp(x0: f32) -> f32 {
+pub(crate) fn exp(x0: f32) -> f32 {
     let x = x0 * LOG2_E_MLX;
     let ipart = (x as f64 + 0.5).floor() as f32;
     let f = x - ipart;
@@ -82,7 +82,7 @@ fn silu(x: f32) -> f32 {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod avx2 {
+pub(crate) mod avx2 {
     use super::{LOG2_E_MLX, POLY};
     use std::arch::x86_64::*;
 
@@ -104,8 +104,9 @@ mod avx2 {
         n
     }
 
+    /// MLX's `simd::exp` on eight values.
     #[target_feature(enable = "avx2,fma")]
-    fn exp(x0: __m256) -> __m256 {
+    pub(crate) fn exp(x0: __m256) -> __m256 {
         let x = _mm256_mul_ps(x0, _mm256_set1_ps(LOG2_E_MLX));
         // floor(x + 0.5) in double precision, as C++ evaluates `x + 0.5` with a double literal.
         let half = _mm256_set1_pd(0.5);

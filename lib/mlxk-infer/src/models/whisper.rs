@@ -10,6 +10,7 @@
 use crate::config::Quantization;
 use crate::ct2;
 use crate::error::{Result, broken, unsupported};
+use crate::kernels;
 use crate::layers::{Embedding, Linear};
 use crate::weights::{DtypePolicy, WeightFormat, Weights, load_safetensors_dir};
 use mlx_rs::fast;
@@ -124,11 +125,27 @@ impl MultiHeadAttention {
         if let Some(m) = mask {
             qk = ops::add(&qk, m.index((..l, ..l)))?;
         }
-        let w = ops::softmax_axis(&qk, -1, true)?;
+        let w = softmax(&qk)?;
         let out = ops::matmul(&w, &v)?
             .transpose_axes(&[0, 2, 1, 3])?
             .reshape(&[b, l, state])?;
         Ok((self.out.forward(&out)?, qk))
+    }
+}
+
+/// MLX's precise softmax over the last axis (the CPU kernel where it applies, bit for bit).
+fn softmax(x: &Array) -> Result<Array> {
+    match kernels::softmax_last_axis_f32(x)? {
+        Some(y) => Ok(y),
+        None => Ok(ops::softmax_axis(x, -1, true)?),
+    }
+}
+
+/// MLX's `nn.gelu` (the CPU kernel where it applies, bit for bit).
+fn gelu(x: &Array) -> Result<Array> {
+    match kernels::gelu_f32(x)? {
+        Some(y) => Ok(y),
+        None => Ok(mlx_rs::nn::gelu(x)?),
     }
 }
 
@@ -143,7 +160,7 @@ struct ResidualBlock {
 
 impl ResidualBlock {
     fn mlp(&self, x: &Array) -> Result<Array> {
-        let h = mlx_rs::nn::gelu(self.mlp1.forward(&self.mlp_ln.forward(x)?)?)?;
+        let h = gelu(&self.mlp1.forward(&self.mlp_ln.forward(x)?)?)?;
         Ok(ops::add(x, &self.mlp2.forward(&h)?)?)
     }
 }
@@ -197,7 +214,7 @@ impl Whisper {
     pub fn encode(&self, mel: &Array) -> Result<Array> {
         let conv = |x: &Array, (w, b): &(Array, Array), stride: i32| -> Result<Array> {
             let y = ops::conv1d(x, w, stride, 1, 1, 1)?;
-            Ok(mlx_rs::nn::gelu(ops::add(&y, b)?)?)
+            gelu(&ops::add(&y, b)?)
         };
         let x = conv(mel, &self.conv1, 1)?;
         let x = conv(&x, &self.conv2, 2)?;
