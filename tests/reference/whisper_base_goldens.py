@@ -45,6 +45,8 @@ What it does:
    - "first_step": the decoding window's first step (initial tokens for the detected language,
      top-5 log-probs raw and after the logit filters, no_speech_prob), and "first_window_decode":
      `model.decode` of that window at temperature 0 with the detected language.
+   "t0_threshold_margins": that decode's distance from transcribe's thresholds (no_speech 0.6,
+   logprob -1.0, compression 2.4).
    For de.wav additionally "translate" (task="translate", language detected) and
    "transcribe_language_de" (language="de" given explicitly), and "translate_language_de" only if
    detection did not say "de".
@@ -204,6 +206,14 @@ def main(ct2_dir, cache_dir, out_json):
                 "transcribe": result(res),
                 "first_step": first_step(model, segment, det["language"]),
                 "first_window_decode": window_decode(model, segment, det["language"]),
+            }
+            w = entry["first_window_decode"]
+            # how far the T=0 window is from transcribe's fallback/silence thresholds: a golden
+            # near a threshold (|margin| small) flips on tiny numeric differences
+            entry["t0_threshold_margins"] = {
+                "no_speech_prob_minus_0.6": w["no_speech_prob"] - 0.6,
+                "avg_logprob_plus_1.0": w["avg_logprob"] + 1.0,
+                "2.4_minus_compression_ratio": 2.4 - w["compression_ratio"],
             }
             print(f"{name}: detected {det['language']} ({det['top5'][0]['prob']:.3f}): {res['text']!r}")
             if name == "short.wav":

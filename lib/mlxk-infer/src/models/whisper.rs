@@ -101,6 +101,19 @@ struct MultiHeadAttention {
 impl MultiHeadAttention {
     /// `softmax(q kᵀ + mask) v` with q and k each scaled by `d^-¼`; also the raw scores
     /// (the cross-attention pattern word timestamps align on).
+    /// Keys `(b, h, d, lk)` and values `(b, h, lk, d)` by head, the keys scaled by `d^-¼`.
+    fn heads_kv(&self, k: &Array, v: &Array) -> Result<(Array, Array)> {
+        let (b, lk, state) = (k.shape()[0], k.shape()[1], k.shape()[2]);
+        let h = self.n_head as i32;
+        let scale = Array::from_f32(((state / h) as f64).powf(-0.25) as f32);
+        let k = ops::multiply(
+            &k.reshape(&[b, lk, h, -1])?.transpose_axes(&[0, 2, 3, 1])?,
+            &scale,
+        )?;
+        let v = v.reshape(&[b, lk, h, -1])?.transpose_axes(&[0, 2, 1, 3])?;
+        Ok((k, v))
+    }
+
     fn attend(
         &self,
         q: &Array,
@@ -108,19 +121,25 @@ impl MultiHeadAttention {
         v: &Array,
         mask: Option<&Array>,
     ) -> Result<(Array, Array)> {
+        let (k, v) = self.heads_kv(k, v)?;
+        self.attend_heads(q, &k, &v, mask)
+    }
+
+    /// `attend` with keys and values already by head ([`MultiHeadAttention::heads_kv`]).
+    fn attend_heads(
+        &self,
+        q: &Array,
+        k: &Array,
+        v: &Array,
+        mask: Option<&Array>,
+    ) -> Result<(Array, Array)> {
         let (b, l, state) = (q.shape()[0], q.shape()[1], q.shape()[2]);
-        let lk = k.shape()[1];
         let h = self.n_head as i32;
         let scale = Array::from_f32(((state / h) as f64).powf(-0.25) as f32);
         let q = ops::multiply(
             &q.reshape(&[b, l, h, -1])?.transpose_axes(&[0, 2, 1, 3])?,
             &scale,
         )?;
-        let k = ops::multiply(
-            &k.reshape(&[b, lk, h, -1])?.transpose_axes(&[0, 2, 3, 1])?,
-            &scale,
-        )?;
-        let v = v.reshape(&[b, lk, h, -1])?.transpose_axes(&[0, 2, 1, 3])?;
         let mut qk = ops::matmul(&q, &k)?;
         if let Some(m) = mask {
             qk = ops::add(&qk, m.index((..l, ..l)))?;
@@ -249,7 +268,11 @@ impl Whisper {
             let (a, _) = block.cross.as_ref().ok_or_else(|| {
                 crate::error::InferError::Mlx("decoder block without cross-attention".into())
             })?;
-            cross.push((a.key.forward(audio)?, a.value.forward(audio)?));
+            // By head and scaled once per window, not at every token.
+            let (k, v) = a.heads_kv(&a.key.forward(audio)?, &a.value.forward(audio)?)?;
+            let (k, v) = (k.contiguous()?, v.contiguous()?);
+            mlx_rs::transforms::eval([&k, &v])?;
+            cross.push((k, v));
         }
         Ok(DecoderCache {
             cross,
@@ -297,7 +320,7 @@ impl Whisper {
                 .expect("decoder blocks have cross-attention");
             let h = c_ln.forward(&x)?;
             let (ck, cv) = &cache.cross[i];
-            let (y, qk) = c.attend(&c.query.forward(&h)?, ck, cv, None)?;
+            let (y, qk) = c.attend_heads(&c.query.forward(&h)?, ck, cv, None)?;
             if want_cross_qk {
                 cross_qk.push(qk);
             }
