@@ -23,7 +23,7 @@ _mlxk__hear() {
 
     case "${cmd}" in
         mlxk__hear)
-            opts="-f -o -v -h -V --language --task --format --output --initial-prompt --no-condition-on-previous-text --temperature --temperature-increment-on-fallback --compression-ratio-threshold --logprob-threshold --no-speech-threshold --without-timestamps --seed --json --report --verbose --help --version"
+            opts="-f -o -v -h -V --language --task --format --output --initial-prompt --no-condition-on-previous-text --temperature --temperature-increment-on-fallback --compression-ratio-threshold --logprob-threshold --no-speech-threshold --without-timestamps --word-timestamps --beam-size --patience --seed --json --report --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -74,6 +74,14 @@ _mlxk__hear() {
                     return 0
                     ;;
                 --no-speech-threshold)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --beam-size)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --patience)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -28,8 +28,17 @@ For every mlx-layout model it:
   tiny.en vocabulary of 51864 is English-only): top-5 log-probs of the raw logits and after
   DecodingTask's logit filters (SuppressBlank, SuppressTokens, ApplyTimestampRules), as
   whisper_goldens.py does for the real model, plus a few encoder-output values;
-  (b) `model.decode(mel_window, DecodingOptions(temperature=0.0, fp16=False))`: tokens, text,
-  avg_logprob, no_speech_prob, compression_ratio; (c) the same with without_timestamps=True.
+  (b) `model.decode(mel_window, DecodingOptions(language="en", temperature=0.0, fp16=False))`:
+  tokens, text, avg_logprob, no_speech_prob, compression_ratio; (c) the same with
+  without_timestamps=True; each with "robustness" (the greedy path replayed step by step:
+  smallest top-1/top-2 gap of the filtered log-probs, steps where every logit was masked).
+  (d) "decode_t0_openai_timestamp_rules": (b) with openai-whisper's ApplyTimestampRules instead
+  of mlx-whisper 0.4.3's, which has two deviations (see OpenAITimestampRules) that random models
+  hit at once: timestamps may decrease, and after a timestamp pair every logit can be -inf, so
+  argmax emits token 0 ("!") and avg_logprob becomes NaN (written as null, with
+  "avg_logprob_is_nan": true). language="en" is what transcribe passes for an English-only model:
+  with language=None, DecodingTask.run calls detect_language, which raises "This model doesn't
+  have language tokens" (the tokenizer is the same either way, sot sequence [50257]).
 Each model entry keeps the manifest's checksum (and the sha256 of its files), so a test can tell
 a drifted generator (checksum differs: regenerate the golden) from a wrong implementation.
 """
@@ -47,7 +56,7 @@ import mlx.core as mx  # noqa: E402
 import mlx.nn as nn  # noqa: E402
 from mlx.utils import tree_flatten  # noqa: E402
 from mlx_whisper.audio import N_FRAMES, N_SAMPLES, load_audio, log_mel_spectrogram, pad_or_trim  # noqa: E402
-from mlx_whisper.decoding import DecodingOptions, DecodingTask  # noqa: E402
+from mlx_whisper.decoding import ApplyTimestampRules, DecodingOptions, DecodingTask  # noqa: E402
 from mlx_whisper.load_models import load_model  # noqa: E402
 
 INITIAL_TOKENS = [50257]
@@ -77,7 +86,7 @@ def module_kinds(model):
 
 def first_step(model, segment):
     features = model.encoder(segment[None])
-    task = DecodingTask(model, DecodingOptions(temperature=0.0, fp16=False))
+    task = DecodingTask(model, DecodingOptions(language="en", temperature=0.0, fp16=False))
     assert list(task.initial_tokens) == INITIAL_TOKENS, task.initial_tokens
     tokens = mx.array([INITIAL_TOKENS])
     logits = model.decoder(tokens, features)[0][:, -1].astype(mx.float32)
@@ -101,11 +110,100 @@ def first_step(model, segment):
     }
 
 
-def decode(model, segment, **kw):
-    r = model.decode(segment, DecodingOptions(temperature=0.0, fp16=False, **kw))
-    return {"tokens": [int(t) for t in r.tokens], "n_tokens": len(r.tokens), "text": r.text,
-            "avg_logprob": float(r.avg_logprob), "no_speech_prob": float(r.no_speech_prob),
-            "compression_ratio": float(r.compression_ratio)}
+class OpenAITimestampRules(ApplyTimestampRules):
+    """openai-whisper's ApplyTimestampRules (not mlx-whisper 0.4.3's), for the "openai" variant.
+
+    mlx-whisper 0.4.3 differs in two places: (1) the "timestamps must not decrease" mask uses
+    the *positions* of timestamp tokens (`enumerate(seq)`, `v > timestamp_begin`) as the slice
+    end, so `mask[timestamp_begin:position]` is empty and the rule never applies; (2) the
+    "sum of timestamp probability beats every text token -> only timestamps" test runs on the
+    logits *before* this filter's own masks, so after a timestamp pair (timestamps masked) it
+    can also mask all text: every logit is -inf, argmax picks token 0 ("!") and the
+    log-prob of that step is NaN (so avg_logprob is NaN). openai-whisper masks in place first.
+    """
+
+    def apply(self, logits, tokens):
+        tb, eot = self.tokenizer.timestamp_begin, self.tokenizer.eot
+        x = np.array(logits, dtype=np.float32)
+        toks = np.array(tokens)
+        if self.tokenizer.no_timestamps is not None:
+            x[:, self.tokenizer.no_timestamps] = -np.inf
+        for k in range(toks.shape[0]):
+            seq = toks[k, self.sample_begin:]
+            last_ts = len(seq) >= 1 and seq[-1] >= tb
+            penult_ts = len(seq) < 2 or seq[-2] >= tb
+            if last_ts:
+                if penult_ts:
+                    x[k, tb:] = -np.inf
+                else:
+                    x[k, :eot] = -np.inf
+            ts = seq[seq >= tb]
+            if ts.size > 0:
+                last = int(ts[-1]) if (last_ts and not penult_ts) else int(ts[-1]) + 1
+                x[k, tb:last] = -np.inf
+        if toks.shape[1] == self.sample_begin:
+            x[:, :tb] = -np.inf
+            if self.max_initial_timestamp_index is not None:
+                x[:, tb + self.max_initial_timestamp_index + 1:] = -np.inf
+        lp = np.array(log_softmax(mx.array(x)))
+        for k in range(toks.shape[0]):
+            if logsumexp_np(lp[k, tb:]) > lp[k, :tb].max():
+                x[k, :tb] = -np.inf
+        return mx.array(x)
+
+
+def logsumexp_np(v):
+    m = v.max()
+    return m if not np.isfinite(m) else m + np.log(np.exp(v - m).sum())
+
+
+def log_softmax(x):
+    return x - mx.logsumexp(x, axis=-1, keepdims=True)
+
+
+def make_task(model, openai_rules=False, **kw):
+    task = DecodingTask(model, DecodingOptions(language="en", temperature=0.0, fp16=False, **kw))
+    if openai_rules:
+        task.logit_filters = [OpenAITimestampRules(f.tokenizer, f.sample_begin, f.max_initial_timestamp_index)
+                              if isinstance(f, ApplyTimestampRules) else f for f in task.logit_filters]
+    return task
+
+
+def replay(model, features, task, tokens):
+    """Re-run the greedy path step by step (no kv cache) to measure how robust it is: the
+    smallest gap between the best and second-best filtered log-prob, and the steps where the
+    filters left no finite logit (argmax then returns token 0)."""
+    initial = list(task.initial_tokens)
+    path = list(tokens) + ([task.tokenizer.eot] if len(tokens) < task.sample_len else [])
+    gaps, all_masked, mismatches = [], [], []
+    for j, chosen in enumerate(path):
+        ctx = mx.array([initial + list(tokens[:j])])
+        logits = model.decoder(ctx, features)[0][:, -1].astype(mx.float32)
+        for f in task.logit_filters:
+            logits = f.apply(logits, ctx)
+        lp = np.array(log_softmax(logits[0]))
+        if not np.isfinite(lp).any():
+            all_masked.append(j)
+            continue
+        order = np.argsort(-lp)
+        if int(order[0]) != chosen:
+            mismatches.append(j)
+        if np.isfinite(lp[order[1]]):
+            gaps.append((float(lp[order[0]] - lp[order[1]]), j))
+    g = min(gaps) if gaps else (None, None)
+    return {"steps": len(path), "min_top1_top2_gap": g[0], "min_gap_step": g[1],
+            "all_masked_steps": all_masked, "replay_argmax_mismatch_steps": mismatches}
+
+
+def decode(model, segment, openai_rules=False, **kw):
+    task = make_task(model, openai_rules, **kw)
+    r = task.run(segment[None])[0]
+    nan = not np.isfinite(r.avg_logprob)
+    out = {"tokens": [int(t) for t in r.tokens], "n_tokens": len(r.tokens), "text": r.text,
+           "avg_logprob": None if nan else float(r.avg_logprob), "avg_logprob_is_nan": nan,
+           "no_speech_prob": float(r.no_speech_prob), "compression_ratio": float(r.compression_ratio)}
+    out["robustness"] = replay(model, model.encoder(segment[None]), make_task(model, openai_rules, **kw), r.tokens)
+    return out
 
 
 def main(model_dir, out_json):
@@ -143,11 +241,13 @@ def main(model_dir, out_json):
                 "first_step": first_step(model, segment),
                 "decode_t0": decode(model, segment),
                 "decode_t0_without_timestamps": decode(model, segment, without_timestamps=True),
+                "decode_t0_openai_timestamp_rules": decode(model, segment, openai_rules=True),
             }
             m = models[name]
             print(f"{name}: top5_filtered {m['first_step']['top5_filtered'][:3]} "
                   f"decode {m['decode_t0']['tokens'][:8]}... ({m['decode_t0']['n_tokens']}), "
-                  f"no-ts {m['decode_t0_without_timestamps']['tokens'][:8]}...")
+                  f"no-ts {m['decode_t0_without_timestamps']['tokens'][:8]}..., "
+                  f"openai {m['decode_t0_openai_timestamp_rules']['tokens'][:8]}...")
 
     golden = {
         "versions": versions(),
@@ -156,14 +256,14 @@ def main(model_dir, out_json):
         "fixture": fixture,
         "mel_source": ("log_mel_spectrogram(load_audio(short.wav), n_mels=80, padding=480000); "
                        "first window = pad_or_trim(mel[:min(3000, content_frames)], 3000) (zeros), f32"),
-        "decoding_options": {"temperature": 0.0, "fp16": False, "sample_len": 224,
+        "decoding_options": {"language": "en", "temperature": 0.0, "fp16": False, "sample_len": 224,
                              "suppress_tokens": "-1", "suppress_blank": True},
         "models": models,
         "skipped": skipped,
     }
     out = Path(out_json)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(golden, indent=1, ensure_ascii=False) + "\n")
+    out.write_text(json.dumps(golden, indent=1, ensure_ascii=False, allow_nan=False) + "\n")
     print("wrote", out)
 
 

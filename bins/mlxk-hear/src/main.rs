@@ -79,6 +79,13 @@ pub struct Cli {
     /// jsonl and --json records
     #[arg(long)]
     pub word_timestamps: bool,
+    /// Beam search with N beams at temperature 0 (1 = greedy, as mlx-whisper; faster-whisper
+    /// and whisper.cpp default to 5)
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=16))]
+    pub beam_size: u32,
+    /// With --beam-size: stop once N × PATIENCE hypotheses have ended
+    #[arg(long, default_value_t = 1.0, value_name = "PATIENCE")]
+    pub patience: f32,
     /// Random seed for the fallback temperatures
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -112,6 +119,9 @@ fn options(cli: &Cli) -> Result<TranscribeOptions, Failure> {
     if !(0.0..=1.0).contains(&cli.temperature) {
         return Err(Failure::usage("--temperature must be between 0 and 1"));
     }
+    if cli.patience.is_nan() || cli.patience <= 0.0 {
+        return Err(Failure::usage("--patience must be above 0"));
+    }
     let step = cli.temperature_increment_on_fallback;
     if step < 0.0 {
         return Err(Failure::usage(
@@ -141,6 +151,8 @@ fn options(cli: &Cli) -> Result<TranscribeOptions, Failure> {
         initial_prompt: cli.initial_prompt.clone(),
         without_timestamps: cli.without_timestamps,
         word_timestamps: cli.word_timestamps,
+        beam_size: cli.beam_size as usize,
+        patience: cli.patience,
         seed: cli.seed,
     })
 }

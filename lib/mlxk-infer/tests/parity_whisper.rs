@@ -331,3 +331,40 @@ fn word_timestamps_match_mlx_whisper() {
         (seg["start"].as_f64().unwrap(), seg["end"].as_f64().unwrap())
     );
 }
+
+/// mlx-whisper has no beam search; faster-whisper (CTranslate2, same weights, beam 5) is the
+/// reference there: tests/reference/faster_whisper_beam.py wrote goldens/whisper_beam.json.
+#[test]
+fn beam_search_gives_faster_whispers_text() {
+    let t =
+        std::fs::read_to_string(root().join("tests/reference/goldens/whisper_beam.json")).unwrap();
+    let g: Value = serde_json::from_str(&t).unwrap();
+    let (w, tok) = &model();
+    for name in ["short.wav", "long.wav"] {
+        let p = fixture(name);
+        assert_eq!(
+            g["fixtures"][name]["sha256"],
+            golden()["fixtures"][name]["sha256"]
+        );
+        let a = audio::load(&p).unwrap();
+        let o = TranscribeOptions {
+            beam_size: 5,
+            ..TranscribeOptions::default()
+        };
+        let (t, _) = transcribe(w, tok, &a.samples, &o, &mut |_, _, _| {}, None).unwrap();
+        let want = &g["fixtures"][name];
+        assert_eq!(t.text, want["text"].as_str().unwrap(), "{name}");
+        let ws = want["segments"].as_array().unwrap();
+        assert_eq!(t.segments.len(), ws.len(), "{name}");
+        for (s, w) in t.segments.iter().zip(ws) {
+            assert!(
+                (s.start - w["start"].as_f64().unwrap()).abs() < 1e-6,
+                "{name}: {s:?}"
+            );
+            assert!(
+                (s.end - w["end"].as_f64().unwrap()).abs() < 1e-6,
+                "{name}: {s:?}"
+            );
+        }
+    }
+}

@@ -140,12 +140,12 @@ impl MultiHeadAttention {
             &q.reshape(&[b, l, h, -1])?.transpose_axes(&[0, 2, 1, 3])?,
             &scale,
         )?;
-        let mut qk = ops::matmul(&q, &k)?;
+        let mut qk = ops::matmul(&q, k)?;
         if let Some(m) = mask {
             qk = ops::add(&qk, m.index((..l, ..l)))?;
         }
         let w = softmax(&qk)?;
-        let out = ops::matmul(&w, &v)?
+        let out = ops::matmul(&w, v)?
             .transpose_axes(&[0, 2, 1, 3])?
             .reshape(&[b, l, state])?;
         Ok((self.out.forward(&out)?, qk))
@@ -193,13 +193,17 @@ pub struct DecoderCache {
 }
 
 impl DecoderCache {
-    /// The cache of each decoder layer for another hypothesis (beam search forks it).
-    pub fn fork(&self) -> DecoderCache {
-        DecoderCache {
-            cross: self.cross.clone(),
-            tokens: self.tokens.clone(),
-            offset: self.offset,
+    /// Keeps the hypotheses (batch rows) `rows`, in that order: beam search's reordering.
+    pub fn select_rows(&mut self, rows: &[u32]) -> Result<()> {
+        let idx = Array::from_slice(
+            &rows.iter().map(|&r| r as i32).collect::<Vec<_>>(),
+            &[rows.len() as i32],
+        );
+        for (k, v) in self.tokens.iter_mut().flatten() {
+            *k = k.take_axis(&idx, 0)?;
+            *v = v.take_axis(&idx, 0)?;
         }
+        Ok(())
     }
 }
 

@@ -41,6 +41,10 @@ pub struct DecodeOptions {
     /// Extra ids to suppress besides the non-speech symbols and the task/control tokens.
     pub suppress_tokens: Vec<u32>,
     pub seed: u64,
+    /// Beam search with this many beams at temperature 0 (1: greedy).
+    pub beam_size: usize,
+    /// Beam search stops once `beam_size × patience` hypotheses have ended.
+    pub patience: f32,
 }
 
 impl Default for DecodeOptions {
@@ -55,6 +59,8 @@ impl Default for DecodeOptions {
             suppress_blank: true,
             suppress_tokens: Vec::new(),
             seed: 0,
+            beam_size: 1,
+            patience: 1.0,
         }
     }
 }
@@ -300,6 +306,9 @@ pub fn decode_window(
     audio: &Array,
     o: &DecodeOptions,
 ) -> Result<DecodingResult> {
+    if o.beam_size > 1 && o.temperature == 0.0 {
+        return decode_beam(model, tok, audio, o);
+    }
     let n_ctx = model.dims.n_text_ctx;
     let sample_len = n_ctx / 2;
     let (initial, sot_index) = initial_tokens(tok, n_ctx, o);
@@ -355,6 +364,142 @@ pub fn decode_window(
         text,
         no_speech_prob,
         temperature: o.temperature,
+        ended,
+    })
+}
+
+/// Beam search as openai-whisper's `BeamSearchDecoder` (which mlx-whisper leaves out): each
+/// hypothesis proposes its `beam + 1` likeliest next tokens, the best `beam` unfinished ones
+/// go on, ended ones are kept until `beam × patience` have ended; the winner has the best
+/// log-probability per token.
+fn decode_beam(
+    model: &Whisper,
+    tok: &WhisperTokenizer,
+    audio: &Array,
+    o: &DecodeOptions,
+) -> Result<DecodingResult> {
+    let n_ctx = model.dims.n_text_ctx;
+    let sample_len = n_ctx / 2;
+    let beam = o.beam_size;
+    let max_candidates = ((beam as f32 * o.patience).round() as usize).max(1);
+    let (initial, sot_index) = initial_tokens(tok, n_ctx, o);
+    let filters = LogitFilters::new(tok, initial.len(), o, model.dims.n_audio_ctx)?;
+    let eot = tok.specials.eot;
+    let mut cache = model.start(audio)?;
+    // Live hypotheses: all tokens so far and their summed log-probability.
+    let mut live: Vec<(Vec<u32>, f64)> = vec![(initial.clone(), 0.0)];
+    // Ended hypotheses; `true` when the model itself ended it with <|endoftext|>.
+    let mut finished: Vec<(Vec<u32>, f64, bool)> = Vec::new();
+    let mut no_speech_prob = f64::NAN;
+    let mut input: Vec<Vec<u32>> = vec![initial.clone()];
+    for step in 0..sample_len {
+        if live[0].0.len() > n_ctx {
+            break;
+        }
+        let (b, l) = (input.len(), input[0].len());
+        let flat: Vec<i32> = input.iter().flatten().map(|&t| t as i32).collect();
+        let ids = Array::from_slice(&flat, &[b as i32, l as i32]);
+        let (logits, _) = model.decode(&ids, &mut cache, false)?;
+        let last = logits.index((.., (l - 1) as i32, ..));
+        last.eval()?;
+        let rows = last.as_slice::<f32>();
+        let vocab = rows.len() / b;
+        if step == 0 {
+            let at_sot = logits.index((0, sot_index as i32, ..));
+            at_sot.eval()?;
+            let at_sot = at_sot.as_slice::<f32>();
+            let lse = logsumexp(at_sot);
+            no_speech_prob = ((at_sot[tok.specials.no_speech as usize] - lse) as f64).exp();
+        }
+        let mut candidates: Vec<(f64, usize, u32)> = Vec::new();
+        for (i, (toks, score)) in live.iter().enumerate() {
+            let mut row = rows[i * vocab..(i + 1) * vocab].to_vec();
+            filters.apply(&mut row, toks);
+            let lse = logsumexp(&row);
+            let mut idx: Vec<usize> = (0..vocab).filter(|&t| row[t].is_finite()).collect();
+            let k = (beam + 1).min(idx.len());
+            if k == 0 {
+                continue;
+            }
+            idx.select_nth_unstable_by(k - 1, |&a, &b| row[b].total_cmp(&row[a]));
+            idx.truncate(k);
+            idx.sort_by(|&a, &b| row[b].total_cmp(&row[a]));
+            for t in idx {
+                candidates.push((score + (row[t] - lse) as f64, i, t as u32));
+            }
+        }
+        candidates.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let mut next: Vec<(Vec<u32>, f64)> = Vec::new();
+        let mut sources: Vec<u32> = Vec::new();
+        let mut newly: Vec<(Vec<u32>, f64)> = Vec::new();
+        for (score, src, t) in candidates {
+            let mut seq = live[src].0.clone();
+            seq.push(t);
+            if t == eot {
+                newly.push((seq, score));
+            } else {
+                next.push((seq, score));
+                sources.push(src as u32);
+                if next.len() == beam {
+                    break;
+                }
+            }
+        }
+        for f in newly {
+            if finished.len() >= max_candidates {
+                break;
+            }
+            finished.push((f.0, f.1, true));
+        }
+        if finished.len() >= max_candidates || next.is_empty() {
+            break;
+        }
+        cache.select_rows(&sources)?;
+        input = next
+            .iter()
+            .map(|(s, _)| vec![*s.last().expect("a token")])
+            .collect();
+        live = next;
+    }
+    // Not enough ended: the best live ones count as ended here.
+    if finished.len() < beam {
+        let mut rest = live.clone();
+        rest.sort_by(|a, b| b.1.total_cmp(&a.1));
+        for (mut s, score) in rest {
+            if finished.len() >= beam {
+                break;
+            }
+            s.push(eot);
+            finished.push((s, score, false));
+        }
+    }
+    let strip = |s: &[u32]| -> Vec<u32> {
+        s[initial.len()..]
+            .iter()
+            .copied()
+            .take_while(|&t| t != eot)
+            .collect()
+    };
+    let best = finished
+        .iter()
+        .max_by(|a, b| {
+            let sa = a.1 / strip(&a.0).len().max(1) as f64;
+            let sb = b.1 / strip(&b.0).len().max(1) as f64;
+            sa.total_cmp(&sb)
+        })
+        .ok_or_else(|| {
+            crate::error::InferError::Mlx("beam search ended without a hypothesis".into())
+        })?;
+    let sampled = strip(&best.0);
+    let ended = best.2;
+    let text = tok.decode(&sampled)?.trim().to_string();
+    Ok(DecodingResult {
+        avg_logprob: best.1 / (sampled.len() + 1) as f64,
+        compression_ratio: compression_ratio(&text),
+        tokens: sampled,
+        text,
+        no_speech_prob,
+        temperature: 0.0,
         ended,
     })
 }

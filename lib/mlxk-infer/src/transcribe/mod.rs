@@ -34,6 +34,9 @@ pub struct TranscribeOptions {
     pub without_timestamps: bool,
     /// Word timestamps from the cross-attention (alignment heads + DTW).
     pub word_timestamps: bool,
+    /// Beams at temperature 0 (1: greedy, as mlx-whisper; 5: faster-whisper's default).
+    pub beam_size: usize,
+    pub patience: f32,
     pub seed: u64,
 }
 
@@ -50,6 +53,8 @@ impl Default for TranscribeOptions {
             initial_prompt: None,
             without_timestamps: false,
             word_timestamps: false,
+            beam_size: 1,
+            patience: 1.0,
             seed: 0,
         }
     }
@@ -365,6 +370,8 @@ fn decode_with_fallback(
             prompt: prompt.clone(),
             without_timestamps: o.without_timestamps,
             seed: o.seed.wrapping_add(i as u64),
+            beam_size: o.beam_size,
+            patience: o.patience,
             ..DecodeOptions::default()
         };
         let r = decode_window(model, tok, audio, &opts)?;
