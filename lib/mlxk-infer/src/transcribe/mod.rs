@@ -147,7 +147,9 @@ pub fn transcribe(
         }
         (Some(l), true) => l.clone(),
         (None, true) => {
-            let audio = encode(0, N_FRAMES.min(content_frames.max(1)), &mut times)?;
+            // mlx-whisper detects on the first 3000 frames of the whole spectrogram: past the
+            // speech those are the features of the appended silence, not zeros.
+            let audio = encode(0, N_FRAMES, &mut times)?;
             let t = Instant::now();
             let (best, probs) = detect_language(model, tok, &audio)?;
             times.decode_s += t.elapsed().as_secs_f64();
