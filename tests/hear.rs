@@ -265,3 +265,48 @@ fn a_cut_model_file_is_unhealthy_and_refused() {
         r.stderr
     );
 }
+
+#[test]
+fn the_probe_knows_every_whisper_layout_and_hear_runs_them() {
+    let tok = std::fs::read_dir(hub().join("models--mlxk-demo--whisper-tiny.en-ct2/snapshots"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path()
+        .join("tokenizer.json");
+    let dir = tempfile::tempdir().unwrap();
+    let mut texts = Vec::new();
+    for spec in mlxk_infer::tiny_whisper::specs() {
+        let d = dir.path().join(spec.name);
+        mlxk_infer::tiny_whisper::write(&spec, &d, &tok).unwrap();
+        let p = Run::of(bin("mlxk-probe").arg(&d)).ok();
+        let rec = &p.records()[0];
+        assert_eq!(rec["model_type"], "whisper", "{}: {rec}", spec.name);
+        assert_eq!(
+            rec["capabilities"],
+            serde_json::json!(["audio"]),
+            "{}",
+            spec.name
+        );
+        assert_eq!(rec["health"]["ok"], true, "{}: {rec}", spec.name);
+        if spec.quantized.is_some() {
+            assert_eq!(
+                rec["quantization"]["bits"],
+                spec.quantized.unwrap().0,
+                "{rec}"
+            );
+        }
+        let r = Run::of(bin("mlxk-hear").arg(&d).arg(fx("short.wav")).arg("--json")).ok();
+        let t = r
+            .records()
+            .into_iter()
+            .find(|r| r["type"] == "transcript")
+            .unwrap();
+        texts.push((spec.name, t["text"].as_str().unwrap().to_string()));
+    }
+    // The transformers copy holds the f32 model's values.
+    let f32_text = &texts.iter().find(|t| t.0 == "whisper-f32").unwrap().1;
+    let hf_text = &texts.iter().find(|t| t.0 == "whisper-hf").unwrap().1;
+    assert_eq!(f32_text, hf_text);
+}
