@@ -310,3 +310,12 @@ fn the_probe_knows_every_whisper_layout_and_hear_runs_them() {
     let hf_text = &texts.iter().find(|t| t.0 == "whisper-hf").unwrap().1;
     assert_eq!(f32_text, hf_text);
 }
+
+#[test]
+fn a_reader_that_leaves_ends_it_quietly() {
+    let mut c = std::process::Command::new(bin_path("mlxk-hear"));
+    c.env("HF_HUB_CACHE", hub())
+        .env("MLXK_DEVICE", "cpu")
+        .args(["whisper-tiny.en", &fx("long.wav"), "--json"]);
+    assert_ends_quietly_when_reader_leaves(c);
+}

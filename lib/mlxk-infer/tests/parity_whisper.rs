@@ -199,7 +199,7 @@ fn segments_of(name: &str) -> (Vec<Value>, String) {
         tok,
         &a.samples,
         &TranscribeOptions::default(),
-        &mut |_, _, _| {},
+        &mut |_, _, _| true,
         None,
     )
     .unwrap();
@@ -297,7 +297,7 @@ fn word_timestamps_match_mlx_whisper() {
         word_timestamps: true,
         ..TranscribeOptions::default()
     };
-    let (t, _) = transcribe(w, tok, &a.samples, &o, &mut |_, _, _| {}, None).unwrap();
+    let (t, _) = transcribe(w, tok, &a.samples, &o, &mut |_, _, _| true, None).unwrap();
     let want = &golden()["word_timestamps"]["short.wav"]["segments"];
     let got: Vec<_> = t
         .segments
@@ -351,7 +351,7 @@ fn beam_search_gives_faster_whispers_text() {
             beam_size: 5,
             ..TranscribeOptions::default()
         };
-        let (t, _) = transcribe(w, tok, &a.samples, &o, &mut |_, _, _| {}, None).unwrap();
+        let (t, _) = transcribe(w, tok, &a.samples, &o, &mut |_, _, _| true, None).unwrap();
         let want = &g["fixtures"][name];
         assert_eq!(t.text, want["text"].as_str().unwrap(), "{name}");
         let ws = want["segments"].as_array().unwrap();
@@ -454,7 +454,7 @@ fn multilingual_base_detects_transcribes_and_translates_like_mlx_whisper() {
             tok,
             &a.samples,
             &TranscribeOptions::default(),
-            &mut |_, _, _| {},
+            &mut |_, _, _| true,
             None,
         )
         .unwrap();
@@ -482,8 +482,128 @@ fn multilingual_base_detects_transcribes_and_translates_like_mlx_whisper() {
         task: mlxk_infer::transcribe::decoding::Task::Translate,
         ..TranscribeOptions::default()
     };
-    let (t, _) = transcribe(w, tok, &a.samples, &o, &mut |_, _, _| {}, None).unwrap();
+    let (t, _) = transcribe(w, tok, &a.samples, &o, &mut |_, _, _| true, None).unwrap();
     let g = &base_golden()["fixtures"]["de.wav"]["translate"];
     assert_eq!(t.text, g["text"].as_str().unwrap());
     assert_segments_equal("de.wav translate", &t.segments, &g["segments"]);
+}
+
+// Tiny random Whisper models (lib/mlxk-infer/src/tiny_whisper.rs: tiny.en's vocabulary, 64 wide,
+// 2 + 2 layers) in mlx-whisper's layout — f32, MLX 4-bit g64 and 8-bit g32 — and in the
+// transformers layout, against mlx-whisper's first step and greedy window decode.
+// Goldens: tests/reference/whisper_tiny_goldens.py → goldens/whisper_tiny.json.
+
+#[test]
+fn tiny_random_whispers_decode_like_mlx_whisper_in_every_layout_and_precision() {
+    let t =
+        std::fs::read_to_string(root().join("tests/reference/goldens/whisper_tiny.json")).unwrap();
+    let g: Value = serde_json::from_str(&t).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let tokenizer = model_dir().join("tokenizer.json");
+    let a = audio::load(&fixture("short.wav")).unwrap();
+    let m = MelSpectrogram::compute(&a.samples, 80, N_SAMPLES);
+    let window = m.window(0, (m.n_frames - N_FRAMES).min(N_FRAMES));
+    for spec in mlxk_infer::tiny_whisper::specs() {
+        let sum = mlxk_infer::tiny_whisper::write(&spec, &dir.path().join(spec.name), &tokenizer)
+            .unwrap();
+        // The transformers copy holds the f32 model's values: it must decode as that one does.
+        let key = if spec.layout == "transformers" {
+            "whisper-f32"
+        } else {
+            spec.name
+        };
+        let want = &g["models"][key];
+        if spec.layout != "transformers" {
+            assert_eq!(
+                sum,
+                want["checksum"].as_str().unwrap(),
+                "{}: the generator drifted; re-run the goldens",
+                spec.name
+            );
+        }
+        let w = whisper::load(
+            &dir.path().join(spec.name),
+            DtypePolicy::for_default_device(),
+        )
+        .unwrap();
+        let tok = WhisperTokenizer::load(&dir.path().join(spec.name), &w.dims).unwrap();
+        let x = Array::from_slice(&window, &[1, N_FRAMES as i32, 80]);
+        let enc = w.encode(&x).unwrap();
+        let row0 = enc.index((0, 0, ..8));
+        row0.eval().unwrap();
+        for (a, b) in row0
+            .as_slice::<f32>()
+            .iter()
+            .zip(floats(&want["first_step"]["encoder_output"]["row0_first8"]))
+        {
+            assert!((a - b).abs() < 1e-3, "{}: encoder {a} vs {b}", spec.name);
+        }
+        let o = DecodeOptions::default();
+        let (initial, _) = initial_tokens(&tok, w.dims.n_text_ctx, &o);
+        let mut cache = w.start(&enc).unwrap();
+        let ids = Array::from_slice(
+            &initial.iter().map(|&t| t as i32).collect::<Vec<_>>(),
+            &[1, initial.len() as i32],
+        );
+        let (logits, _) = w.decode(&ids, &mut cache, false).unwrap();
+        let last = logits.index((0, initial.len() as i32 - 1, ..));
+        last.eval().unwrap();
+        let mut l = last.as_slice::<f32>().to_vec();
+        let top5 = |l: &[f32]| {
+            let lse = logsumexp(l);
+            let mut idx: Vec<usize> = (0..l.len()).collect();
+            idx.sort_by(|&a, &b| l[b].total_cmp(&l[a]));
+            idx.into_iter()
+                .take(5)
+                .map(|i| (i as u64, (l[i] - lse) as f64))
+                .collect::<Vec<_>>()
+        };
+        for (what, got) in [
+            ("top5_raw", top5(&l)),
+            ("top5_filtered", {
+                LogitFilters::new(&tok, initial.len(), &o, w.dims.n_audio_ctx)
+                    .unwrap()
+                    .apply(&mut l, &initial);
+                top5(&l)
+            }),
+        ] {
+            for ((gi, gl), wv) in got.iter().zip(want["first_step"][what].as_array().unwrap()) {
+                assert_eq!(
+                    *gi,
+                    wv[0].as_u64().unwrap(),
+                    "{} {what}: {got:?} vs {}",
+                    spec.name,
+                    want["first_step"][what]
+                );
+                assert!(
+                    (gl - wv[1].as_f64().unwrap()).abs() < 1e-3,
+                    "{} {what}: {got:?}",
+                    spec.name
+                );
+            }
+        }
+        for (key_t, without_timestamps) in
+            [("decode_t0", false), ("decode_t0_without_timestamps", true)]
+        {
+            let o = DecodeOptions {
+                without_timestamps,
+                ..DecodeOptions::default()
+            };
+            let r = mlxk_infer::transcribe::decoding::decode_window(&w, &tok, &enc, &o).unwrap();
+            let wt: Vec<u32> = want[key_t]["tokens"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap() as u32)
+                .collect();
+            assert_eq!(r.tokens, wt, "{} {key_t}", spec.name);
+            let ns = want[key_t]["no_speech_prob"].as_f64().unwrap();
+            assert!(
+                (r.no_speech_prob - ns).abs() < 1e-4,
+                "{} {key_t}: no_speech {} vs {ns}",
+                spec.name,
+                r.no_speech_prob
+            );
+        }
+    }
 }

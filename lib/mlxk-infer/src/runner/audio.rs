@@ -181,6 +181,7 @@ impl AudioRunner {
                     }
                 }
             }
+            !out.closed()
         };
         let (transcript, cancelled) = transcribe(
             &model.whisper,

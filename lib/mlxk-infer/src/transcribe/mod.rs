@@ -105,8 +105,9 @@ pub struct Transcript {
     pub loops_cut: usize,
 }
 
-/// Progress: called after each window with the frames done and the total.
-pub type Progress<'a> = &'a mut dyn FnMut(usize, usize, &[Segment]);
+/// Progress: called after each window with the frames done, the total and the window's new
+/// segments; `false` stops the transcription there (the reader of the output went away).
+pub type Progress<'a> = &'a mut dyn FnMut(usize, usize, &[Segment]) -> bool;
 
 /// Transcribes `samples` (16 kHz mono); `cancel` stops between windows (the partial transcript
 /// comes back with `Err(InferError::Interrupted)` semantics left to the caller through `cancelled`).
@@ -201,7 +202,10 @@ pub fn transcribe(
             }
             if skip {
                 seek += segment_size;
-                progress(seek.min(content_frames), content_frames, &[]);
+                if !progress(seek.min(content_frames), content_frames, &[]) {
+                    cancelled = true;
+                    break;
+                }
                 continue;
             }
         }
@@ -324,7 +328,10 @@ pub fn transcribe(
         if seek <= previous_seek {
             seek = previous_seek + segment_size;
         }
-        progress(seek.min(content_frames), content_frames, &segments[base..]);
+        if !progress(seek.min(content_frames), content_frames, &segments[base..]) {
+            cancelled = true;
+            break;
+        }
     }
     let text = tok.decode(&all_tokens[initial_prompt_tokens.len()..])?;
     Ok((
