@@ -252,7 +252,7 @@ def main(ct2_dir, cache_dir, out_json):
     }
     out = Path(out_json)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(golden, indent=1, ensure_ascii=False) + "\n")
+    out.write_text(json.dumps(golden, indent=1, ensure_ascii=False, allow_nan=False) + "\n")
     print("wrote", out)
 
 
