@@ -58,8 +58,9 @@ med = lambda rs: statistics.median(r["wall"] for r in rs)
 mo, mm, mf = med(o), med(m), med(fw)
 stages = open(f"{w}/stages").read().strip()
 print(f"{f:<10} {dur:7.1f} | {'mlxk-hear':<14} {mo:7.2f} {mo/dur:6.3f} | {stages}")
-print(f"{'':<10} {'':7} | {'mlx-whisper':<14} {mm:7.2f} {mm/dur:6.3f} | ours {mm/mo:.2f}x faster")
-print(f"{'':<10} {'':7} | {'faster-whisper':<14} {mf:7.2f} {mf/dur:6.3f} | ours {mf/mo:.2f}x faster")
+ratio = lambda theirs: f"ours {theirs/mo:.2f}x faster" if theirs >= mo else f"ours {mo/theirs:.2f}x slower"
+print(f"{'':<10} {'':7} | {'mlx-whisper':<14} {mm:7.2f} {mm/dur:6.3f} | {ratio(mm)}")
+print(f"{'':<10} {'':7} | {'faster-whisper':<14} {mf:7.2f} {mf/dur:6.3f} | {ratio(mf)}")
 same = lambda a, b: a["text"].strip() == b["text"].strip()
 print(f"{'':<10} {'':7} | same text as mlx-whisper: {same(o[0], m[0])}, as faster-whisper: {same(o[0], fw[0])}")
 PY
