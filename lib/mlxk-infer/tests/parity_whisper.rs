@@ -96,6 +96,51 @@ fn floats(v: &Value) -> Vec<f32> {
         .collect()
 }
 
+/// The five likeliest tokens of a logit row with their log-probabilities.
+fn top5(l: &[f32]) -> Vec<(u64, f64)> {
+    let lse = logsumexp(l);
+    let mut idx: Vec<usize> = (0..l.len()).collect();
+    idx.sort_by(|&a, &b| l[b].total_cmp(&l[a]));
+    idx.into_iter()
+        .take(5)
+        .map(|i| (i as u64, (l[i] - lse) as f64))
+        .collect()
+}
+
+/// The first decoding step of `w` over `enc` against a golden's `top5_raw` / `top5_filtered`.
+fn assert_first_step(w: &Whisper, tok: &WhisperTokenizer, enc: &Array, want: &Value, name: &str) {
+    let o = DecodeOptions::default();
+    let (initial, _) = initial_tokens(tok, w.dims.n_text_ctx, &o);
+    let mut cache = w.start(enc).unwrap();
+    let ids = Array::from_slice(
+        &initial.iter().map(|&t| t as i32).collect::<Vec<_>>(),
+        &[1, initial.len() as i32],
+    );
+    let (logits, _) = w.decode(&ids, &mut cache, false).unwrap();
+    let last = logits.index((0, initial.len() as i32 - 1, ..));
+    last.eval().unwrap();
+    let mut l = last.as_slice::<f32>().to_vec();
+    let raw = top5(&l);
+    LogitFilters::new(tok, initial.len(), &o, w.dims.n_audio_ctx)
+        .unwrap()
+        .apply(&mut l, &initial);
+    for (what, got) in [("top5_raw", raw), ("top5_filtered", top5(&l))] {
+        for ((gi, gl), wv) in got.iter().zip(want[what].as_array().unwrap()) {
+            assert_eq!(
+                *gi,
+                wv[0].as_u64().unwrap(),
+                "{name} {what}: {got:?} vs {}",
+                want[what]
+            );
+            assert!(
+                (gl - wv[1].as_f64().unwrap()).abs() < 1e-3,
+                "{name} {what}: {got:?} vs {}",
+                want[what]
+            );
+        }
+    }
+}
+
 #[test]
 fn log_mel_features_match_mlx_whisper_within_1e_4() {
     let a = audio::load(&fixture("short.wav")).unwrap();
@@ -158,37 +203,7 @@ fn encoder_and_first_step_match_mlx_whisper() {
         .map(|v| v.as_u64().unwrap() as u32)
         .collect();
     assert_eq!(initial, want_initial);
-    let mut cache = w.start(&enc).unwrap();
-    let ids = Array::from_slice(
-        &initial.iter().map(|&t| t as i32).collect::<Vec<_>>(),
-        &[1, initial.len() as i32],
-    );
-    let (logits, _) = w.decode(&ids, &mut cache, false).unwrap();
-    let last = logits.index((0, initial.len() as i32 - 1, ..));
-    last.eval().unwrap();
-    let mut l = last.as_slice::<f32>().to_vec();
-    let top5 = |l: &[f32]| {
-        let lse = logsumexp(l);
-        let mut idx: Vec<usize> = (0..l.len()).collect();
-        idx.sort_by(|&a, &b| l[b].total_cmp(&l[a]));
-        idx.into_iter()
-            .take(5)
-            .map(|i| (i as u64, (l[i] - lse) as f64))
-            .collect::<Vec<_>>()
-    };
-    let check = |got: Vec<(u64, f64)>, want: &Value, what: &str| {
-        for ((gi, gl), w) in got.iter().zip(want.as_array().unwrap()) {
-            assert_eq!(*gi, w[0].as_u64().unwrap(), "{what}: {got:?} vs {want}");
-            assert!(
-                (gl - w[1].as_f64().unwrap()).abs() < 1e-3,
-                "{what}: {got:?} vs {want}"
-            );
-        }
-    };
-    check(top5(&l), &fs["top5_raw"], "raw");
-    let filters = LogitFilters::new(tok, initial.len(), &o, w.dims.n_audio_ctx).unwrap();
-    filters.apply(&mut l, &initial);
-    check(top5(&l), &fs["top5_filtered"], "filtered");
+    assert_first_step(w, tok, &enc, fs, "tiny.en");
 }
 
 fn segments_of(name: &str) -> (Vec<Value>, String) {
@@ -538,50 +553,7 @@ fn tiny_random_whispers_decode_like_mlx_whisper_in_every_layout_and_precision() 
         {
             assert!((a - b).abs() < 1e-3, "{}: encoder {a} vs {b}", spec.name);
         }
-        let o = DecodeOptions::default();
-        let (initial, _) = initial_tokens(&tok, w.dims.n_text_ctx, &o);
-        let mut cache = w.start(&enc).unwrap();
-        let ids = Array::from_slice(
-            &initial.iter().map(|&t| t as i32).collect::<Vec<_>>(),
-            &[1, initial.len() as i32],
-        );
-        let (logits, _) = w.decode(&ids, &mut cache, false).unwrap();
-        let last = logits.index((0, initial.len() as i32 - 1, ..));
-        last.eval().unwrap();
-        let mut l = last.as_slice::<f32>().to_vec();
-        let top5 = |l: &[f32]| {
-            let lse = logsumexp(l);
-            let mut idx: Vec<usize> = (0..l.len()).collect();
-            idx.sort_by(|&a, &b| l[b].total_cmp(&l[a]));
-            idx.into_iter()
-                .take(5)
-                .map(|i| (i as u64, (l[i] - lse) as f64))
-                .collect::<Vec<_>>()
-        };
-        for (what, got) in [
-            ("top5_raw", top5(&l)),
-            ("top5_filtered", {
-                LogitFilters::new(&tok, initial.len(), &o, w.dims.n_audio_ctx)
-                    .unwrap()
-                    .apply(&mut l, &initial);
-                top5(&l)
-            }),
-        ] {
-            for ((gi, gl), wv) in got.iter().zip(want["first_step"][what].as_array().unwrap()) {
-                assert_eq!(
-                    *gi,
-                    wv[0].as_u64().unwrap(),
-                    "{} {what}: {got:?} vs {}",
-                    spec.name,
-                    want["first_step"][what]
-                );
-                assert!(
-                    (gl - wv[1].as_f64().unwrap()).abs() < 1e-3,
-                    "{} {what}: {got:?}",
-                    spec.name
-                );
-            }
-        }
+        assert_first_step(&w, &tok, &enc, &want["first_step"], spec.name);
         for (key_t, without_timestamps) in
             [("decode_t0", false), ("decode_t0_without_timestamps", true)]
         {

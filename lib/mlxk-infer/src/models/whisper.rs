@@ -723,79 +723,52 @@ fn from_ct2(dir: &Path) -> Result<Parts> {
         for i in 0..n {
             let src = format!("{side}/layer_{i}");
             let dst = format!("{side}.blocks.{i}");
-            let mut put_ln =
-                |from: &str, to: &str, take: &mut dyn FnMut(&str) -> Result<Array>| -> Result<()> {
-                    map.insert(
-                        format!("{dst}.{to}.weight"),
-                        take(&format!("{src}/{from}/gamma"))?,
-                    );
-                    map.insert(
-                        format!("{dst}.{to}.bias"),
-                        take(&format!("{src}/{from}/beta"))?,
-                    );
-                    Ok(())
+            let mut moved = vec![
+                ("self_attention/layer_norm/gamma", "attn_ln.weight"),
+                ("self_attention/layer_norm/beta", "attn_ln.bias"),
+                ("ffn/layer_norm/gamma", "mlp_ln.weight"),
+                ("ffn/layer_norm/beta", "mlp_ln.bias"),
+                ("self_attention/linear_1/weight", "attn.out.weight"),
+                ("self_attention/linear_1/bias", "attn.out.bias"),
+                ("ffn/linear_0/weight", "mlp1.weight"),
+                ("ffn/linear_0/bias", "mlp1.bias"),
+                ("ffn/linear_1/weight", "mlp2.weight"),
+                ("ffn/linear_1/bias", "mlp2.bias"),
+            ];
+            if side == "decoder" {
+                moved.extend([
+                    ("attention/layer_norm/gamma", "cross_attn_ln.weight"),
+                    ("attention/layer_norm/beta", "cross_attn_ln.bias"),
+                    ("attention/linear_0/weight", "cross_attn.query.weight"),
+                    ("attention/linear_0/bias", "cross_attn.query.bias"),
+                    ("attention/linear_2/weight", "cross_attn.out.weight"),
+                    ("attention/linear_2/bias", "cross_attn.out.bias"),
+                ]);
+            }
+            for (from, to) in moved {
+                map.insert(format!("{dst}.{to}"), take(&format!("{src}/{from}"))?);
+            }
+            // Fused projections, split: q|k|v (self) and k|v (cross); the key has no bias
+            // (its slot in the fused bias is zero).
+            let mut split = vec![("self_attention/linear_0", "attn", 3)];
+            if side == "decoder" {
+                split.push(("attention/linear_1", "cross_attn", 2));
+            }
+            for (from, to, parts) in split {
+                let w = take(&format!("{src}/{from}/weight"))?.split_equal(parts, 0)?;
+                let b = take(&format!("{src}/{from}/bias"))?.split_equal(parts, 0)?;
+                let names: &[&str] = if parts == 3 {
+                    &["query", "key", "value"]
+                } else {
+                    &["key", "value"]
                 };
-            put_ln("self_attention/layer_norm", "attn_ln", &mut take)?;
-            put_ln("ffn/layer_norm", "mlp_ln", &mut take)?;
-            if side == "decoder" {
-                put_ln("attention/layer_norm", "cross_attn_ln", &mut take)?;
+                for (k, name) in names.iter().enumerate() {
+                    map.insert(format!("{dst}.{to}.{name}.weight"), w[k].clone());
+                    if *name != "key" {
+                        map.insert(format!("{dst}.{to}.{name}.bias"), b[k].clone());
+                    }
+                }
             }
-            let qkv_w = take(&format!("{src}/self_attention/linear_0/weight"))?;
-            let qkv_b = take(&format!("{src}/self_attention/linear_0/bias"))?;
-            let ws = qkv_w.split_equal(3, 0)?;
-            let bs = qkv_b.split_equal(3, 0)?;
-            map.insert(format!("{dst}.attn.query.weight"), ws[0].clone());
-            map.insert(format!("{dst}.attn.query.bias"), bs[0].clone());
-            map.insert(format!("{dst}.attn.key.weight"), ws[1].clone());
-            map.insert(format!("{dst}.attn.value.weight"), ws[2].clone());
-            map.insert(format!("{dst}.attn.value.bias"), bs[2].clone());
-            map.insert(
-                format!("{dst}.attn.out.weight"),
-                take(&format!("{src}/self_attention/linear_1/weight"))?,
-            );
-            map.insert(
-                format!("{dst}.attn.out.bias"),
-                take(&format!("{src}/self_attention/linear_1/bias"))?,
-            );
-            if side == "decoder" {
-                map.insert(
-                    format!("{dst}.cross_attn.query.weight"),
-                    take(&format!("{src}/attention/linear_0/weight"))?,
-                );
-                map.insert(
-                    format!("{dst}.cross_attn.query.bias"),
-                    take(&format!("{src}/attention/linear_0/bias"))?,
-                );
-                let kv_w = take(&format!("{src}/attention/linear_1/weight"))?.split_equal(2, 0)?;
-                let kv_b = take(&format!("{src}/attention/linear_1/bias"))?.split_equal(2, 0)?;
-                map.insert(format!("{dst}.cross_attn.key.weight"), kv_w[0].clone());
-                map.insert(format!("{dst}.cross_attn.value.weight"), kv_w[1].clone());
-                map.insert(format!("{dst}.cross_attn.value.bias"), kv_b[1].clone());
-                map.insert(
-                    format!("{dst}.cross_attn.out.weight"),
-                    take(&format!("{src}/attention/linear_2/weight"))?,
-                );
-                map.insert(
-                    format!("{dst}.cross_attn.out.bias"),
-                    take(&format!("{src}/attention/linear_2/bias"))?,
-                );
-            }
-            map.insert(
-                format!("{dst}.mlp1.weight"),
-                take(&format!("{src}/ffn/linear_0/weight"))?,
-            );
-            map.insert(
-                format!("{dst}.mlp1.bias"),
-                take(&format!("{src}/ffn/linear_0/bias"))?,
-            );
-            map.insert(
-                format!("{dst}.mlp2.weight"),
-                take(&format!("{src}/ffn/linear_1/weight"))?,
-            );
-            map.insert(
-                format!("{dst}.mlp2.bias"),
-                take(&format!("{src}/ffn/linear_1/bias"))?,
-            );
         }
     }
     for side in ["encoder", "decoder"] {
