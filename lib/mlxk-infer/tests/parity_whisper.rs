@@ -579,3 +579,36 @@ fn tiny_random_whispers_decode_like_mlx_whisper_in_every_layout_and_precision() 
         }
     }
 }
+
+/// `--initial-prompt` (a context before the first window) against mlx-whisper's transcripts
+/// with the same prompt (tests/reference/whisper_prompt_goldens.py).
+#[test]
+fn an_initial_prompt_steers_the_text_as_in_mlx_whisper() {
+    let t = std::fs::read_to_string(root().join("tests/reference/goldens/whisper_prompt.json"))
+        .unwrap();
+    let g: Value = serde_json::from_str(&t).unwrap();
+    let (w, tok) = &model();
+    for name in ["short.wav", "long.wav"] {
+        assert_eq!(
+            g["fixtures"][name]["sha256"],
+            golden()["fixtures"][name]["sha256"]
+        );
+        let a = audio::load(&fixture(name)).unwrap();
+        let o = TranscribeOptions {
+            initial_prompt: Some(g["initial_prompt"].as_str().unwrap().to_string()),
+            ..TranscribeOptions::default()
+        };
+        let (t, _) = transcribe(w, tok, &a.samples, &o, &mut |_, _, _| true, None).unwrap();
+        assert_eq!(
+            t.text,
+            g["fixtures"][name]["text"].as_str().unwrap(),
+            "{name}"
+        );
+        assert_segments_equal(name, &t.segments, &g["fixtures"][name]["segments"]);
+    }
+    // The prompt changed the words: the test is not passing on the unprompted text.
+    assert_ne!(
+        g["fixtures"]["short.wav"]["text"],
+        golden()["fixtures"]["short.wav"]["text"]
+    );
+}
