@@ -315,3 +315,30 @@ fn a_reader_that_leaves_ends_it_quietly() {
         .args(["whisper-tiny.en", &fx("long.wav"), "--json"]);
     assert_ends_quietly_when_reader_leaves(c);
 }
+
+#[test]
+fn options_that_cannot_work_are_usage_errors() {
+    for (args, words) in [
+        (
+            &["--temperature-increment-on-fallback", "1e-9"][..],
+            "between 0.01 and 1",
+        ),
+        (&["--json", "-f", "srt"][..], "-o FILE"),
+        (&["--task", "translate"][..], "English-only"),
+        (&["--patience", "0"][..], "--patience"),
+    ] {
+        let mut a = vec!["whisper-tiny.en", "short.wav"];
+        a.extend_from_slice(args);
+        let wav = fx("short.wav");
+        a[1] = &wav;
+        let r = run(&a);
+        assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
+        assert!(r.stderr.contains(words), "{args:?}: {}", r.stderr);
+        // Nothing transcribed; with --json the failure is also an `error` record.
+        assert!(
+            r.records().iter().all(|x| x["type"] == "error"),
+            "{args:?}: {}",
+            r.stdout
+        );
+    }
+}

@@ -123,17 +123,17 @@ fn options(cli: &Cli) -> Result<TranscribeOptions, Failure> {
         return Err(Failure::usage("--patience must be above 0"));
     }
     let step = cli.temperature_increment_on_fallback;
-    if step < 0.0 {
+    if step != 0.0 && !(0.01..=1.0).contains(&step) {
         return Err(Failure::usage(
-            "--temperature-increment-on-fallback cannot be negative",
+            "--temperature-increment-on-fallback must be 0 (no fallback) or between 0.01 and 1",
         ));
     }
     let mut temperatures = vec![cli.temperature];
     if step > 0.0 {
-        let mut t = cli.temperature + step;
-        while t <= 1.0 + 1e-6 {
-            temperatures.push((t * 1e4).round() / 1e4);
-            t += step;
+        // numpy's arange(t, 1 + 1e-6, step), as mlx-whisper's CLI builds it.
+        let n = ((1.0 + 1e-6 - cli.temperature) / step).floor().max(0.0) as usize;
+        for i in 1..=n {
+            temperatures.push(((cli.temperature + i as f32 * step) * 1e4).round() / 1e4);
         }
     }
     Ok(TranscribeOptions {
@@ -186,6 +186,22 @@ fn run(cli: &Cli, out: &mut Output) -> Result<(), Failure> {
         ));
     }
     inputs.dedup();
+    if cli.json && cli.output.is_none() && !matches!(format, Format::Txt | Format::Jsonl) {
+        return Err(Failure::usage(format!(
+            "--json writes records to stdout; write the {} with -o FILE beside them",
+            cli.format
+        )));
+    }
+    if cli.output.is_some() && inputs.len() > 1 {
+        let mut stems: Vec<String> = inputs.iter().map(|p| output_stem(p)).collect();
+        stems.sort();
+        if let Some(w) = stems.windows(2).find(|w| w[0] == w[1]) {
+            return Err(Failure::usage(format!(
+                "-o DIR: two inputs are named {}; their transcripts would overwrite each other",
+                w[0]
+            )));
+        }
+    }
     let destination = match &cli.output {
         None => Destination::Stdout,
         Some(p) if inputs.len() > 1 => {
@@ -217,6 +233,11 @@ fn run(cli: &Cli, out: &mut Output) -> Result<(), Failure> {
         }
         None => runner::jobs_from_records(std::io::stdin().lock(), out)?,
     };
+    if jobs.len() > 1 && cli.output.is_some() {
+        return Err(Failure::usage(
+            "-o writes one model's transcripts; pipe one model record, or drop -o",
+        ));
+    }
     run_jobs(
         &runner,
         &jobs,
@@ -225,6 +246,11 @@ fn run(cli: &Cli, out: &mut Output) -> Result<(), Failure> {
         runner.cancel.as_deref(),
     );
     Ok(())
+}
+
+/// The name a transcript gets in `-o DIR`: the input's stem (`stdin` for `-`).
+fn output_stem(p: &std::path::Path) -> String {
+    mlxk_infer::runner::audio::output_stem(p)
 }
 
 fn looks_like_audio(s: &str) -> bool {

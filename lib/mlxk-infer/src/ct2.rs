@@ -32,7 +32,12 @@ fn parse(path: &Path, data: &[u8]) -> Result<Ct2Model> {
     let mut arrays = HashMap::new();
     let mut scalars = HashMap::new();
     for v in &h.variables {
-        let bytes = &data[v.offset as usize..(v.offset + v.nbytes) as usize];
+        let Some(bytes) = data.get(v.offset as usize..(v.offset + v.nbytes) as usize) else {
+            return Err(broken(
+                path,
+                format!("`{}` lies beyond the end of the file", v.name),
+            ));
+        };
         if v.dims.is_empty() {
             let n = match v.dtype {
                 1 => bytes[0] as i8 as i64,

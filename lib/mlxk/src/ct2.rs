@@ -27,8 +27,15 @@ impl Variable {
         })
     }
 
+    /// Elements in all; `None` when the dims overflow (a lying header).
+    pub fn checked_elements(&self) -> Option<u64> {
+        self.dims
+            .iter()
+            .try_fold(1u64, |n, &d| n.checked_mul(d as u64))
+    }
+
     pub fn elements(&self) -> u64 {
-        self.dims.iter().map(|&d| d as u64).product()
+        self.checked_elements().unwrap_or(u64::MAX)
     }
 
     pub fn is_float(&self) -> bool {
@@ -135,7 +142,8 @@ pub fn parse<R: Read + Seek>(r: R, len: u64) -> Result<Header, String> {
     let spec = s.string()?;
     let revision = s.u32()?;
     let count = s.u32()?;
-    let mut variables = Vec::with_capacity(count as usize);
+    // The count is a claim: each variable takes at least 9 header bytes.
+    let mut variables = Vec::with_capacity((count as u64).min(len / 9) as usize);
     for _ in 0..count {
         let name = s.string()?;
         let rank = s.u8()? as usize;
@@ -152,8 +160,14 @@ pub fn parse<R: Read + Seek>(r: R, len: u64) -> Result<Header, String> {
             offset: s.at,
             nbytes,
         };
+        if v.dims.iter().any(|&d| d > i32::MAX as u32) {
+            return Err(format!(
+                "`{}` has a dimension beyond 2^31 ({:?})",
+                v.name, v.dims
+            ));
+        }
         match v.width() {
-            Some(w) if w * v.elements() == nbytes => {}
+            Some(w) if v.checked_elements().and_then(|e| e.checked_mul(w)) == Some(nbytes) => {}
             Some(w) => {
                 return Err(format!(
                     "`{}` is {:?} × {w} bytes but holds {nbytes} bytes",
@@ -240,6 +254,20 @@ mod tests {
             &1.0f32.to_le_bytes()
         );
         assert_eq!(h.aliases, [("alias".to_string(), "w".to_string())]);
+    }
+
+    #[test]
+    fn a_lying_header_is_an_error_not_an_abort() {
+        let mut b = tiny_file();
+        // The variable count (after version, spec name, revision) claims 4 billion.
+        let at = 4 + 2 + "WhisperSpec".len() + 1 + 4;
+        b[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(parse(Cursor::new(&b), b.len() as u64).is_err());
+        // A dimension so large that dims × width overflows.
+        let mut b = tiny_file();
+        let dim = b.windows(2).position(|w| w == [b'w', 0]).unwrap() + 3;
+        b[dim..dim + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(parse(Cursor::new(&b), b.len() as u64).is_err());
     }
 
     #[test]

@@ -101,12 +101,23 @@ pub fn decode(name: &Path, bytes: Vec<u8>) -> Result<Audio, AudioError> {
         return Err(AudioError::Empty { name: name.into() });
     }
     let (channels, rate, codec, interleaved) = if is_riff_wave(&bytes) {
-        decode_wav(name, bytes)?
+        match decode_wav(name, &bytes)? {
+            Some(d) => d,
+            // Not PCM/float, or a header hound refuses (ffmpeg's piped WAV declares 4 GB):
+            // symphonia reads those (µ-law, ADPCM, unknown length).
+            None => decode_symphonia(name, bytes, true)?,
+        }
     } else {
-        decode_symphonia(name, bytes)?
+        decode_symphonia(name, bytes, false)?
     };
     if interleaved.is_empty() || channels == 0 {
         return Err(AudioError::Empty { name: name.into() });
+    }
+    if !(1_000..=768_000).contains(&rate) {
+        return Err(AudioError::NotAudio {
+            name: name.into(),
+            found: format!("a sample rate of {rate} Hz"),
+        });
     }
     let mono = mix_to_mono(&interleaved, channels);
     let samples = resample(&mono, rate, SAMPLE_RATE);
@@ -125,30 +136,18 @@ fn is_riff_wave(b: &[u8]) -> bool {
 type Decoded = (usize, u32, String, Vec<f32>);
 
 /// WAV through hound: integer PCM of any width and float PCM; a data chunk shorter than its
-/// header says is a truncated file.
-fn decode_wav(name: &Path, bytes: Vec<u8>) -> Result<Decoded, AudioError> {
-    let reader = hound::WavReader::new(Cursor::new(bytes));
-    let reader = match reader {
-        Ok(r) => r,
-        // hound knows only PCM and float; let symphonia try (ADPCM, µ-law, …).
-        Err(hound::Error::Unsupported) => {
-            return Err(AudioError::NotAudio {
-                name: name.into(),
-                found: "a WAV encoding other than PCM or float".into(),
-            });
-        }
-        Err(e) => {
-            return Err(AudioError::NotAudio {
-                name: name.into(),
-                found: format!("a broken WAV header: {e}"),
-            });
-        }
+/// header says is a truncated file. `None`: a WAV for symphonia instead.
+fn decode_wav(name: &Path, bytes: &[u8]) -> Result<Option<Decoded>, AudioError> {
+    let Ok(reader) = hound::WavReader::new(Cursor::new(bytes)) else {
+        return Ok(None);
     };
     let spec = reader.spec();
     let channels = spec.channels as usize;
     let total = reader.len() as usize;
     let per_s = (spec.sample_rate as f64 * channels.max(1) as f64).max(1.0);
-    let mut out = Vec::with_capacity(total);
+    // The header's length is a claim: reserve no more than the bytes can hold.
+    let width = (spec.bits_per_sample as usize).div_ceil(8).max(1);
+    let mut out = Vec::with_capacity(total.min(bytes.len() / width));
     let cut = |i: usize, e: hound::Error| AudioError::Truncated {
         name: name.into(),
         at_s: i as f64 / per_s,
@@ -178,10 +177,12 @@ fn decode_wav(name: &Path, bytes: Vec<u8>) -> Result<Decoded, AudioError> {
         hound::SampleFormat::Float => format!("wav/pcm_f{}", spec.bits_per_sample),
         hound::SampleFormat::Int => format!("wav/pcm_s{}", spec.bits_per_sample),
     };
-    Ok((channels, spec.sample_rate, codec, out))
+    Ok(Some((channels, spec.sample_rate, codec, out)))
 }
 
-fn decode_symphonia(name: &Path, bytes: Vec<u8>) -> Result<Decoded, AudioError> {
+/// Any format symphonia reads; `wav` for a WAV hound refused (its declared length may be a
+/// placeholder, as in a piped WAV, so only a decoding error counts as damage there).
+fn decode_symphonia(name: &Path, bytes: Vec<u8>, wav: bool) -> Result<Decoded, AudioError> {
     use symphonia::core::audio::SampleBuffer;
     use symphonia::core::codecs::{CODEC_TYPE_NULL, DecoderOptions};
     use symphonia::core::errors::Error;
@@ -245,7 +246,12 @@ fn decode_symphonia(name: &Path, bytes: Vec<u8>) -> Result<Decoded, AudioError> 
         let packet = match format.next_packet() {
             Ok(p) => p,
             Err(Error::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
-            Err(Error::ResetRequired) => break,
+            Err(Error::ResetRequired) => {
+                return Err(AudioError::UnsupportedCodec {
+                    name: name.into(),
+                    codec: "a chained stream (its format changes mid-file)".into(),
+                });
+            }
             Err(e) => {
                 return Err(AudioError::Truncated {
                     name: name.into(),
@@ -275,6 +281,7 @@ fn decode_symphonia(name: &Path, bytes: Vec<u8>) -> Result<Decoded, AudioError> 
     // A stream that declares its length must deliver all of it.
     if let Some(n) = params.n_frames
         && channels > 0
+        && !wav
     {
         let got = (out.len() / channels) as u64;
         // Encoder delay/padding trimming can differ by a frame or so; a cut file loses far more.
@@ -439,6 +446,31 @@ mod tests {
                 .starts_with("cut.wav: the stream is damaged or cut off"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_piped_wav_of_unknown_length_is_read_whole() {
+        // ffmpeg writing a WAV to a pipe cannot seek back: RIFF and data sizes say 4 GB.
+        let frames: Vec<Vec<i32>> = (0..1600).map(|i| vec![(i % 200 - 100) * 100]).collect();
+        let good = wav_bytes(16000, 1, 16, &frames);
+        let mut piped = good.clone();
+        piped[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+        let data = piped.windows(4).position(|w| w == b"data").unwrap();
+        piped[data + 4..data + 8].copy_from_slice(&u32::MAX.to_le_bytes());
+        let a = decode(Path::new("-"), piped).unwrap();
+        let b = decode(Path::new("x.wav"), good).unwrap();
+        assert_eq!(a.samples, b.samples);
+    }
+
+    #[test]
+    fn an_impossible_sample_rate_is_refused() {
+        let frames: Vec<Vec<i32>> = (0..100).map(|i| vec![i]).collect();
+        let mut b = wav_bytes(16000, 1, 16, &frames);
+        // fmt chunk: sample rate at byte 24, byte rate at 28.
+        b[24..28].copy_from_slice(&0u32.to_le_bytes());
+        b[28..32].copy_from_slice(&0u32.to_le_bytes());
+        let e = decode(Path::new("zero.wav"), b).unwrap_err();
+        assert!(matches!(e, AudioError::NotAudio { .. }), "{e}");
     }
 
     #[test]

@@ -36,6 +36,47 @@ pub struct WhisperDims {
 }
 
 impl WhisperDims {
+    /// Sizes this implementation can run: a 30-second window of 3000 mel frames (1500 audio
+    /// positions), 80 or 128 mel bins, head counts dividing the widths, a Whisper vocabulary.
+    pub fn validate(&self, path: &Path) -> Result<()> {
+        let bad = |what: String| {
+            Err(broken(
+                path,
+                format!("not a Whisper model this build runs: {what}"),
+            ))
+        };
+        if self.n_audio_ctx != 1500 {
+            return bad(format!(
+                "n_audio_ctx is {} (Whisper's 30-second window is 1500)",
+                self.n_audio_ctx
+            ));
+        }
+        if self.n_mels != 80 && self.n_mels != 128 {
+            return bad(format!("{} mel bins (80 or 128)", self.n_mels));
+        }
+        for (what, width, heads) in [
+            ("audio", self.n_audio_state, self.n_audio_head),
+            ("text", self.n_text_state, self.n_text_head),
+        ] {
+            if heads == 0 || width < 4 || width % heads != 0 || width % 2 != 0 {
+                return bad(format!("{what} width {width} with {heads} heads"));
+            }
+        }
+        if self.n_vocab < 51864 {
+            return bad(format!(
+                "a vocabulary of {} tokens (Whisper's has 51864 or more)",
+                self.n_vocab
+            ));
+        }
+        if self.n_text_ctx < 4 || self.n_audio_layer == 0 || self.n_text_layer == 0 {
+            return bad(format!(
+                "{} text positions, {}+{} layers",
+                self.n_text_ctx, self.n_audio_layer, self.n_text_layer
+            ));
+        }
+        Ok(())
+    }
+
     /// Multilingual vocabularies have 51865 or more tokens; `.en` ones 51864.
     pub fn is_multilingual(&self) -> bool {
         self.n_vocab >= 51865
@@ -66,7 +107,7 @@ impl WhisperLayout {
 
     /// The layout of the checkpoint in `dir`, if it is a Whisper checkpoint at all.
     pub fn detect(dir: &Path) -> Option<WhisperLayout> {
-        if dir.join("model.bin").is_file() {
+        if mlxk::ct2::looks_like_ct2(&dir.join("model.bin")) {
             return Some(WhisperLayout::CTranslate2);
         }
         let cfg: Value = std::fs::read_to_string(dir.join("config.json"))
@@ -354,6 +395,7 @@ pub fn load(dir: &Path, policy: DtypePolicy) -> Result<Whisper> {
         WhisperLayout::MlxWhisper => from_mlx_whisper(dir)?,
         WhisperLayout::Transformers => from_transformers(dir)?,
     };
+    dims.validate(dir)?;
     let stored_dtype = map
         .get("decoder.token_embedding.weight")
         .map(|a| {
@@ -495,6 +537,10 @@ fn build(
     let float = text_positions.dtype();
     let audio_positions = sinusoids(dims.n_audio_ctx, d_a)?.as_dtype(float)?;
     let mask = causal_mask(dims.n_text_ctx)?.as_dtype(float)?;
+    let alignment: Vec<(usize, usize)> = alignment
+        .into_iter()
+        .filter(|&(l, h)| l < dims.n_text_layer && h < dims.n_text_head)
+        .collect();
     let alignment_heads = if alignment.is_empty() {
         // mlx-whisper's default: every head of the last half of the decoder layers.
         (dims.n_text_layer / 2..dims.n_text_layer)
@@ -688,6 +734,20 @@ fn from_ct2(dir: &Path) -> Result<Parts> {
     };
     let mut map = HashMap::new();
     let conv1 = take("encoder/conv1/weight")?;
+    let rank = |a: &Array, r: usize, n: &str| -> Result<()> {
+        if a.ndim() == r {
+            Ok(())
+        } else {
+            Err(broken(
+                &path,
+                format!(
+                    "`{n}` has shape {:?}; a rank-{r} tensor was expected",
+                    a.shape()
+                ),
+            ))
+        }
+    };
+    rank(&conv1, 3, "encoder/conv1/weight")?;
     let (d_a, n_mels) = (conv1.shape()[0] as usize, conv1.shape()[1] as usize);
     map.insert(
         "encoder.conv1.weight".into(),
@@ -699,11 +759,15 @@ fn from_ct2(dir: &Path) -> Result<Parts> {
         take("encoder/conv2/weight")?.transpose_axes(&[0, 2, 1])?,
     );
     map.insert("encoder.conv2.bias".into(), take("encoder/conv2/bias")?);
-    let n_audio_ctx = take("encoder/position_encodings/encodings")?.shape()[0] as usize;
+    let enc_pos = take("encoder/position_encodings/encodings")?;
+    rank(&enc_pos, 2, "encoder/position_encodings/encodings")?;
+    let n_audio_ctx = enc_pos.shape()[0] as usize;
     let embed = take("decoder/embeddings/weight")?;
+    rank(&embed, 2, "decoder/embeddings/weight")?;
     let (n_vocab, d_t) = (embed.shape()[0] as usize, embed.shape()[1] as usize);
     map.insert("decoder.token_embedding.weight".into(), embed);
     let text_pos = take("decoder/position_encodings/encodings")?;
+    rank(&text_pos, 2, "decoder/position_encodings/encodings")?;
     let n_text_ctx = text_pos.shape()[0] as usize;
     map.insert("decoder.positional_embedding".into(), text_pos);
     arrays.remove("decoder/projection/weight");

@@ -247,7 +247,18 @@ impl AudioRunner {
             );
         }
         if cancelled {
-            // Partial: the segments so far were written; no transcript record and no file.
+            // Partial: marked so on stdout (records, or the text so far on a text output); no
+            // file is written under its name.
+            if !out.closed() {
+                if out.json || self.format == Format::Jsonl {
+                    out.record(&json!({"type": "transcript", "model": id, "file": file,
+                        "text": transcript.text.trim(), "language": transcript.language,
+                        "duration_s": round3(transcript.duration_s),
+                        "segments": transcript.segments.len(), "finish_reason": "interrupted"}))?;
+                } else if matches!(self.destination, Destination::Stdout) {
+                    out.text(id, &formats::render(&transcript, self.format))?;
+                }
+            }
             return Ok(());
         }
         self.write(
@@ -292,10 +303,7 @@ impl AudioRunner {
         match &self.destination {
             Destination::File(p) => write_file(p, &body)?,
             Destination::Dir(d) => {
-                let stem = input
-                    .file_stem()
-                    .map(|s| s.to_string_lossy().into_owned())
-                    .unwrap_or_else(|| "stdin".into());
+                let stem = output_stem(input);
                 write_file(
                     &d.join(format!("{stem}.{}", self.format.extension())),
                     &body,
@@ -326,6 +334,17 @@ impl AudioRunner {
         }
         Ok(())
     }
+}
+
+/// The name a transcript of `input` gets in an output folder: its stem, `stdin` for `-`.
+pub fn output_stem(input: &Path) -> String {
+    if input == Path::new("-") {
+        return "stdin".into();
+    }
+    input
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "audio".into())
 }
 
 fn round3(x: f64) -> f64 {

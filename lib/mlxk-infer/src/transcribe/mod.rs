@@ -136,6 +136,21 @@ pub fn transcribe(
     };
 
     let mut language_probs = Vec::new();
+    if !tok.multilingual && o.task == Task::Translate {
+        return Err(InferError::Options(
+            "this model is English-only (.en); --task translate needs a multilingual Whisper"
+                .into(),
+        ));
+    }
+    if let Some(l) = &o.language
+        && tok.multilingual
+        && tok.specials.language_token(l).is_none()
+    {
+        return Err(InferError::Options(format!(
+            "this model knows {} languages, and `{l}` is not one of them (large-v3 added yue)",
+            tok.specials.languages.len()
+        )));
+    }
     let language = match (&o.language, tok.multilingual) {
         (_, false) => {
             if o.language.as_deref().is_some_and(|l| l != "en") {

@@ -209,7 +209,8 @@ impl WhisperTokenizer {
         if !path.is_file() {
             return Err(broken(
                 dir,
-                "no tokenizer.json beside the weights; copy the one of the same Whisper size from                  openai/whisper-* (multilingual) or openai/whisper-*.en into the folder",
+                "no tokenizer.json beside the weights; copy the one of the same Whisper size from \
+                 openai/whisper-* (multilingual) or openai/whisper-*.en into the folder",
             ));
         }
         let text = tokenizers::Tokenizer::from_file(&path)
