@@ -427,7 +427,7 @@ pub fn serve(jobs: Vec<(String, Job)>, opts: Options) -> Result<(), Failure> {
             }
         })
         .collect();
-    let queue = worker::spawn(
+    let (queue, model_thread) = worker::spawn(
         jobs.into_iter().map(|(_, j)| j).collect(),
         opts.settings.clone(),
         opts.queue,
@@ -468,7 +468,7 @@ pub fn serve(jobs: Vec<(String, Job)>, opts: Options) -> Result<(), Failure> {
         .enable_all()
         .build()
         .map_err(|e| Failure::io(format!("cannot start the server's runtime: {e}")))?;
-    rt.block_on(async move {
+    let served = rt.block_on(async move {
         let addr = format!("{}:{}", opts.host, opts.port);
         let listener = tokio::net::TcpListener::bind(&addr).await.map_err(|e| {
             Failure::new(
@@ -508,7 +508,12 @@ pub fn serve(jobs: Vec<(String, Job)>, opts: Options) -> Result<(), Failure> {
             })
             .await
             .map_err(|e| Failure::io(format!("the server failed: {e}")))?;
-        eprintln!("mlxk-serve: stopped");
         Ok(())
-    })
+    });
+    // The model is released before the process exits: MLX must not be in use then.
+    model_thread.stop();
+    if served.is_ok() {
+        eprintln!("mlxk-serve: stopped");
+    }
+    served
 }

@@ -50,14 +50,36 @@ pub struct Settings {
 /// The id of the model in memory, for `/health`.
 pub type Loaded = Arc<Mutex<Option<String>>>;
 
+/// The running model thread: [`ModelThread::stop`] lets it finish its request, release the
+/// model and end, so nothing of MLX is in use when the process exits.
+pub struct ModelThread {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    handle: std::thread::JoinHandle<()>,
+}
+
+impl ModelThread {
+    pub fn stop(self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        // A panic in the thread was answered as a 500 already; nothing more to report.
+        let _ = self.handle.join();
+    }
+}
+
 /// Starts the model thread with a queue of `queue` waiting requests (beyond the one running).
-pub fn spawn(jobs: Vec<Job>, settings: Settings, queue: usize, loaded: Loaded) -> SyncSender<Work> {
+pub fn spawn(
+    jobs: Vec<Job>,
+    settings: Settings,
+    queue: usize,
+    loaded: Loaded,
+) -> (SyncSender<Work>, ModelThread) {
     let (tx, rx) = sync_channel::<Work>(queue);
-    std::thread::Builder::new()
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    let handle = std::thread::Builder::new()
         .name("mlxk-model".into())
-        .spawn(move || serve(jobs, settings, rx, loaded))
+        .spawn(move || serve(jobs, settings, rx, loaded, &flag))
         .expect("start the model thread");
-    tx
+    (tx, ModelThread { stop, handle })
 }
 
 fn runner(s: &Settings) -> TextRunner {
@@ -73,10 +95,26 @@ fn runner(s: &Settings) -> TextRunner {
     }
 }
 
-fn serve(jobs: Vec<Job>, settings: Settings, rx: Receiver<Work>, loaded: Loaded) {
+fn serve(
+    jobs: Vec<Job>,
+    settings: Settings,
+    rx: Receiver<Work>,
+    loaded: Loaded,
+    stop: &std::sync::atomic::AtomicBool,
+) {
     let text = runner(&settings);
     let mut current: Option<(usize, TextModel, f64)> = None;
-    while let Ok(w) = rx.recv() {
+    loop {
+        let w = match rx.recv_timeout(std::time::Duration::from_millis(50)) {
+            Ok(w) => w,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    break;
+                }
+                continue;
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        };
         if w.events.is_closed() {
             continue; // the client left while it waited
         }
