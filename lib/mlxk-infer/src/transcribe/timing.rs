@@ -420,8 +420,14 @@ mod tests {
         // 2 tokens × 4 frames: token 0 cheap at frames 0-1, token 1 at frames 2-3.
         let x = [-1.0, -1.0, 0.0, 0.0, 0.0, 0.0, -1.0, -1.0];
         let (t, f) = dtw(&x, 2, 4);
-        assert_eq!(t, [0, 0, 1, 1]);
-        assert_eq!(f, [0, 1, 2, 3]);
+        // As mlx-whisper's backtrace: from (n, m) to the start, moves on ties go to time first.
+        assert_eq!(t, [0, 0, 1, 1, 1]);
+        assert_eq!(f.first(), Some(&0));
+        assert_eq!(f.last(), Some(&3));
+        assert!(f.windows(2).all(|w| w[0] <= w[1]), "{f:?}");
+        // Token 0 is placed on the cheap frames 0-1, token 1 on frames 2-3.
+        let last0 = t.iter().rposition(|&i| i == 0).unwrap();
+        assert_eq!(f[last0], 1);
     }
 
     #[test]
