@@ -502,17 +502,21 @@ fn build(
     let d_t = dims.n_text_state;
     let conv1 = conv(w, "encoder.conv1", d_a, dims.n_mels)?;
     let conv2 = conv(w, "encoder.conv2", d_a, d_a)?;
-    let encoder = (0..dims.n_audio_layer)
-        .map(|i| {
-            block(
-                w,
-                &format!("encoder.blocks.{i}"),
-                d_a,
-                dims.n_audio_head,
-                false,
-            )
-        })
-        .collect::<Result<Vec<_>>>()?;
+    // The encoder's blocks attend to the audio only; the decoder's also across to it.
+    let blocks = |w: &mut Weights, side: &str, n: usize, d: usize, heads: usize| {
+        (0..n)
+            .map(|i| {
+                block(
+                    w,
+                    &format!("{side}.blocks.{i}"),
+                    d,
+                    heads,
+                    side == "decoder",
+                )
+            })
+            .collect::<Result<Vec<_>>>()
+    };
+    let encoder = blocks(w, "encoder", dims.n_audio_layer, d_a, dims.n_audio_head)?;
     let ln_post = ln(w, "encoder.ln_post")?;
     let token_embedding = w.embedding("decoder.token_embedding", dims.n_vocab, d_t)?;
     let text_positions = w.take("decoder.positional_embedding")?;
@@ -522,17 +526,7 @@ fn build(
             "`decoder.positional_embedding` does not match n_text_ctx × n_text_state",
         ));
     }
-    let decoder = (0..dims.n_text_layer)
-        .map(|i| {
-            block(
-                w,
-                &format!("decoder.blocks.{i}"),
-                d_t,
-                dims.n_text_head,
-                true,
-            )
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let decoder = blocks(w, "decoder", dims.n_text_layer, d_t, dims.n_text_head)?;
     let ln_dec = ln(w, "decoder.ln")?;
     let float = text_positions.dtype();
     let audio_positions = sinusoids(dims.n_audio_ctx, d_a)?.as_dtype(float)?;
