@@ -136,6 +136,7 @@ pub fn transcribe(
     };
 
     let mut language_probs = Vec::new();
+    let mut first_window: Option<Array> = None;
     if !tok.multilingual && o.task == Task::Translate {
         return Err(InferError::Options(
             "this model is English-only (.en); --task translate needs a multilingual Whisper"
@@ -170,6 +171,10 @@ pub fn transcribe(
             let (best, probs) = detect_language(model, tok, &audio)?;
             times.decode_s += t.elapsed().as_secs_f64();
             language_probs = probs;
+            // With 30 s of speech or more these are the first window's frames too.
+            if content_frames >= N_FRAMES {
+                first_window = Some(audio);
+            }
             best
         }
     };
@@ -197,7 +202,10 @@ pub fn transcribe(
         let time_offset = (seek * HOP_LENGTH) as f64 / SAMPLE_RATE as f64;
         let segment_size = N_FRAMES.min(content_frames - seek);
         let segment_duration = (segment_size * HOP_LENGTH) as f64 / SAMPLE_RATE as f64;
-        let audio = encode(seek, segment_size, &mut times)?;
+        let audio = match first_window.take() {
+            Some(a) if seek == 0 => a,
+            _ => encode(seek, segment_size, &mut times)?,
+        };
         times.windows += 1;
         let prompt = all_tokens[prompt_reset_since..].to_vec();
         let t = Instant::now();
