@@ -6,13 +6,9 @@
 #[allow(dead_code)]
 mod support;
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::OnceLock;
 use support::*;
-
-fn hub() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../.deps/hf/hub")
-}
 
 fn golden_text(name: &str) -> String {
     static G: OnceLock<Value> = OnceLock::new();
@@ -25,28 +21,6 @@ fn golden_text(name: &str) -> String {
         .unwrap()
         .trim()
         .to_string()
-}
-
-fn fixtures() -> &'static Path {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let d = tempfile::tempdir().unwrap();
-        let st = std::process::Command::new("bash")
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/speech.sh"))
-            .arg(d.path())
-            .status()
-            .unwrap();
-        assert!(
-            st.success(),
-            "speech.sh failed: espeak-ng and sox come with scripts/bootstrap"
-        );
-        d
-    })
-    .path()
-}
-
-fn fx(name: &str) -> String {
-    fixtures().join(name).display().to_string()
 }
 
 fn hear() -> assert_cmd::Command {
@@ -160,7 +134,7 @@ fn bad_audio_is_a_one_line_error_naming_the_file() {
     let empty = dir.path().join("empty.mp3");
     std::fs::write(&empty, "").unwrap();
     let cut = dir.path().join("cut.wav");
-    let wav = std::fs::read(fixtures().join("short.wav")).unwrap();
+    let wav = std::fs::read(speech_fixtures().join("short.wav")).unwrap();
     std::fs::write(&cut, &wav[..wav.len() / 2]).unwrap();
     let missing = dir.path().join("missing.wav");
     for (path, code, words) in [
@@ -182,7 +156,7 @@ fn bad_audio_is_a_one_line_error_naming_the_file() {
 
 #[test]
 fn audio_from_stdin() {
-    let wav = std::fs::read(fixtures().join("short.wav")).unwrap();
+    let wav = std::fs::read(speech_fixtures().join("short.wav")).unwrap();
     let r = Run::of(hear().args(["whisper-tiny.en", "-"]).write_stdin(wav)).ok();
     assert_eq!(r.stdout.trim(), golden_text("short.wav"));
 }

@@ -126,9 +126,15 @@ impl Server {
         s.set_read_timeout(Some(std::time::Duration::from_secs(120)))
             .unwrap();
         let mut req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n",
             body.len()
         );
+        if !headers
+            .iter()
+            .any(|h| h.to_ascii_lowercase().starts_with("content-type:"))
+        {
+            req.push_str("Content-Type: application/json\r\n");
+        }
         for h in headers {
             req.push_str(h);
             req.push_str("\r\n");
@@ -147,7 +153,17 @@ impl Server {
         headers: &[&str],
         body: &str,
     ) -> (u16, String, String) {
-        let mut s = self.connect(method, path, headers, body.as_bytes());
+        self.call_bytes(method, path, headers, body.as_bytes())
+    }
+
+    fn call_bytes(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[&str],
+        body: &[u8],
+    ) -> (u16, String, String) {
+        let mut s = self.connect(method, path, headers, body);
         let mut raw = Vec::new();
         s.read_to_end(&mut raw).unwrap();
         let raw = String::from_utf8_lossy(&raw).to_string();
@@ -381,7 +397,17 @@ fn every_error_has_its_status_and_an_openai_error_body() {
         (st, &v["error"]["code"]),
         (501, &json!("vision_not_supported"))
     );
-    assert_eq!(call(&[key], "/v1/audio/transcriptions", "").0, 501);
+    // The audio routes take a multipart form, and a Whisper model.
+    let (st, v) = call(&[key], "/v1/audio/transcriptions", "{}");
+    assert_eq!(st, 400, "{v}");
+    let (ct, form) = multipart(&[("model", id)], Some(("a.wav", b"RIFF")));
+    let (st, _, b) = s.call_bytes("POST", "/v1/audio/transcriptions", &[key, &ct], &form);
+    let v: Value = serde_json::from_str(&b).unwrap();
+    assert_eq!(
+        (st, &v["error"]["code"]),
+        (501, &json!("wrong_backend")),
+        "{v}"
+    );
     let (code, err) = s.stop();
     assert_eq!(code, 0, "{err}");
 }
@@ -686,5 +712,244 @@ fn a_reasoning_models_thinking_comes_apart_as_reasoning_content() {
         said.push_str(d["content"].as_str().unwrap_or(""));
     }
     assert_eq!((thought, said), (reasoning, answer));
+    s.stop();
+}
+
+/// A multipart/form-data body: the Content-Type header and the bytes.
+fn multipart(fields: &[(&str, &str)], file: Option<(&str, &[u8])>) -> (String, Vec<u8>) {
+    let b = "mlxk-test-boundary-7d1f";
+    let mut body = Vec::new();
+    for (k, v) in fields {
+        body.extend_from_slice(
+            format!("--{b}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n")
+                .as_bytes(),
+        );
+    }
+    if let Some((name, data)) = file {
+        body.extend_from_slice(
+            format!(
+                "--{b}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n\
+                 Content-Type: application/octet-stream\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(data);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{b}--\r\n").as_bytes());
+    (
+        format!("Content-Type: multipart/form-data; boundary={b}"),
+        body,
+    )
+}
+
+/// mlxk-serve with the real Whisper tiny.en beside a tiny text model.
+fn whisper_server(args: &[&str]) -> (Server, tempfile::TempDir) {
+    let text = tiny_llama(None);
+    let mut c = std::process::Command::new(bin_path("mlxk-serve"));
+    c.arg("whisper-tiny.en")
+        .arg(text.path())
+        .stdin(Stdio::null())
+        .env("HF_HUB_CACHE", hub());
+    (Server::spawn(c, args, &[], None), text)
+}
+
+fn hear_records(file: &str, args: &[&str]) -> Vec<Value> {
+    Run::of(
+        bin("mlxk-hear")
+            .env("HF_HUB_CACHE", hub())
+            .args(["whisper-tiny.en", file, "--json"])
+            .args(args),
+    )
+    .ok()
+    .records()
+}
+
+#[test]
+fn transcriptions_over_http_equal_mlxk_hear_in_every_format() {
+    let (s, _text) = whisper_server(&["--report", "/dev/null"]);
+    let wav = std::fs::read(speech_fixtures().join("short.wav")).unwrap();
+    let ask = |fields: &[(&str, &str)]| {
+        let mut f = vec![("model", "whisper-tiny.en")];
+        f.extend_from_slice(fields);
+        let (ct, body) = multipart(&f, Some(("short.wav", &wav)));
+        let (st, head, b) = s.call_bytes("POST", "/v1/audio/transcriptions", &[&ct], &body);
+        assert_eq!(st, 200, "{head}\n{b}");
+        (head.to_ascii_lowercase(), b)
+    };
+    let recs = hear_records(&fx("short.wav"), &["--word-timestamps"]);
+    let transcript = recs.iter().find(|r| r["type"] == "transcript").unwrap();
+    let segments: Vec<&Value> = recs.iter().filter(|r| r["type"] == "segment").collect();
+    let (head, b) = ask(&[]);
+    assert!(head.contains("content-type: application/json"), "{head}");
+    let v: Value = serde_json::from_str(&b).unwrap();
+    assert_eq!(v["text"], transcript["text"]);
+    assert_eq!(v["usage"]["type"], "duration");
+    // The text formats are byte for byte what mlxk-hear writes.
+    for f in ["text", "srt", "vtt"] {
+        let hear_f = if f == "text" { "txt" } else { f };
+        let want = Run::of(bin("mlxk-hear").env("HF_HUB_CACHE", hub()).args([
+            "whisper-tiny.en",
+            &fx("short.wav"),
+            "-f",
+            hear_f,
+        ]))
+        .ok()
+        .stdout;
+        let (head, b) = ask(&[("response_format", f)]);
+        assert!(head.contains("content-type: text/plain"), "{head}");
+        assert_eq!(b, want, "{f}");
+    }
+    let (_, b) = ask(&[
+        ("response_format", "verbose_json"),
+        ("timestamp_granularities[]", "word"),
+        ("timestamp_granularities[]", "segment"),
+    ]);
+    let v: Value = serde_json::from_str(&b).unwrap();
+    assert_eq!(
+        (&v["task"], &v["language"]),
+        (&json!("transcribe"), &json!("english"))
+    );
+    let got = v["segments"].as_array().unwrap();
+    assert_eq!(got.len(), segments.len(), "{v}");
+    for (g, w) in got.iter().zip(&segments) {
+        assert_eq!(g["text"], w["text"]);
+        let close =
+            |a: &Value, b: &Value| (a.as_f64().unwrap() - b.as_f64().unwrap()).abs() < 0.006;
+        assert!(
+            close(&g["start"], &w["start"]) && close(&g["end"], &w["end"]),
+            "{g} {w}"
+        );
+    }
+    let words: Vec<Value> = segments
+        .iter()
+        .flat_map(|s| s["words"].as_array().unwrap().clone())
+        .collect();
+    let got_words = v["words"].as_array().unwrap();
+    assert_eq!(got_words.len(), words.len());
+    assert_eq!(
+        got_words[0]["word"],
+        json!(words[0]["word"].as_str().unwrap().trim())
+    );
+    let log = s.wait_log(|l| l["path"] == "/v1/audio/transcriptions" && l["status"] == 200);
+    assert_eq!(log["model"], "whisper-tiny.en");
+    assert!(log["audio_s"].as_f64().unwrap() > 1.0, "{log}");
+    let (code, err) = s.stop();
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn the_audio_routes_refuse_what_they_cannot_do_with_the_right_status() {
+    let (s, text) = whisper_server(&["--max-upload-bytes", "100000"]);
+    let text_id = text
+        .path()
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    let call = |path: &str, fields: &[(&str, &str)], file: Option<(&str, &[u8])>| {
+        let (ct, body) = multipart(fields, file);
+        let (st, head, b) = s.call_bytes("POST", path, &[&ct], &body);
+        let v: Value = serde_json::from_str(&b).unwrap_or_else(|_| panic!("{head}\n{b}"));
+        (st, v)
+    };
+    let t = "/v1/audio/transcriptions";
+    let w = [("model", "whisper-tiny.en")];
+    let (st, v) = call(t, &w, Some(("notes.wav", b"this is not audio at all")));
+    assert_eq!(
+        (st, &v["error"]["code"], &v["error"]["param"]),
+        (400, &json!("not_audio"), &json!("file")),
+        "{v}"
+    );
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("notes.wav"),
+        "{v}"
+    );
+    let (st, v) = call(t, &w, None);
+    assert_eq!((st, &v["error"]["param"]), (400, &json!("file")), "{v}");
+    let (st, v) = call(t, &[("model", "nope")], Some(("a.wav", b"RIFF")));
+    assert_eq!(
+        (st, &v["error"]["code"]),
+        (404, &json!("model_not_found")),
+        "{v}"
+    );
+    // An English-only model cannot translate, nor take another language.
+    let wav = std::fs::read(speech_fixtures().join("short.wav")).unwrap();
+    let (st, v) = call("/v1/audio/translations", &w, Some(("short.wav", &wav)));
+    assert_eq!(st, 400, "{v}");
+    let (st, v) = call(t, &[w[0], ("language", "de")], Some(("short.wav", &wav)));
+    assert_eq!(st, 400, "{v}");
+    // Over the upload limit: 413; chat to a Whisper model: 501; a text model here: 501.
+    let big = vec![0u8; 200_000];
+    let (st, v) = call(t, &w, Some(("big.wav", &big)));
+    assert_eq!(
+        (st, &v["error"]["code"]),
+        (413, &json!("body_too_large")),
+        "{v}"
+    );
+    let (st, v) = s.post(
+        "/v1/chat/completions",
+        &json!({"model": "whisper-tiny.en", "messages": [{"role": "user", "content": "hi"}]}),
+    );
+    assert_eq!(
+        (st, &v["error"]["code"]),
+        (501, &json!("wrong_backend")),
+        "{v}"
+    );
+    let (st, v) = call(t, &[("model", &text_id)], Some(("short.wav", &wav)));
+    assert_eq!(
+        (st, &v["error"]["code"]),
+        (501, &json!("wrong_backend")),
+        "{v}"
+    );
+    // The server still answers both kinds after all that.
+    let (st, v) = call(t, &w, Some(("short.wav", &wav)));
+    assert_eq!(st, 200, "{v}");
+    let (st, v) = s.post(
+        "/v1/chat/completions",
+        &json!({"model": text_id, "max_tokens": 2, "messages": [{"role": "user", "content": "hi"}]}),
+    );
+    assert_eq!(st, 200, "{v}");
+    let (code, err) = s.stop();
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn the_official_openai_client_transcribes_through_the_server() {
+    let python =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.deps/venv-test/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: scripts/bootstrap installs it",
+        python.display()
+    );
+    let (s, _text) = whisper_server(&[]);
+    let out = std::process::Command::new(&python)
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures/openai_audio.py"
+        ))
+        .arg(format!("http://{}/v1", s.addr))
+        .args(["whisper-tiny.en", &fx("short.wav")])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let recs = hear_records(&fx("short.wav"), &[]);
+    let transcript = recs.iter().find(|r| r["type"] == "transcript").unwrap();
+    assert_eq!(got["text"], transcript["text"]);
+    assert_eq!(got["verbose"]["text"], transcript["text"]);
+    assert_eq!(got["verbose"]["language"], "english");
+    assert!(got["verbose"]["words"].as_u64().unwrap() > 3, "{got}");
+    assert_eq!(got["srt"].as_str().unwrap().lines().next(), Some("1"));
+    assert_eq!(got["errors"]["translate_en"]["status"], 400);
     s.stop();
 }

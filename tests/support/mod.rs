@@ -613,3 +613,32 @@ pub fn tiny_thinking_model_for(
     );
     (dir, raw, s.reasoning, s.answer, j + 1, text)
 }
+
+/// The Hugging Face cache scripts/bootstrap fills (the real Whisper models live there).
+pub fn hub() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../.deps/hf/hub")
+}
+
+/// The spoken fixtures of tests/fixtures/speech.sh (espeak-ng + sox), made once per test binary.
+pub fn speech_fixtures() -> &'static Path {
+    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let d = tempfile::tempdir().unwrap();
+        let st = std::process::Command::new("bash")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/speech.sh"))
+            .arg(d.path())
+            .status()
+            .unwrap();
+        assert!(
+            st.success(),
+            "speech.sh failed: espeak-ng and sox come with scripts/bootstrap"
+        );
+        d
+    })
+    .path()
+}
+
+/// The path of one spoken fixture.
+pub fn fx(name: &str) -> String {
+    speech_fixtures().join(name).display().to_string()
+}

@@ -4,10 +4,10 @@ use mlxk::cli::{self, Failure};
 use mlxk::runner::{self, Output, ReportFile};
 use mlxk_infer::runner::audio::{AudioRunner, Destination};
 use mlxk_infer::runner::run_jobs;
-use mlxk_infer::transcribe::TranscribeOptions;
 use mlxk_infer::transcribe::decoding::Task;
 use mlxk_infer::transcribe::formats::Format;
 use mlxk_infer::transcribe::tokenizer::language_code;
+use mlxk_infer::transcribe::{TranscribeOptions, temperature_schedule};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -116,26 +116,15 @@ fn options(cli: &Cli) -> Result<TranscribeOptions, Failure> {
                 .to_string(),
         ),
     };
-    if !(0.0..=1.0).contains(&cli.temperature) {
-        return Err(Failure::usage("--temperature must be between 0 and 1"));
-    }
     if cli.patience.is_nan() || cli.patience <= 0.0 {
         return Err(Failure::usage("--patience must be above 0"));
     }
-    let step = cli.temperature_increment_on_fallback;
-    if step != 0.0 && !(0.01..=1.0).contains(&step) {
-        return Err(Failure::usage(
-            "--temperature-increment-on-fallback must be 0 (no fallback) or between 0.01 and 1",
-        ));
-    }
-    let mut temperatures = vec![cli.temperature];
-    if step > 0.0 {
-        // numpy's arange(t, 1 + 1e-6, step), as mlx-whisper's CLI builds it.
-        let n = ((1.0 + 1e-6 - cli.temperature) / step).floor().max(0.0) as usize;
-        for i in 1..=n {
-            temperatures.push(((cli.temperature + i as f32 * step) * 1e4).round() / 1e4);
-        }
-    }
+    let temperatures = temperature_schedule(cli.temperature, cli.temperature_increment_on_fallback)
+        .map_err(|e| {
+            Failure::usage(format!(
+                "--temperature / --temperature-increment-on-fallback: {e}"
+            ))
+        })?;
     Ok(TranscribeOptions {
         task: if cli.task == "translate" {
             Task::Translate

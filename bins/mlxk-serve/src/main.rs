@@ -11,8 +11,10 @@ use std::process::ExitCode;
 ///
 /// Give models (cache names, `org/name[@rev]` or folders) or pipe `model` records from
 /// mlxk-probe | mlxk-gate. Routes: GET /v1/models, GET /health, POST /v1/chat/completions and
-/// /v1/completions (whole or streamed as Server-Sent Events); /v1/audio/transcriptions and image
-/// content answer 501 until mlxk-hear's and mlxk-see's cores are in the server. A model loads on
+/// /v1/completions (whole or streamed as Server-Sent Events) for text models, POST
+/// /v1/audio/transcriptions and /v1/audio/translations (a multipart upload; response_format json,
+/// text, srt, vtt or verbose_json) for Whisper models; image content answers 501 until mlxk-see's
+/// core is in the server, as does a model asked for a route of another kind. A model loads on
 /// its first request (the memory gate first: 507 when it blocks, 501 for a model no backend
 /// runs) and stays loaded; requests run one at a time in order, and a full queue answers 429.
 /// Errors are OpenAI-style objects: 400 bad input (a prompt over the context unless the request
@@ -41,6 +43,9 @@ pub struct Cli {
     /// Largest request body accepted (413 above it)
     #[arg(long, default_value_t = 4 << 20, value_name = "BYTES")]
     pub max_body_bytes: usize,
+    /// Largest audio upload the /v1/audio routes accept (413 above it)
+    #[arg(long, default_value_t = 25 << 20, value_name = "BYTES")]
+    pub max_upload_bytes: usize,
     /// Tokens generated when a request gives no max_tokens
     #[arg(long, default_value_t = 512, value_name = "N")]
     pub max_tokens: usize,
@@ -62,7 +67,10 @@ const EXAMPLES: &str = "Examples:
   mlxk-serve SmolLM2-135M-Instruct --port 8080
   mlxk-probe qwen | mlxk-gate | mlxk-serve --port 8080
   curl -N localhost:8080/v1/chat/completions -d '{\"model\": \"SmolLM2-135M-Instruct\",
-    \"stream\": true, \"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}]}'";
+    \"stream\": true, \"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}]}'
+  mlxk-serve whisper-tiny.en SmolLM2-135M-Instruct
+  curl localhost:8080/v1/audio/transcriptions -F model=whisper-tiny.en -F file=@talk.wav \\
+    -F response_format=srt";
 
 fn run(cli: &Cli, out: &mut Output) -> Result<(), Failure> {
     let report = cli.report.as_deref().map(ReportFile::check).transpose()?;
@@ -94,6 +102,7 @@ fn run(cli: &Cli, out: &mut Output) -> Result<(), Failure> {
             api_key: cli.api_key.clone(),
             queue: cli.queue,
             max_body_bytes: cli.max_body_bytes,
+            max_upload_bytes: cli.max_upload_bytes,
             log: cli.log.clone(),
             settings: Settings {
                 dequantize: cli.dequantize,

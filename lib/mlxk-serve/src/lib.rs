@@ -2,12 +2,14 @@
 //! check requests ([`wire`]), queue them for the model thread ([`worker`]) — a bounded queue that
 //! answers 429 when full — and answer whole or as Server-Sent Events. One JSON line per request
 //! goes to the log; SIGTERM (or Ctrl-C) drains: requests in flight finish, new ones get 503.
+//! Whisper models answer the audio routes ([`audio`]) on the same queue and model thread.
+pub mod audio;
 pub mod wire;
 pub mod worker;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Multipart, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{Event as SseEvent, Sse};
 use axum::response::{IntoResponse, Response};
@@ -24,7 +26,7 @@ use std::time::Instant;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use wire::{ApiError, Usage};
-use worker::{Event, Settings, Work};
+use worker::{Event, Request, Settings, Transcription, Work};
 
 /// How the server listens and limits itself.
 #[derive(Debug, Clone)]
@@ -35,6 +37,8 @@ pub struct Options {
     /// Requests waiting beyond the one running; a full queue answers 429.
     pub queue: usize,
     pub max_body_bytes: usize,
+    /// Largest upload the audio routes take (OpenAI's limit is 25 MB).
+    pub max_upload_bytes: usize,
     pub log: Option<PathBuf>,
     pub settings: Settings,
 }
@@ -43,6 +47,8 @@ struct Served {
     id: String,
     /// Names a request may use for it: the id, its last part, the spec it was served as.
     names: Vec<String>,
+    /// The backend its gate chose (`text`, `audio`, …), if any.
+    backend: Option<String>,
 }
 
 struct App {
@@ -86,10 +92,88 @@ impl App {
         let _ = writeln!(out, "{v}").and_then(|_| out.flush());
     }
 
-    fn find(&self, name: &str) -> Option<usize> {
-        self.models
+    /// The served model a request names, and that it serves `backend`'s routes: 404 for an
+    /// unknown name, 501 for a model of another kind (a Whisper model asked to chat).
+    fn model_for(&self, name: &str, backend: &str) -> Result<usize, ApiError> {
+        let Some(i) = self
+            .models
             .iter()
             .position(|m| m.names.iter().any(|n| n == name))
+        else {
+            return Err(ApiError::new(
+                404,
+                "not_found_error",
+                format!(
+                    "model `{name}` is not served here; GET /v1/models lists the ones that are"
+                ),
+            )
+            .code("model_not_found")
+            .param("model"));
+        };
+        let m = &self.models[i];
+        match m.backend.as_deref() {
+            Some(b) if b != backend => {
+                let why = match (b, backend) {
+                    ("audio", _) => format!(
+                        "model `{}` is a speech-to-text model: POST its audio to /v1/audio/transcriptions",
+                        m.id
+                    ),
+                    (_, "audio") => format!(
+                        "model `{}` is a {b} model; the audio routes need a Whisper model",
+                        m.id
+                    ),
+                    _ => format!(
+                        "model `{}` is a {b} model; this route serves {backend} models",
+                        m.id
+                    ),
+                };
+                Err(ApiError::new(501, "not_implemented_error", why)
+                    .code("wrong_backend")
+                    .param("model"))
+            }
+            _ => Ok(i),
+        }
+    }
+
+    /// Queues `req` for model `model` and waits until the model thread starts it: a full
+    /// queue is 429, and a failure before the start (load, gate, prompt) keeps its own status.
+    async fn enqueue(
+        &self,
+        model: usize,
+        req: Request,
+    ) -> Result<tokio::sync::mpsc::Receiver<Event>, ApiError> {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Event>(256);
+        match self.queue.try_send(Work {
+            req,
+            model,
+            events: tx,
+        }) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                return Err(ApiError::new(
+                    429,
+                    "rate_limit_error",
+                    "the request queue is full; retry in a moment",
+                )
+                .code("queue_full"));
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                return Err(ApiError::new(
+                    500,
+                    "server_error",
+                    "the model thread has stopped",
+                ));
+            }
+        }
+        match rx.recv().await {
+            Some(Event::Started) => Ok(rx),
+            Some(Event::Failed(e)) => Err(e),
+            _ => Err(ApiError::new(
+                500,
+                "server_error",
+                "the model thread ended the request",
+            )),
+        }
     }
 }
 
@@ -183,24 +267,151 @@ async fn health(State(app): State<Shared>) -> Response {
     .into_response()
 }
 
-async fn not_yet(State(app): State<Shared>, headers: HeaderMap) -> Response {
-    let e = match admit(&app, &headers) {
-        Err(e) => e,
-        Ok(()) => ApiError::new(
-            501,
-            "not_implemented_error",
-            "speech-to-text is not in this server yet: mlxk-hear's Whisper core has not landed",
-        )
-        .code("audio_not_supported"),
+async fn transcriptions(
+    State(app): State<Shared>,
+    headers: HeaderMap,
+    form: Result<Multipart, axum::extract::multipart::MultipartRejection>,
+) -> Response {
+    hear(app, headers, form, false).await
+}
+
+async fn translations(
+    State(app): State<Shared>,
+    headers: HeaderMap,
+    form: Result<Multipart, axum::extract::multipart::MultipartRejection>,
+) -> Response {
+    hear(app, headers, form, true).await
+}
+
+/// The parts of a multipart form; a body over the upload limit is 413, a broken form 400.
+async fn read_form(
+    form: Result<Multipart, axum::extract::multipart::MultipartRejection>,
+) -> Result<Vec<audio::Field>, ApiError> {
+    let broken = |status: u16, m: String| {
+        if status == 413 {
+            ApiError::new(
+                413,
+                "invalid_request_error",
+                "the upload is over the server's limit (--max-upload-bytes)",
+            )
+            .code("body_too_large")
+        } else {
+            ApiError::bad(format!(
+                "the body must be a multipart/form-data form with the audio as `file` ({m})"
+            ))
+        }
     };
-    let l = Logged {
+    let mut form = form.map_err(|e| broken(e.status().as_u16(), e.body_text()))?;
+    let mut fields = Vec::new();
+    loop {
+        let field = match form.next_field().await {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) => return Err(broken(e.status().as_u16(), e.body_text())),
+        };
+        let name = field.name().unwrap_or_default().to_string();
+        let file_name = field.file_name().map(str::to_string);
+        let data = field
+            .bytes()
+            .await
+            .map_err(|e| broken(e.status().as_u16(), e.body_text()))?;
+        fields.push(audio::Field {
+            name,
+            file_name,
+            data: data.to_vec(),
+        });
+    }
+    Ok(fields)
+}
+
+async fn hear(
+    app: Shared,
+    headers: HeaderMap,
+    form: Result<Multipart, axum::extract::multipart::MultipartRejection>,
+    translate: bool,
+) -> Response {
+    let mut l = Logged {
         method: "POST",
-        path: "/v1/audio/transcriptions",
+        path: if translate {
+            "/v1/audio/translations"
+        } else {
+            "/v1/audio/transcriptions"
+        },
         model: None,
         start: Instant::now(),
     };
-    app.log(l.line(e.status, None, Some(&e.message)));
-    error_response(&e)
+    let _guard = InFlight::new(&app);
+    let answer = |l: &Logged, e: ApiError| {
+        app.log(l.line(e.status, None, Some(&e.message)));
+        error_response(&e)
+    };
+    if let Err(e) = admit(&app, &headers) {
+        return answer(&l, e);
+    }
+    let req = match read_form(form)
+        .await
+        .and_then(|f| audio::parse_transcription(f, translate))
+    {
+        Ok(r) => r,
+        Err(e) => return answer(&l, e),
+    };
+    l.model = Some(req.model.clone());
+    let model = match app.model_for(&req.model, "audio") {
+        Ok(m) => m,
+        Err(e) => return answer(&l, e),
+    };
+    // Decoded here, off the model thread: a bad upload is answered at once.
+    let decoded = tokio::task::spawn_blocking(move || {
+        let t = Instant::now();
+        let name = std::path::PathBuf::from(&req.file_name);
+        let mut req = req;
+        let bytes = std::mem::take(&mut req.audio);
+        mlxk_infer::audio::decode(&name, bytes).map(|a| Transcription {
+            req,
+            samples: a.samples,
+            decode_s: t.elapsed().as_secs_f64(),
+        })
+    })
+    .await;
+    let work = match decoded {
+        Ok(Ok(w)) => w,
+        Ok(Err(e)) => {
+            let code = mlxk::cli::ExitStatus::code(&e);
+            return answer(&l, ApiError::bad(e.to_string()).code(code).param("file"));
+        }
+        Err(_) => {
+            let e = ApiError::new(
+                500,
+                "server_error",
+                "decoding the upload failed unexpectedly",
+            );
+            return answer(&l, e);
+        }
+    };
+    let mut rx = match app
+        .enqueue(model, Request::Transcribe(Box::new(work)))
+        .await
+    {
+        Ok(rx) => rx,
+        Err(e) => return answer(&l, e),
+    };
+    match rx.recv().await {
+        Some(Event::Transcribed {
+            content_type,
+            body,
+            audio_s,
+        }) => {
+            let mut line = l.line(200, None, None);
+            line["audio_s"] = json!((audio_s * 1000.0).round() / 1000.0);
+            app.log(line);
+            ([(axum::http::header::CONTENT_TYPE, content_type)], body).into_response()
+        }
+        Some(Event::Failed(e)) => answer(&l, e),
+        _ => answer(
+            &l,
+            ApiError::new(500, "server_error", "the transcription ended unfinished"),
+        ),
+    }
 }
 
 async fn chat(State(app): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
@@ -235,52 +446,17 @@ async fn complete(app: Shared, headers: HeaderMap, body: Bytes, chat: bool) -> R
         Err(e) => return answer(&l, e),
     };
     l.model = Some(req.model.clone());
-    let Some(model) = app.find(&req.model) else {
-        let e = ApiError::new(
-            404,
-            "not_found_error",
-            format!(
-                "model `{}` is not served here; GET /v1/models lists the ones that are",
-                req.model
-            ),
-        )
-        .code("model_not_found")
-        .param("model");
-        return answer(&l, e);
+    let model = match app.model_for(&req.model, "text") {
+        Ok(m) => m,
+        Err(e) => return answer(&l, e),
     };
     let model_id = app.models[model].id.clone();
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Event>(256);
     let stream = req.stream;
     let include_usage = req.include_usage;
-    match app.queue.try_send(Work {
-        req,
-        model,
-        events: tx,
-    }) {
-        Ok(()) => {}
-        Err(TrySendError::Full(_)) => {
-            let e = ApiError::new(
-                429,
-                "rate_limit_error",
-                "the request queue is full; retry in a moment",
-            )
-            .code("queue_full");
-            return answer(&l, e);
-        }
-        Err(TrySendError::Disconnected(_)) => {
-            let e = ApiError::new(500, "server_error", "the model thread has stopped");
-            return answer(&l, e);
-        }
-    }
-    // Until prefill starts, a failure still gets its own status (never a 200 with an error).
-    match rx.recv().await {
-        Some(Event::Started) => {}
-        Some(Event::Failed(e)) => return answer(&l, e),
-        _ => {
-            let e = ApiError::new(500, "server_error", "the model thread ended the request");
-            return answer(&l, e);
-        }
-    }
+    let mut rx = match app.enqueue(model, Request::Generate(req)).await {
+        Ok(rx) => rx,
+        Err(e) => return answer(&l, e),
+    };
     let n = app.next_id.fetch_add(1, Ordering::SeqCst);
     let id = format!("{}-{n}", if chat { "chatcmpl" } else { "cmpl" });
     let created = unix_now();
@@ -393,7 +569,8 @@ async fn unknown_route() -> Response {
     let e = ApiError::new(
         404,
         "not_found_error",
-        "no such route: /v1/models, /v1/chat/completions, /v1/completions, /health",
+        "no such route: /v1/models, /v1/chat/completions, /v1/completions, \
+         /v1/audio/transcriptions, /v1/audio/translations, /health",
     );
     error_response(&e)
 }
@@ -424,6 +601,7 @@ pub fn serve(jobs: Vec<(String, Job)>, opts: Options) -> Result<(), Failure> {
             Served {
                 names: vec![id.clone(), short, spec.clone()],
                 id,
+                backend: j.gate.backend.clone(),
             }
         })
         .collect();
@@ -458,7 +636,14 @@ pub fn serve(jobs: Vec<(String, Job)>, opts: Options) -> Result<(), Failure> {
         .route("/health", get(health))
         .route("/v1/chat/completions", post(chat))
         .route("/v1/completions", post(completions))
-        .route("/v1/audio/transcriptions", post(not_yet))
+        .route(
+            "/v1/audio/transcriptions",
+            post(transcriptions).layer(DefaultBodyLimit::max(opts.max_upload_bytes)),
+        )
+        .route(
+            "/v1/audio/translations",
+            post(translations).layer(DefaultBodyLimit::max(opts.max_upload_bytes)),
+        )
         .fallback(unknown_route)
         .layer(DefaultBodyLimit::max(opts.max_body_bytes))
         .layer(axum::middleware::from_fn(too_large))

@@ -155,8 +155,8 @@ fn content(v: &Value, i: usize) -> Result<String, ApiError> {
                         return Err(ApiError::new(
                             501,
                             "not_implemented_error",
-                            "image content needs a vision model, and this server runs text \
-                             models only (mlxk-see's core is not in it yet); send text parts",
+                            "image content needs a vision model, and this server runs text and \
+                             Whisper models only (mlxk-see's core is not in it yet); send text parts",
                         )
                         .code("vision_not_supported")
                         .param(&param));
@@ -165,8 +165,8 @@ fn content(v: &Value, i: usize) -> Result<String, ApiError> {
                         return Err(ApiError::new(
                             501,
                             "not_implemented_error",
-                            "audio content is not supported in chat messages; use \
-                             /v1/audio/transcriptions once mlxk-hear's core is in the server",
+                            "audio content is not supported in chat messages; POST the audio \
+                             to /v1/audio/transcriptions with a Whisper model",
                         )
                         .code("audio_not_supported")
                         .param(&param));

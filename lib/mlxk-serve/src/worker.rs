@@ -2,7 +2,9 @@
 //! loaded on first use and kept for the next request — seeds/003 §5) and serves queued requests
 //! in order. The gate runs again before every load (memory changes; 507 when it blocks). Text
 //! goes back to the request's handler token by token; a handler that has gone (the client
-//! disconnected) stops the generation at the next token.
+//! disconnected) stops the generation at the next token. A Whisper model serves the audio
+//! routes through mlxk-hear's runner in the same way, a transcription at a time.
+use crate::audio::{TranscribeRequest, transcription_body};
 use crate::wire::{ApiError, GenRequest, Input, Usage};
 use mlxk::cli::ExitStatus;
 use mlxk::runner::{Job, ReportFile};
@@ -10,6 +12,7 @@ use mlxk::sys::SysRoot;
 use mlxk_infer::generate::{FinishReason, GenerateOptions, generate};
 use mlxk_infer::loader::TextModel;
 use mlxk_infer::runner::Runner;
+use mlxk_infer::runner::audio::{AudioModel, AudioRunner, Destination, transcription_facts};
 use mlxk_infer::runner::text::{PromptSpec, TextRunner, assemble_prompt};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
@@ -28,14 +31,50 @@ pub enum Event {
         finish: &'static str,
         usage: Usage,
     },
+    /// A finished transcription: the response body in the requested format.
+    Transcribed {
+        content_type: &'static str,
+        body: String,
+        audio_s: f64,
+    },
     Failed(ApiError),
+}
+
+/// A transcription request with its upload decoded (by the handler, before it queues: a bad
+/// file is answered at once and never holds the model thread).
+pub struct Transcription {
+    pub req: TranscribeRequest,
+    pub samples: Vec<f32>,
+    pub decode_s: f64,
+}
+
+/// What a queued request asks for.
+pub enum Request {
+    Generate(GenRequest),
+    Transcribe(Box<Transcription>),
+}
+
+impl Request {
+    /// The backend that serves it (the gate's `backend` of the model it names).
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Request::Generate(_) => TextRunner::BACKEND,
+            Request::Transcribe(_) => AudioRunner::BACKEND,
+        }
+    }
 }
 
 /// One queued request for the model `model` (an index into the served jobs).
 pub struct Work {
-    pub req: GenRequest,
+    pub req: Request,
     pub model: usize,
     pub events: tokio::sync::mpsc::Sender<Event>,
+}
+
+/// The model in memory: a text model or a Whisper model.
+enum Model {
+    Text(TextModel),
+    Audio(AudioModel),
 }
 
 /// How models load and generate, and where report records go.
@@ -95,6 +134,17 @@ fn runner(s: &Settings) -> TextRunner {
     }
 }
 
+fn audio_runner() -> AudioRunner {
+    AudioRunner {
+        inputs: Vec::new(),
+        options: Default::default(),
+        format: mlxk_infer::transcribe::formats::Format::Txt,
+        destination: Destination::Stdout,
+        verbose: false,
+        cancel: None,
+    }
+}
+
 fn serve(
     jobs: Vec<Job>,
     settings: Settings,
@@ -103,7 +153,8 @@ fn serve(
     stop: &std::sync::atomic::AtomicBool,
 ) {
     let text = runner(&settings);
-    let mut current: Option<(usize, TextModel, f64)> = None;
+    let audio = audio_runner();
+    let mut current: Option<(usize, Model, f64)> = None;
     loop {
         let w = match rx.recv_timeout(std::time::Duration::from_millis(50)) {
             Ok(w) => w,
@@ -130,10 +181,17 @@ fn serve(
                 gate: mlxk::runner::gate_here(&job.record, &SysRoot::from_env()),
             };
             // What the piped gate decided holds (a block stays a block), and so does now's.
+            let backend = w.req.backend();
             let load = job
-                .admit(TextRunner::BACKEND, "mlxk-serve")
-                .and_then(|_| now.admit(TextRunner::BACKEND, "mlxk-serve"))
-                .and_then(|_| text.load(&now));
+                .admit(backend, "mlxk-serve")
+                .and_then(|_| now.admit(backend, "mlxk-serve"))
+                .and_then(|_| {
+                    if backend == AudioRunner::BACKEND {
+                        audio.load(&now).map(|(m, t)| (Model::Audio(m), t))
+                    } else {
+                        text.load(&now).map(|(m, t)| (Model::Text(m), t))
+                    }
+                });
             match load {
                 Ok((m, t)) => {
                     *loaded.lock().unwrap_or_else(|p| p.into_inner()) = Some(job.record.id.clone());
@@ -149,8 +207,25 @@ fn serve(
             continue;
         };
         let events = w.events.clone();
-        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            run(&text, &settings, &jobs[*i], model, *load_s, w)
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match (model, w.req) {
+            (Model::Text(m), Request::Generate(req)) => {
+                run(&text, &settings, &jobs[*i], m, *load_s, req, &w.events)
+            }
+            (Model::Audio(m), Request::Transcribe(req)) => {
+                hear(&audio, &settings, &jobs[*i], m, *load_s, &req, &w.events)
+            }
+            // The handler checks the model's backend before queueing; a model is loaded for
+            // the backend its gate chose, so this is a request routed wrongly.
+            _ => {
+                deliver(
+                    &w.events,
+                    Event::Failed(ApiError::new(
+                        501,
+                        "not_implemented_error",
+                        "this model does not serve this route",
+                    )),
+                );
+            }
         }));
         if ran.is_err() {
             // A bug, not the request's fault: answer 500 and load the model afresh next time
@@ -169,8 +244,16 @@ fn serve(
     }
 }
 
-fn run(text: &TextRunner, s: &Settings, job: &Job, model: &TextModel, load_s: f64, w: Work) {
-    let req = &w.req;
+fn run(
+    text: &TextRunner,
+    s: &Settings,
+    job: &Job,
+    model: &TextModel,
+    load_s: f64,
+    req: GenRequest,
+    events: &tokio::sync::mpsc::Sender<Event>,
+) {
+    let req = &req;
     let spec = match &req.input {
         Input::Chat(m) => PromptSpec {
             messages: m.clone(),
@@ -185,7 +268,7 @@ fn run(text: &TextRunner, s: &Settings, job: &Job, model: &TextModel, load_s: f6
     let context = model.context_length();
     let max_tokens = req.max_tokens.unwrap_or(s.default_max_tokens);
     let fail = |e: ApiError| {
-        deliver(&w.events, Event::Failed(e));
+        deliver(events, Event::Failed(e));
     };
     let prompt = match assemble_prompt(&model.tokenizer, &spec, context, max_tokens, req.truncate) {
         Ok(p) => p,
@@ -207,7 +290,7 @@ fn run(text: &TextRunner, s: &Settings, job: &Job, model: &TextModel, load_s: f6
         }
         Err(e) => return fail(ApiError::from_failure(&e.failure())),
     };
-    if !deliver(&w.events, Event::Started) {
+    if !deliver(events, Event::Started) {
         return;
     }
     let mut facts = mlxk_infer::runner::job_facts("mlxk-serve", TextRunner::BACKEND, job);
@@ -221,7 +304,6 @@ fn run(text: &TextRunner, s: &Settings, job: &Job, model: &TextModel, load_s: f6
         context_length: context,
         cancel: None,
     };
-    let events = w.events.clone();
     // Chat answers keep a reasoning model's thinking apart (`reasoning_content`); a completion
     // is the raw continuation.
     let mut split = matches!(req.input, Input::Chat(_))
@@ -229,7 +311,7 @@ fn run(text: &TextRunner, s: &Settings, job: &Job, model: &TextModel, load_s: f6
     let send = |pieces: Vec<(mlxk_infer::reasoning::Part, String)>| {
         pieces.into_iter().all(|(part, text)| {
             deliver(
-                &events,
+                events,
                 Event::Delta {
                     text,
                     reasoning: part == mlxk_infer::reasoning::Part::Reasoning,
@@ -269,7 +351,7 @@ fn run(text: &TextRunner, s: &Settings, job: &Job, model: &TextModel, load_s: f6
             report(s, &mut facts);
             if !gone {
                 deliver(
-                    &w.events,
+                    events,
                     Event::Done {
                         finish: g.finish_reason.as_str(),
                         usage: Usage {
@@ -285,6 +367,69 @@ fn run(text: &TextRunner, s: &Settings, job: &Job, model: &TextModel, load_s: f6
             facts.error = Some((f.code.into(), f.message.clone()));
             report(s, &mut facts);
             fail(ApiError::from_failure(&f));
+        }
+    }
+}
+
+/// One transcription: the upload decoded (a bad file is a 400 naming it), transcribed, and
+/// answered in the requested format; a client that leaves stops it after the current window.
+fn hear(
+    audio_runner: &AudioRunner,
+    s: &Settings,
+    job: &Job,
+    model: &AudioModel,
+    load_s: f64,
+    work: &Transcription,
+    events: &tokio::sync::mpsc::Sender<Event>,
+) {
+    let req = &work.req;
+    let started = std::time::Instant::now();
+    if !deliver(events, Event::Started) {
+        return;
+    }
+    let mut facts = mlxk_infer::runner::job_facts("mlxk-serve", AudioRunner::BACKEND, job);
+    facts.load_time_s = Some(load_s);
+    audio_runner.describe(model, job, &mut facts);
+    let mut progress =
+        |_: usize, _: usize, _: &[mlxk_infer::transcribe::Segment]| !events.is_closed();
+    let t = mlxk_infer::transcribe::transcribe(
+        &model.whisper,
+        &model.tokenizer,
+        &work.samples,
+        &req.options,
+        &mut progress,
+        None,
+    );
+    match t {
+        Ok((transcript, cancelled)) => {
+            let wall = started.elapsed().as_secs_f64() + work.decode_s;
+            transcription_facts(&mut facts, &transcript, wall, work.decode_s, cancelled);
+            if cancelled {
+                facts.error = Some((
+                    "client_disconnected".into(),
+                    "the client went away; the transcription was stopped".into(),
+                ));
+            } else {
+                facts.passed = true;
+            }
+            report(s, &mut facts);
+            if !cancelled {
+                let (content_type, body) = transcription_body(req, &transcript);
+                deliver(
+                    events,
+                    Event::Transcribed {
+                        content_type,
+                        body,
+                        audio_s: transcript.duration_s,
+                    },
+                );
+            }
+        }
+        Err(e) => {
+            let f = e.failure();
+            facts.error = Some((f.code.into(), f.message.clone()));
+            report(s, &mut facts);
+            deliver(events, Event::Failed(ApiError::from_failure(&f)));
         }
     }
 }

@@ -198,27 +198,8 @@ impl AudioRunner {
             return Err(e);
         }
         let wall = started.elapsed().as_secs_f64();
-        let rtf = if transcript.duration_s > 0.0 {
-            wall / transcript.duration_s
-        } else {
-            0.0
-        };
+        let rtf = transcription_facts(facts, &transcript, wall, audio_load_s, cancelled);
         let times = &transcript.times;
-        facts.finish_reason = Some(if cancelled { "interrupted" } else { "stop" }.into());
-        facts.completion_tokens = Some(times.tokens as u64);
-        if times.decode_s > 0.0 {
-            facts.tokens_per_sec = Some(times.tokens as f64 / times.decode_s);
-        }
-        facts.peak_bytes = mlx_rs::memory::peak_memory().ok().map(|b| b as u64);
-        facts.extra = vec![
-            ("audio_duration_s".into(), transcript.duration_s),
-            ("real_time_factor".into(), rtf),
-            ("audio_decode_s".into(), audio_load_s),
-            ("mel_s".into(), times.mel_s),
-            ("encode_s".into(), times.encode_s),
-            ("decode_s".into(), times.decode_s),
-            ("windows".into(), times.windows as f64),
-        ];
         if self.verbose {
             eprintln!(
                 "{}: {file}: {:.1} s of {} audio ({} Hz, {} ch) in {:.2} s (RTF {:.3}): read {:.2} s, mel {:.2} s, encode {:.2} s, decode {:.2} s ({} windows, {} decodings, {} tokens){}",
@@ -334,6 +315,39 @@ impl AudioRunner {
         }
         Ok(())
     }
+}
+
+/// What a transcription measured, into its report facts (mlxk-hear's and the server's
+/// records alike); returns the real-time factor (wall time over audio time).
+pub fn transcription_facts(
+    facts: &mut RunFacts,
+    transcript: &Transcript,
+    wall_s: f64,
+    audio_decode_s: f64,
+    cancelled: bool,
+) -> f64 {
+    let rtf = if transcript.duration_s > 0.0 {
+        wall_s / transcript.duration_s
+    } else {
+        0.0
+    };
+    let times = &transcript.times;
+    facts.finish_reason = Some(if cancelled { "interrupted" } else { "stop" }.into());
+    facts.completion_tokens = Some(times.tokens as u64);
+    if times.decode_s > 0.0 {
+        facts.tokens_per_sec = Some(times.tokens as f64 / times.decode_s);
+    }
+    facts.peak_bytes = mlx_rs::memory::peak_memory().ok().map(|b| b as u64);
+    facts.extra = vec![
+        ("audio_duration_s".into(), transcript.duration_s),
+        ("real_time_factor".into(), rtf),
+        ("audio_decode_s".into(), audio_decode_s),
+        ("mel_s".into(), times.mel_s),
+        ("encode_s".into(), times.encode_s),
+        ("decode_s".into(), times.decode_s),
+        ("windows".into(), times.windows as f64),
+    ];
+    rtf
 }
 
 /// The name a transcript of `input` gets in an output folder: its stem, `stdin` for `-`.

@@ -60,6 +60,26 @@ impl Default for TranscribeOptions {
     }
 }
 
+/// The temperatures tried in turn: `start`, then up by `step` to 1 (numpy's
+/// `arange(start, 1 + 1e-6, step)`, as mlx-whisper's CLI and OpenAI's API build the schedule);
+/// `step` 0 is no fallback. The error names what is out of range.
+pub fn temperature_schedule(start: f32, step: f32) -> std::result::Result<Vec<f32>, String> {
+    if !(0.0..=1.0).contains(&start) {
+        return Err("the temperature must be between 0 and 1".into());
+    }
+    if step != 0.0 && !(0.01..=1.0).contains(&step) {
+        return Err("the fallback increment must be 0 (no fallback) or between 0.01 and 1".into());
+    }
+    let mut temperatures = vec![start];
+    if step > 0.0 {
+        let n = ((1.0 + 1e-6 - start) / step).floor().max(0.0) as usize;
+        for i in 1..=n {
+            temperatures.push(((start + i as f32 * step) * 1e4).round() / 1e4);
+        }
+    }
+    Ok(temperatures)
+}
+
 /// One stretch of speech.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Segment {
@@ -486,6 +506,20 @@ fn cut_repeats(tokens: &[u32], tb: u32) -> Vec<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_temperature_schedule_is_numpys_arange_to_one() {
+        assert_eq!(
+            temperature_schedule(0.0, 0.2).unwrap(),
+            vec![0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+        );
+        assert_eq!(temperature_schedule(0.5, 0.2).unwrap(), vec![0.5, 0.7, 0.9]);
+        assert_eq!(temperature_schedule(0.3, 0.0).unwrap(), vec![0.3]);
+        assert_eq!(temperature_schedule(1.0, 0.2).unwrap(), vec![1.0]);
+        assert!(temperature_schedule(1.5, 0.2).is_err());
+        assert!(temperature_schedule(0.0, 0.001).is_err());
+        assert!(temperature_schedule(f32::NAN, 0.2).is_err());
+    }
 
     #[test]
     fn three_equal_segments_in_a_row_are_a_loop() {
