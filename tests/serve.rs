@@ -840,7 +840,7 @@ fn transcriptions_over_http_equal_mlxk_hear_in_every_format() {
 
 #[test]
 fn the_audio_routes_refuse_what_they_cannot_do_with_the_right_status() {
-    let (s, text) = whisper_server(&["--max-upload-bytes", "100000"]);
+    let (s, text) = whisper_server(&["--max-upload-bytes", "400000"]);
     let text_id = text
         .path()
         .file_name()
@@ -884,8 +884,15 @@ fn the_audio_routes_refuse_what_they_cannot_do_with_the_right_status() {
     let (st, v) = call(t, &[w[0], ("language", "de")], Some(("short.wav", &wav)));
     assert_eq!(st, 400, "{v}");
     // Over the upload limit: 413; chat to a Whisper model: 501; a text model here: 501.
-    let big = vec![0u8; 200_000];
+    let big = vec![0u8; 500_000];
     let (st, v) = call(t, &w, Some(("big.wav", &big)));
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--max-upload-bytes"),
+        "{v}"
+    );
     assert_eq!(
         (st, &v["error"]["code"]),
         (413, &json!("body_too_large")),

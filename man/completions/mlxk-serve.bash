@@ -23,7 +23,7 @@ _mlxk__serve() {
 
     case "${cmd}" in
         mlxk__serve)
-            opts="-h -V --host --port --api-key --queue --max-body-bytes --max-tokens --log --report --dequantize --prefill-step --help --version"
+            opts="-h -V --host --port --api-key --queue --max-body-bytes --max-upload-bytes --max-tokens --log --report --dequantize --prefill-step --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -46,6 +46,10 @@ _mlxk__serve() {
                     return 0
                     ;;
                 --max-body-bytes)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-upload-bytes)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -3,6 +3,7 @@ complete -c mlxk-serve -l port -d 'Port to listen on (0 picks a free one; the ad
 complete -c mlxk-serve -l api-key -d 'Require `Authorization: Bearer KEY` on every /v1 route' -r
 complete -c mlxk-serve -l queue -d 'Requests that may wait beyond the one running before new ones get 429' -r
 complete -c mlxk-serve -l max-body-bytes -d 'Largest request body accepted (413 above it)' -r
+complete -c mlxk-serve -l max-upload-bytes -d 'Largest audio upload the /v1/audio routes accept (413 above it)' -r
 complete -c mlxk-serve -l max-tokens -d 'Tokens generated when a request gives no max_tokens' -r
 complete -c mlxk-serve -l log -d 'Write the per-request JSON log lines to FILE instead of stderr' -r -F
 complete -c mlxk-serve -l report -d 'Append a benchmark report record (schema 0.2.2) per generation to FILE' -r -F

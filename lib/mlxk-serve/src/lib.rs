@@ -576,13 +576,18 @@ async fn unknown_route() -> Response {
 }
 
 async fn too_large(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let upload = req.uri().path().starts_with("/v1/audio/");
     let r = next.run(req).await;
     if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
         return error_response(
             &ApiError::new(
                 413,
                 "invalid_request_error",
-                "the request body is over the server's limit (--max-body-bytes)",
+                if upload {
+                    "the upload is over the server's limit (--max-upload-bytes)"
+                } else {
+                    "the request body is over the server's limit (--max-body-bytes)"
+                },
             )
             .code("body_too_large"),
         );

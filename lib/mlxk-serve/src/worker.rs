@@ -73,8 +73,8 @@ pub struct Work {
 
 /// The model in memory: a text model or a Whisper model.
 enum Model {
-    Text(TextModel),
-    Audio(AudioModel),
+    Text(Box<TextModel>),
+    Audio(Box<AudioModel>),
 }
 
 /// How models load and generate, and where report records go.
@@ -187,9 +187,11 @@ fn serve(
                 .and_then(|_| now.admit(backend, "mlxk-serve"))
                 .and_then(|_| {
                     if backend == AudioRunner::BACKEND {
-                        audio.load(&now).map(|(m, t)| (Model::Audio(m), t))
+                        audio
+                            .load(&now)
+                            .map(|(m, t)| (Model::Audio(Box::new(m)), t))
                     } else {
-                        text.load(&now).map(|(m, t)| (Model::Text(m), t))
+                        text.load(&now).map(|(m, t)| (Model::Text(Box::new(m)), t))
                     }
                 });
             match load {
