@@ -2,10 +2,12 @@
 # The benchmark suite, one command, safe under cron (seeds/002, /004):
 #   1. probe the cached models (or those matching PATTERN) and gate them, logging what is blocked;
 #   2. run the fixed prompt set (benchmarks/fixtures/prompts.jsonl) through mlxk-gen on every
-#      text model, REPEAT times, all under memmon;
+#      text model and the fixture recording (benchmarks/fixtures/speech.flac) through mlxk-hear
+#      on every Whisper model, REPEAT times, all under memmon;
 #   3. report-validate the report; 4. report-gen, compared with the previous run of NAME;
 #   5. memplot the memory timeline with the run's load/unload moments.
-# Vision and audio models are listed as skipped, with why, while mlxk-see/mlxk-hear cannot run.
+# Vision models are listed as skipped, with why, while mlxk-see cannot run; so are Whisper
+# models when no mlxk-hear is found.
 #
 #   benchmarks/run.sh [--models PATTERN] [--name NAME] [--repeat N] [--out DIR] [--bin DIR]
 #
@@ -49,9 +51,10 @@ if [ "${MLXK_SUITE_INNER:-}" = 1 ]; then
     say "mlxk-probe: $(tail -n 1 "$work/probe.err")"; rc=3
   fi
   "$(tool mlxk-gate)" --json < "$work/probed.jsonl" > "$work/gated.jsonl" 2> "$work/gate.err"
-  python3 - "$work/gated.jsonl" "$work" <<'PY' | while IFS= read -r l; do say "$l"; done
+  hear=""; [ -x "$(tool mlxk-hear)" ] && hear=1
+  python3 - "$work/gated.jsonl" "$work" "$hear" <<'PY' | while IFS= read -r l; do say "$l"; done
 import json, sys
-text, other = [], []
+text, audio, other = [], [], []
 for line in open(sys.argv[1]):
     r = json.loads(line)
     if r.get("type") != "model":
@@ -62,13 +65,17 @@ for line in open(sys.argv[1]):
         print(f"blocked: {r['id']}: {why}")
     elif g.get("backend") == "text":
         text.append(line)
+    elif g.get("backend") == "audio" and sys.argv[3]:
+        audio.append(line)
     else:
         other.append((r["id"], g.get("backend")))
 open(sys.argv[2] + "/text.jsonl", "w").writelines(text)
+open(sys.argv[2] + "/audio.jsonl", "w").writelines(audio)
 for i, b in other:
-    tool = {"vision": "mlxk-see", "audio": "mlxk-hear"}.get(b, "no runner")
-    print(f"skipped: {i}: a {b} model; {tool} cannot run it yet")
-print(f"{len(text)} text model(s) to run")
+    why = {"vision": "mlxk-see cannot run it yet",
+           "audio": "no mlxk-hear was found (build it, or give --bin DIR)"}.get(b, "no tool runs it")
+    print(f"skipped: {i}: a {b} model; {why}")
+print(f"{len(text)} text model(s) and {len(audio)} Whisper model(s) to run")
 PY
   if [ -s "$work/text.jsonl" ]; then
     for r in $(seq 1 "$repeat"); do
@@ -81,6 +88,18 @@ PY
       fi
       # The load/unload moments, for the timeline.
       grep -h '"type":"load"\|"type":"unload"' "$work/gen-$r.jsonl" >> "$work/events.jsonl"
+    done
+  fi
+  if [ -s "$work/audio.jsonl" ]; then
+    for r in $(seq 1 "$repeat"); do
+      say "mlxk-hear: repeat $r of $repeat"
+      "$(tool mlxk-hear)" "$here/fixtures/speech.flac" --json --report "$work/benchmark.jsonl" \
+        < "$work/audio.jsonl" > "$work/hear-$r.jsonl" 2> "$work/hear-$r.err"
+      h=$?
+      if [ "$h" != 0 ]; then
+        say "mlxk-hear exited $h: $(grep -v '^{' "$work/hear-$r.err" | tail -n 1)"; [ "$rc" = 0 ] && rc=$h
+      fi
+      grep -h '"type":"load"\|"type":"unload"' "$work/hear-$r.jsonl" >> "$work/events.jsonl"
     done
   fi
   exit "$rc"
@@ -111,7 +130,7 @@ if [ "${MLXK_SUITE_INNER:-}" != 1 ]; then
     "$0" --name "$name" --repeat "$repeat" --out "$out" ${bin:+--bin "$bin"} ${pattern:+--models "$pattern"}
   rc=$?
   [ -s "$work/inner.log" ] && cat "$work/inner.log" >> "$work/log"
-  [ "$rc" = 0 ] || fail "probe, gate and mlxk-gen" "$rc"
+  [ "$rc" = 0 ] || fail "probe, gate and the runs" "$rc"
 fi
 [ -s "$work/memory.jsonl" ] && publish memory.jsonl -memory.jsonl
 

@@ -193,6 +193,7 @@ fn probe_gate_hear_pipe_with_a_report() {
     assert_eq!(recs.len(), 1);
     let rep = &recs[0];
     assert_eq!(rep["metadata"]["inference_modality"], "audio", "{rep}");
+    assert_eq!(rep["test"], "mlxk-hear::short.wav", "{rep}");
     assert!(
         rep["performance"]["tokens_per_sec"].as_f64().unwrap() > 0.0,
         "{rep}"

@@ -11,12 +11,16 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// A cache holding the real SmolLM2 (linked) and a tiny llama.
+/// A cache holding the real SmolLM2 and Whisper tiny.en (linked) and a tiny llama.
 fn cache() -> Cache {
     let c = Cache::new();
-    let smol = "models--mlxk-demo--SmolLM2-135M-Instruct-Q4_1-GGUF";
-    std::os::unix::fs::symlink(root().join(".deps/hf/hub").join(smol), c.root().join(smol))
-        .unwrap();
+    for real in [
+        "models--mlxk-demo--SmolLM2-135M-Instruct-Q4_1-GGUF",
+        "models--mlxk-demo--whisper-tiny.en-ct2",
+    ] {
+        std::os::unix::fs::symlink(root().join(".deps/hf/hub").join(real), c.root().join(real))
+            .unwrap();
+    }
     let snap = c.snapshot(
         "tiny/llama-gqa1",
         "0123456789abcdef0123456789abcdef01234567",
@@ -78,9 +82,18 @@ fn the_suite_runs_validates_reports_compares_and_plots() {
         let f = files.iter().find(|f| f.ends_with(kind)).unwrap();
         std::fs::read_to_string(out.path().join(f)).unwrap()
     };
-    // Two models × three prompts × two repeats, every record valid.
+    // Two text models × three prompts × two repeats, and Whisper × one recording × two
+    // repeats, every record valid.
     let bench = file("-benchmark.jsonl");
-    assert_eq!(bench.lines().count(), 12, "{bench}");
+    assert_eq!(bench.lines().count(), 14, "{bench}");
+    let audio: Vec<Value> = bench
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|r| r["metadata"]["inference_modality"] == "audio")
+        .collect();
+    assert_eq!(audio.len(), 2, "{bench}");
+    assert_eq!(audio[0]["test"], "mlxk-hear::speech.flac");
+    assert_eq!(audio[0]["outcome"], "passed", "{}", audio[0]);
     let bench_path = out.path().join(
         files
             .iter()
@@ -90,7 +103,15 @@ fn the_suite_runs_validates_reports_compares_and_plots() {
     run_tool("report-validate", &[bench_path.as_os_str()]).ok();
     let md = file("-report.md");
     assert!(
-        md.contains("SmolLM2-135M-Instruct") && md.contains("llama-gqa1"),
+        md.contains("SmolLM2-135M-Instruct")
+            && md.contains("llama-gqa1")
+            && md.contains("whisper-tiny.en"),
+        "{md}"
+    );
+    // Two repeats: each test's mean ± spread.
+    assert!(
+        md.contains("## Repeats")
+            && md.contains("| `mlxk-hear::speech.flac` | mlxk-demo/whisper-tiny.en-ct2 | 2 |"),
         "{md}"
     );
     // memmon watched the whole run and kept its exit code.
@@ -99,7 +120,7 @@ fn the_suite_runs_validates_reports_compares_and_plots() {
     assert_eq!(summary["summary"]["exit_code"], 0, "{summary}");
     assert!(file("-timeline.html").contains("<html"), "a timeline page");
     assert!(
-        file(".log").contains("report-validate: 12 records"),
+        file(".log").contains("report-validate: 14 records"),
         "{}",
         file(".log")
     );

@@ -126,6 +126,16 @@ impl Runner for AudioRunner {
                 break;
             }
             let mut facts = runs.start();
+            // The report's test name says which recording it timed.
+            let name = if input == Path::new("-") {
+                "stdin".into()
+            } else {
+                input.file_name().map_or_else(
+                    || input.display().to_string(),
+                    |n| n.to_string_lossy().into(),
+                )
+            };
+            facts.tool = format!("{}::{name}", Self::TOOL);
             let outcome = self.transcribe_one(model, job, input, several && i > 0, out, &mut facts);
             runs.finish(out, facts, outcome);
         }

@@ -189,6 +189,60 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
     })
 }
 
+/// Mean and sample standard deviation (0 for one value), as llama-bench reports repeats.
+fn mean_sd(v: &[f64]) -> Option<(f64, f64)> {
+    if v.is_empty() {
+        return None;
+    }
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    let sd = if v.len() > 1 {
+        (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
+    } else {
+        0.0
+    };
+    Some((mean, sd))
+}
+
+/// `1.23s ± 0.04s` over repeats, the plain duration for one run.
+fn duration_sd(v: &[f64]) -> String {
+    match mean_sd(v) {
+        None => "—".into(),
+        Some((m, _)) if v.len() == 1 => duration(m),
+        Some((m, sd)) => format!("{} ± {}", duration(m), duration(sd)),
+    }
+}
+
+/// The runs of one test on one model (its repeats).
+struct Repeats {
+    durations: Vec<f64>,
+    tps: Vec<f64>,
+}
+
+/// Runs grouped by test and model: the same prompt on two models is two tests.
+fn per_test(entries: &[Entry]) -> BTreeMap<(String, String), Repeats> {
+    let mut m: BTreeMap<(String, String), Repeats> = BTreeMap::new();
+    for e in entries {
+        let r = m
+            .entry((e.test.clone(), e.model.clone().unwrap_or_default()))
+            .or_insert_with(|| Repeats {
+                durations: vec![],
+                tps: vec![],
+            });
+        r.durations.push(e.duration);
+        r.tps.extend(e.tokens_per_sec);
+    }
+    m
+}
+
+fn test_cell(key: &(String, String)) -> String {
+    if key.1.is_empty() {
+        format!("`{}`", cell(&key.0))
+    } else {
+        format!("`{}` ({})", cell(&key.0), cell(&key.1))
+    }
+}
+
 /// `1h 02m 03.4s`, `5m 12.3s`, `12.3s`.
 pub fn duration(s: f64) -> String {
     let sign = if s < 0.0 { "-" } else { "" };
@@ -406,6 +460,36 @@ pub fn render(source: &str, entries: &[Entry], old: Option<(&str, &[Entry])>) ->
         o.push('\n');
     }
 
+    // Repeats: the spread of each test over its runs (when a test ran more than once).
+    let tests = per_test(entries);
+    if tests.values().any(|r| r.durations.len() > 1) {
+        let _ = writeln!(o, "## Repeats\n");
+        let _ = writeln!(
+            o,
+            "Mean ± sample standard deviation over each test's runs.\n\n| Test | Model | Runs | Duration | Tokens/s |\n| --- | --- | ---: | ---: | ---: |"
+        );
+        for ((test, model), r) in &tests {
+            let tps = match mean_sd(&r.tps) {
+                None => "—".into(),
+                Some((m, _)) if r.tps.len() == 1 => format!("{m:.1}"),
+                Some((m, sd)) => format!("{m:.1} ± {sd:.1}"),
+            };
+            let _ = writeln!(
+                o,
+                "| `{}` | {} | {} | {} | {tps} |",
+                cell(test),
+                if model.is_empty() {
+                    "—".into()
+                } else {
+                    cell(model)
+                },
+                r.durations.len(),
+                duration_sd(&r.durations)
+            );
+        }
+        o.push('\n');
+    }
+
     // Slowest tests
     let _ = writeln!(o, "## Slowest tests\n");
     let mut slow: Vec<&Entry> = entries.iter().collect();
@@ -598,41 +682,54 @@ fn compare(o: &mut String, old_source: &str, old: &[Entry], new: &[Entry]) {
     }
     o.push('\n');
 
-    let medians = |es: &[Entry]| {
-        let mut m: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-        for e in es {
-            m.entry(e.test.clone()).or_default().push(e.duration);
-        }
-        m.into_iter()
-            .filter_map(|(k, v)| Some((k, median(v)?)))
-            .collect::<BTreeMap<String, f64>>()
-    };
-    let (ot, nt) = (medians(old), medians(new));
-    let _ = writeln!(o, "### Per test (median duration)\n");
+    let (ot, nt) = (per_test(old), per_test(new));
+    let _ = writeln!(o, "### Per test (mean duration over repeats)\n");
+    let _ = writeln!(
+        o,
+        "A test on a model is marked ⚠️/✅ only when its mean moved by more than the threshold and by more than the two runs' standard deviations together (repeats that scatter that much do not show a change).\n"
+    );
     let _ = writeln!(
         o,
         "| Test | Old | New | Δ | Change |\n| --- | ---: | ---: | ---: | ---: |"
     );
-    let mut tests: Vec<&String> = ot.keys().chain(nt.keys()).collect();
-    tests.sort();
-    tests.dedup();
-    for t in tests {
-        match (ot.get(t), nt.get(t)) {
+    let mut keys: Vec<&(String, String)> = ot.keys().chain(nt.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    for k in keys {
+        match (ot.get(k), nt.get(k)) {
             (Some(a), Some(b)) => {
-                let (d, c) = change_cells(*a, *b, 0.05);
+                let (Some((ma, sa)), Some((mb, sb))) =
+                    (mean_sd(&a.durations), mean_sd(&b.durations))
+                else {
+                    continue;
+                };
+                let (d, mut c) = change_cells(ma, mb, 0.05);
+                if (mb - ma).abs() <= sa + sb {
+                    c = c.replace(" ⚠️", "").replace(" ✅", "");
+                }
                 let _ = writeln!(
                     o,
-                    "| `{}` | {} | {} | {d} | {c} |",
-                    cell(t),
-                    duration(*a),
-                    duration(*b)
+                    "| {} | {} | {} | {d} | {c} |",
+                    test_cell(k),
+                    duration_sd(&a.durations),
+                    duration_sd(&b.durations)
                 );
             }
             (None, Some(b)) => {
-                let _ = writeln!(o, "| `{}` | N/A | {} | | NEW |", cell(t), duration(*b));
+                let _ = writeln!(
+                    o,
+                    "| {} | N/A | {} | | NEW |",
+                    test_cell(k),
+                    duration_sd(&b.durations)
+                );
             }
             (Some(a), None) => {
-                let _ = writeln!(o, "| `{}` | {} | N/A | | GONE |", cell(t), duration(*a));
+                let _ = writeln!(
+                    o,
+                    "| {} | {} | N/A | | GONE |",
+                    test_cell(k),
+                    duration_sd(&a.durations)
+                );
             }
             (None, None) => {}
         }
@@ -685,6 +782,52 @@ mod tests {
         assert_eq!(change_cells(100.0, 102.0, 0.03).1, "+2.0%");
         assert_eq!(change_cells(100.0, 98.0, 0.05).1, "-2.0% ✅");
         assert_eq!(change_cells(100.0, 104.0, 0.05).1, "+4.0%");
+    }
+
+    #[test]
+    fn mean_and_spread_over_repeats() {
+        let (m, sd) = mean_sd(&[1.0, 2.0, 3.0]).unwrap();
+        assert_eq!((m, sd), (2.0, 1.0));
+        assert_eq!(mean_sd(&[4.0]), Some((4.0, 0.0)));
+        assert_eq!(mean_sd(&[]), None);
+        assert_eq!(duration_sd(&[1.0, 2.0, 3.0]), "2.0s ± 1.0s");
+        assert_eq!(duration_sd(&[2.5]), "2.5s");
+    }
+
+    #[test]
+    fn repeats_show_their_spread_and_only_a_change_beyond_it_is_marked() {
+        let runs = |test: &str, durations: &[f64], tps: f64| -> Vec<Entry> {
+            durations
+                .iter()
+                .map(|d| {
+                    Entry::from_record(&serde_json::json!({"test": test, "outcome": "passed",
+                        "duration": d, "model": {"id": "org/m"},
+                        "performance": {"tokens_per_sec": tps + d}}))
+                })
+                .collect()
+        };
+        let mut old = runs("steady", &[1.0, 1.1, 0.9], 10.0);
+        old.extend(runs("noisy", &[1.0, 2.0, 3.0], 10.0));
+        let mut new = runs("steady", &[1.3, 1.4, 1.2], 10.0);
+        new.extend(runs("noisy", &[2.5, 2.6, 2.4], 10.0));
+        let md = render("new.jsonl", &new, Some(("old.jsonl", &old)));
+        assert!(md.contains("## Repeats"), "{md}");
+        assert!(
+            md.contains("| `steady` | org/m | 3 | 1.3s ± 0.10s | 11.3 ± 0.1 |"),
+            "{md}"
+        );
+        // +30 % and 0.3 s apart with 0.1 s spreads: slower. +25 % inside a 1 s spread: not marked.
+        assert!(
+            md.contains("| `steady` (org/m) | 1.0s ± 0.10s | 1.3s ± 0.10s | +0.30s | +30.0% ⚠️ |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| `noisy` (org/m) | 2.0s ± 1.0s | 2.5s ± 0.10s | +0.50s | +25.0% |"),
+            "{md}"
+        );
+        // One run each: no Repeats section.
+        let single = render("x", &runs("once", &[1.0], 5.0), None);
+        assert!(!single.contains("## Repeats"), "{single}");
     }
 
     #[test]
