@@ -206,14 +206,27 @@ pub struct Pty {
 }
 
 impl Pty {
-    pub fn spawn(mut cmd: std::process::Command) -> Pty {
+    pub fn spawn(cmd: std::process::Command) -> Pty {
+        Pty::spawn_with(cmd, true)
+    }
+
+    /// As [`Pty::spawn`], with stdin and stdout on the terminal and stderr where `cmd` sends it.
+    pub fn spawn_keeping_stderr(cmd: std::process::Command) -> Pty {
+        Pty::spawn_with(cmd, false)
+    }
+
+    fn spawn_with(mut cmd: std::process::Command, stderr_too: bool) -> Pty {
         use std::os::unix::process::CommandExt;
         let (master, slave) = open_pty(Some((80, 40)));
         let master = std::fs::File::from(master);
         cmd.stdin(slave.try_clone().unwrap())
             .stdout(slave.try_clone().unwrap())
-            .stderr(slave)
             .env("TERM", "xterm");
+        if stderr_too {
+            cmd.stderr(slave);
+        } else {
+            drop(slave);
+        }
         // SAFETY: only async-signal-safe calls between fork and exec: a new session whose
         // controlling terminal is the pty on stdin.
         unsafe {

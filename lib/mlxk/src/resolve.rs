@@ -44,7 +44,7 @@ pub enum ResolveError {
 
 fn suggest(s: &[String]) -> String {
     if s.is_empty() {
-        String::new()
+        "; `mlxk-probe --all` lists the cached models (HF_HUB_CACHE says where the cache is)".into()
     } else {
         format!("; closest cached: {}", s.join(", "))
     }
