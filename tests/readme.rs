@@ -275,7 +275,10 @@ fn every_command_the_readme_shows_runs_and_prints_what_it_shows() {
             ),
         }
     }
-    assert!(ran >= 10, "only {ran} commands in the README's console blocks");
+    assert!(
+        ran >= 10,
+        "only {ran} commands in the README's console blocks"
+    );
     if update && !rewrites.is_empty() {
         let mut lines: Vec<String> = readme.lines().map(str::to_string).collect();
         for (start, end, new) in rewrites.into_iter().rev() {
@@ -298,7 +301,10 @@ fn wildcards_match_what_they_should() {
     assert!(!line_matches("a [..] c", "a 1 b"));
     assert!(!line_matches("exact", "exactly"));
     let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-    assert!(lines_match(&v(&["a", "...", "z"]), &v(&["a", "b", "c", "z"])));
+    assert!(lines_match(
+        &v(&["a", "...", "z"]),
+        &v(&["a", "b", "c", "z"])
+    ));
     assert!(lines_match(&v(&["a", "...", "z"]), &v(&["a", "z"])));
     assert!(!lines_match(&v(&["a", "z"]), &v(&["a", "b", "z"])));
     assert!(!lines_match(&v(&["a"]), &v(&["a", "b"])));
