@@ -244,134 +244,214 @@ pub fn generate_cached(
     tokenizer: &TextTokenizer,
     prompt: &[u32],
     opts: &GenerateOptions,
-    mut caches: Vec<KvCache>,
+    caches: Vec<KvCache>,
     cached: usize,
     on_text: &mut dyn FnMut(&str) -> Result<bool>,
 ) -> Result<(Generation, Vec<KvCache>)> {
-    opts.sampling.validate()?;
-    if opts.stop_strings.iter().any(String::is_empty) {
-        return Err(InferError::Options(
-            "a stop string is empty (it would stop before the first token); give --stop TEXT"
-                .into(),
-        ));
+    let mut g = Stepper::start(model, tokenizer, prompt, opts.clone(), caches, cached)?;
+    while g.step(on_text)? {}
+    g.finish(on_text)
+}
+
+/// A generation in progress, one token at a time: [`Stepper::start`] prefills the prompt,
+/// each [`Stepper::step`] decodes one token, [`Stepper::finish`] gives the result. Several may
+/// run side by side on one model (a server interleaving its requests), each with its own
+/// caches, sampling key and stop strings; [`generate_cached`] is one run to the end.
+pub struct Stepper<'m> {
+    model: &'m Decoder,
+    tokenizer: &'m TextTokenizer,
+    opts: GenerateOptions,
+    caches: Vec<KvCache>,
+    key: Array,
+    prompt_len: usize,
+    history: Vec<u32>,
+    tokens: Vec<u32>,
+    detok: StreamingDecoder<'m>,
+    emitted: usize,
+    finish: FinishReason,
+    done: bool,
+    eos_token: Option<u32>,
+    stop_string: Option<String>,
+    stopped_at: Option<usize>,
+    start: Instant,
+    ttft: f64,
+    first_at: Instant,
+    limit: usize,
+    input: Vec<u32>,
+}
+
+impl<'m> Stepper<'m> {
+    /// Checks the options and prefills `prompt[cached..]` (all but its last token) into
+    /// `caches`, which hold `prompt[..cached]`.
+    pub fn start(
+        model: &'m Decoder,
+        tokenizer: &'m TextTokenizer,
+        prompt: &[u32],
+        opts: GenerateOptions,
+        mut caches: Vec<KvCache>,
+        cached: usize,
+    ) -> Result<Stepper<'m>> {
+        opts.sampling.validate()?;
+        if opts.stop_strings.iter().any(String::is_empty) {
+            return Err(InferError::Options(
+                "a stop string is empty (it would stop before the first token); give --stop TEXT"
+                    .into(),
+            ));
+        }
+        if prompt.is_empty() {
+            return Err(InferError::Options(
+                "the prompt is empty (no tokens)".into(),
+            ));
+        }
+        mlx_rs::memory::reset_peak_memory()?;
+        let key = mlx_rs::random::key(opts.sampling.seed)?;
+        let start = Instant::now();
+        if cached >= prompt.len() {
+            return Err(InferError::Options(
+                "a prompt cache must leave the last prompt token to decode".into(),
+            ));
+        }
+        prefill_from(model, &mut caches, prompt, cached, opts.prefill_step)?;
+        let limit = opts
+            .context_length
+            .map(|c| c.saturating_sub(prompt.len()))
+            .unwrap_or(usize::MAX)
+            .min(opts.max_tokens);
+        Ok(Stepper {
+            model,
+            tokenizer,
+            opts,
+            caches,
+            key,
+            prompt_len: prompt.len(),
+            history: prompt.to_vec(),
+            tokens: Vec::new(),
+            detok: StreamingDecoder::new(tokenizer),
+            emitted: 0,
+            finish: FinishReason::Length,
+            done: false,
+            eos_token: None,
+            stop_string: None,
+            stopped_at: None,
+            start,
+            ttft: 0.0,
+            first_at: start,
+            limit,
+            input: vec![prompt[prompt.len() - 1]],
+        })
     }
-    if prompt.is_empty() {
-        return Err(InferError::Options(
-            "the prompt is empty (no tokens)".into(),
-        ));
+
+    /// Tokens generated so far.
+    pub fn generated(&self) -> usize {
+        self.tokens.len()
     }
-    mlx_rs::memory::reset_peak_memory()?;
-    let mut key = mlx_rs::random::key(opts.sampling.seed)?;
-    let start = Instant::now();
-    if cached >= prompt.len() {
-        return Err(InferError::Options(
-            "a prompt cache must leave the last prompt token to decode".into(),
-        ));
-    }
-    prefill_from(model, &mut caches, prompt, cached, opts.prefill_step)?;
-    let mut history: Vec<u32> = prompt.to_vec();
-    let next =
-        |ids: &[u32], caches: &mut Vec<KvCache>, hist: &[u32], key: &mut Array| -> Result<u32> {
-            let x = Array::from_slice(ids, &[1, ids.len() as i32]);
-            let h = model.hidden(&x, caches)?;
-            let last = h.index((.., -1, ..));
-            let logits = model.logits(&last)?.as_dtype(Dtype::Float32)?;
-            let tok = sample(&logits, &opts.sampling, hist, key)?;
-            tok.eval()?;
-            Ok(tok.item_cast::<u32>())
-        };
-    let mut tokens: Vec<u32> = Vec::new();
-    let mut detok = StreamingDecoder::new(tokenizer);
-    let mut emitted = 0usize;
-    let mut finish = FinishReason::Length;
-    let mut eos_token = None;
-    let mut stop_string = None;
-    let mut stopped_at = None;
-    let mut ttft = 0.0;
-    let mut first_at = start;
-    let limit = opts
-        .context_length
-        .map(|c| c.saturating_sub(prompt.len()))
-        .unwrap_or(usize::MAX)
-        .min(opts.max_tokens);
-    let cancelled = || {
-        opts.cancel
+
+    /// Decodes one token and hands `on_text` what became safe to show; `false` once the
+    /// generation has ended (EOS, a stop string, the limit, cancelled, or `on_text` said stop).
+    pub fn step(&mut self, on_text: &mut dyn FnMut(&str) -> Result<bool>) -> Result<bool> {
+        if self.done || self.tokens.len() >= self.limit {
+            self.done = true;
+            return Ok(false);
+        }
+        if self
+            .opts
+            .cancel
             .as_ref()
             .is_some_and(|c| c.load(Ordering::SeqCst))
-    };
-    let mut input: Vec<u32> = vec![prompt[prompt.len() - 1]];
-    while tokens.len() < limit {
-        if cancelled() {
-            finish = FinishReason::Interrupted;
-            break;
+        {
+            self.finish = FinishReason::Interrupted;
+            self.done = true;
+            return Ok(false);
         }
-        let tok = next(&input, &mut caches, &history, &mut key)?;
-        if tokens.is_empty() {
-            ttft = start.elapsed().as_secs_f64();
-            first_at = Instant::now();
+        let x = Array::from_slice(&self.input, &[1, self.input.len() as i32]);
+        let h = self.model.hidden(&x, &mut self.caches)?;
+        let last = h.index((.., -1, ..));
+        let logits = self.model.logits(&last)?.as_dtype(Dtype::Float32)?;
+        let tok = sample(&logits, &self.opts.sampling, &self.history, &mut self.key)?;
+        tok.eval()?;
+        let tok = tok.item_cast::<u32>();
+        if self.tokens.is_empty() {
+            self.ttft = self.start.elapsed().as_secs_f64();
+            self.first_at = Instant::now();
         }
-        if tokenizer.eos_ids.contains(&tok) {
-            finish = FinishReason::Stop;
-            eos_token = Some(tok);
-            break;
+        if self.tokenizer.eos_ids.contains(&tok) {
+            self.finish = FinishReason::Stop;
+            self.eos_token = Some(tok);
+            self.done = true;
+            return Ok(false);
         }
-        tokens.push(tok);
-        history.push(tok);
-        input = vec![tok];
-        detok.push(tok)?;
-        let text = detok.text();
+        self.tokens.push(tok);
+        self.history.push(tok);
+        self.input = vec![tok];
+        self.detok.push(tok)?;
+        let text = self.detok.text();
+        let emitted = self.emitted;
         // A stop string starts after what was shown (a possible start of one is held back).
-        if let Some((at, s)) = find_stop(&text[emitted..], &opts.stop_strings) {
-            finish = FinishReason::Stop;
-            stop_string = Some(s.clone());
-            stopped_at = Some(emitted + at);
-            break;
+        if let Some((at, s)) = find_stop(&text[emitted..], &self.opts.stop_strings) {
+            self.finish = FinishReason::Stop;
+            self.stop_string = Some(s.clone());
+            self.stopped_at = Some(emitted + at);
+            self.done = true;
+            return Ok(false);
         }
-        let safe = emitted + safe_prefix_len(&text[emitted..], &opts.stop_strings);
+        let safe = emitted + safe_prefix_len(&text[emitted..], &self.opts.stop_strings);
         if safe > emitted {
             if !on_text(&text[emitted..safe])? {
                 // The caller stopped it (its reader went away): partial, not finished.
-                finish = FinishReason::Interrupted;
-                break;
+                self.finish = FinishReason::Interrupted;
+                self.done = true;
+                return Ok(false);
             }
-            emitted = safe;
+            self.emitted = safe;
         }
+        Ok(true)
     }
-    let mut text = detok.finish()?;
-    if let Some(at) = stopped_at {
-        text.truncate(at);
+
+    /// Ends the generation: the held-back text (a partial stop string, now real output) goes
+    /// to `on_text`; the result and the caches (prompt and generated positions) come back.
+    pub fn finish(
+        self,
+        on_text: &mut dyn FnMut(&str) -> Result<bool>,
+    ) -> Result<(Generation, Vec<KvCache>)> {
+        let mut text = self.detok.finish()?;
+        if let Some(at) = self.stopped_at {
+            text.truncate(at);
+        }
+        // Nothing more will come: held-back text (a partial stop string) is real output.
+        if text.len() > self.emitted && text.is_char_boundary(self.emitted) {
+            on_text(&text[self.emitted..])?;
+        }
+        let tokens = self.tokens;
+        let context_full = self.finish == FinishReason::Length
+            && tokens.len() == self.limit
+            && self.limit < self.opts.max_tokens;
+        let decode_s = self.first_at.elapsed().as_secs_f64();
+        let decoded = tokens.len().saturating_sub(1) + usize::from(self.eos_token.is_some());
+        let ttft = self.ttft;
+        let g = Generation {
+            prompt_tokens: self.prompt_len,
+            prefill_tok_s: if ttft > 0.0 {
+                self.prompt_len as f64 / ttft
+            } else {
+                0.0
+            },
+            decode_tok_s: if decode_s > 0.0 && decoded > 0 {
+                decoded as f64 / decode_s
+            } else {
+                0.0
+            },
+            decode_s,
+            ttft_s: ttft,
+            text,
+            tokens,
+            finish_reason: self.finish,
+            eos_token: self.eos_token,
+            stop_string: self.stop_string,
+            context_full,
+            peak_mem_bytes: mlx_rs::memory::peak_memory()? as u64,
+        };
+        Ok((g, self.caches))
     }
-    // Nothing more will come: held-back text (a partial stop string) is real output.
-    if text.len() > emitted && text.is_char_boundary(emitted) {
-        on_text(&text[emitted..])?;
-    }
-    let context_full =
-        finish == FinishReason::Length && tokens.len() == limit && limit < opts.max_tokens;
-    let decode_s = first_at.elapsed().as_secs_f64();
-    let decoded = tokens.len().saturating_sub(1) + usize::from(eos_token.is_some());
-    let g = Generation {
-        prompt_tokens: prompt.len(),
-        prefill_tok_s: if ttft > 0.0 {
-            prompt.len() as f64 / ttft
-        } else {
-            0.0
-        },
-        decode_tok_s: if decode_s > 0.0 && decoded > 0 {
-            decoded as f64 / decode_s
-        } else {
-            0.0
-        },
-        decode_s,
-        ttft_s: ttft,
-        text,
-        tokens,
-        finish_reason: finish,
-        eos_token,
-        stop_string,
-        context_full,
-        peak_mem_bytes: mlx_rs::memory::peak_memory()? as u64,
-    };
-    Ok((g, caches))
 }
 
 #[cfg(test)]
