@@ -533,9 +533,9 @@ fn sixteen_clients_at_once_are_all_answered_or_told_to_retry() {
 #[test]
 fn a_full_queue_answers_429_with_retry_after() {
     let model = tiny_llama(Some(8192));
-    let s = Server::start(model.path(), &["--queue", "0"], &[]);
+    let s = Server::start(model.path(), &["--queue", "0", "--parallel", "1"], &[]);
     let id = model.path().file_name().unwrap().to_str().unwrap();
-    // One long stream holds the model thread; with no room to wait, the next is refused.
+    // One long stream holds the one place; with no room to wait, the next is refused.
     let body = json!({"model": id, "prompt": "go", "max_tokens": 6000, "stream": true});
     let mut c = s.connect("POST", "/v1/completions", &[], body.to_string().as_bytes());
     let mut first = [0u8; 64];
@@ -959,4 +959,80 @@ fn the_official_openai_client_transcribes_through_the_server() {
     assert_eq!(got["srt"].as_str().unwrap().lines().next(), Some("1"));
     assert_eq!(got["errors"]["translate_en"]["status"], 400);
     s.stop();
+}
+
+#[test]
+fn interleaved_requests_each_get_mlxk_gens_text_and_a_short_one_does_not_wait() {
+    let model = tiny_llama(Some(8192));
+    let s = Arc::new(Server::start(model.path(), &[], &[]));
+    let id = model
+        .path()
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    // A long stream runs (read as it comes); a short request that comes while it does is
+    // answered before it ends.
+    let long = json!({"model": id, "prompt": "go", "max_tokens": 3000, "stream": true});
+    let mut c = s.connect("POST", "/v1/completions", &[], long.to_string().as_bytes());
+    let seen = Arc::new(Mutex::new(Vec::<u8>::new()));
+    let reader = {
+        let seen = seen.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = c.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                seen.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        })
+    };
+    while !String::from_utf8_lossy(&seen.lock().unwrap()).contains("data: ") {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let (st, _, b) = s.call(
+        "POST",
+        "/v1/completions",
+        &[],
+        &json!({"model": id, "prompt": "hello", "max_tokens": 8, "temperature": 0}).to_string(),
+    );
+    assert_eq!(st, 200, "{b}");
+    let long_so_far = String::from_utf8_lossy(&seen.lock().unwrap()).to_string();
+    assert!(
+        !long_so_far.contains("[DONE]"),
+        "the short request waited for the long stream to end"
+    );
+    let short: Value = serde_json::from_str(&b).unwrap();
+    assert_eq!(
+        short["choices"][0]["text"],
+        greedy_gen(model.path(), "hello", true, 8)["text"]
+    );
+    reader.join().unwrap();
+    assert!(String::from_utf8_lossy(&seen.lock().unwrap()).contains("[DONE]"));
+    // Four at once, each its own greedy text (the caches and samplers do not mix).
+    let prompts = ["one", "two two", "three three three", "four"];
+    let threads: Vec<_> = prompts
+        .iter()
+        .map(|p| {
+            let (s, id, p) = (s.clone(), id.clone(), p.to_string());
+            std::thread::spawn(move || {
+                s.post(
+                    "/v1/completions",
+                    &json!({"model": id, "prompt": p, "max_tokens": 24, "temperature": 0}),
+                )
+            })
+        })
+        .collect();
+    for (t, p) in threads.into_iter().zip(prompts) {
+        let (st, r) = t.join().unwrap();
+        assert_eq!(st, 200, "{r}");
+        assert_eq!(
+            r["choices"][0]["text"],
+            greedy_gen(model.path(), p, true, 24)["text"],
+            "{p}"
+        );
+    }
+    Arc::try_unwrap(s).ok().unwrap().stop();
 }

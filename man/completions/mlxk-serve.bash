@@ -23,7 +23,7 @@ _mlxk__serve() {
 
     case "${cmd}" in
         mlxk__serve)
-            opts="-h -V --host --port --api-key --queue --max-body-bytes --max-upload-bytes --max-tokens --log --report --dequantize --prefill-step --help --version"
+            opts="-h -V --host --port --api-key --queue --parallel --max-body-bytes --max-upload-bytes --max-tokens --log --report --dequantize --prefill-step --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -42,6 +42,10 @@ _mlxk__serve() {
                     return 0
                     ;;
                 --queue)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --parallel)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

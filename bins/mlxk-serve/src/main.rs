@@ -16,7 +16,9 @@ use std::process::ExitCode;
 /// text, srt, vtt or verbose_json) for Whisper models; image content answers 501 until mlxk-see's
 /// core is in the server, as does a model asked for a route of another kind. A model loads on
 /// its first request (the memory gate first: 507 when it blocks, 501 for a model no backend
-/// runs) and stays loaded; requests run one at a time in order, and a full queue answers 429.
+/// runs) and stays loaded; up to --parallel generations run interleaved on it (a new request's
+/// first token does not wait for the others to finish), more wait in order, and a full queue
+/// answers 429.
 /// Errors are OpenAI-style objects: 400 bad input (a prompt over the context unless the request
 /// sends "truncation": "auto"), 401 wrong key, 404 unknown model, 413 body too large, 500 else.
 /// SIGTERM or Ctrl-C drains: requests in flight finish, new ones get 503, then exit 0.
@@ -37,9 +39,14 @@ pub struct Cli {
     /// Require `Authorization: Bearer KEY` on every /v1 route
     #[arg(long, env = "MLXK_API_KEY", hide_env_values = true, value_name = "KEY")]
     pub api_key: Option<String>,
-    /// Requests that may wait beyond the one running before new ones get 429
+    /// Requests that may wait beyond the ones running before new ones get 429
     #[arg(long, default_value_t = 16, value_name = "N")]
     pub queue: usize,
+    /// Generations run interleaved on the loaded model: a new request is prefilled at once and
+    /// its first token does not wait for the others to finish (each holds its own KV cache;
+    /// 1 serves them one at a time, in order)
+    #[arg(long, default_value_t = 16, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub parallel: u16,
     /// Largest request body accepted (413 above it)
     #[arg(long, default_value_t = 4 << 20, value_name = "BYTES")]
     pub max_body_bytes: usize,
@@ -109,6 +116,7 @@ fn run(cli: &Cli, out: &mut Output) -> Result<(), Failure> {
                 prefill_step: cli.prefill_step,
                 default_max_tokens: cli.max_tokens,
                 report,
+                parallel: cli.parallel as usize,
             },
         },
     )

@@ -346,6 +346,14 @@ impl<'m> Stepper<'m> {
         self.tokens.len()
     }
 
+    /// Stops it before its next token, as cancelled (`Interrupted`: the text is partial).
+    pub fn interrupt(&mut self) {
+        if !self.done {
+            self.finish = FinishReason::Interrupted;
+            self.done = true;
+        }
+    }
+
     /// Decodes one token and hands `on_text` what became safe to show; `false` once the
     /// generation has ended (EOS, a stop string, the limit, cancelled, or `on_text` said stop).
     pub fn step(&mut self, on_text: &mut dyn FnMut(&str) -> Result<bool>) -> Result<bool> {

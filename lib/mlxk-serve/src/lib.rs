@@ -34,7 +34,7 @@ pub struct Options {
     pub host: String,
     pub port: u16,
     pub api_key: Option<String>,
-    /// Requests waiting beyond the one running; a full queue answers 429.
+    /// Requests waiting beyond the ones running (`settings.parallel`); beyond that, 429.
     pub queue: usize,
     pub max_body_bytes: usize,
     /// Largest upload the audio routes take (OpenAI's limit is 25 MB).
@@ -54,6 +54,9 @@ struct Served {
 struct App {
     models: Vec<Served>,
     queue: SyncSender<Work>,
+    /// Requests queued or running, and how many may be (running + waiting).
+    admitted: Arc<AtomicUsize>,
+    capacity: usize,
     api_key: Option<String>,
     draining: AtomicBool,
     in_flight: AtomicUsize,
@@ -63,6 +66,22 @@ struct App {
 }
 
 type Shared = Arc<App>;
+
+/// A request's place among those queued or running, given back when dropped (for a stream:
+/// when its last chunk went out).
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A request the model thread has started: its events, and its place.
+struct Queued {
+    rx: tokio::sync::mpsc::Receiver<Event>,
+    slot: Slot,
+}
 
 /// Counts a request in flight until dropped (for a stream: until its last chunk went out).
 struct InFlight(Shared);
@@ -137,11 +156,20 @@ impl App {
 
     /// Queues `req` for model `model` and waits until the model thread starts it: a full
     /// queue is 429, and a failure before the start (load, gate, prompt) keeps its own status.
-    async fn enqueue(
-        &self,
-        model: usize,
-        req: Request,
-    ) -> Result<tokio::sync::mpsc::Receiver<Event>, ApiError> {
+    async fn enqueue(&self, model: usize, req: Request) -> Result<Queued, ApiError> {
+        let full = || {
+            ApiError::new(
+                429,
+                "rate_limit_error",
+                "the request queue is full; retry in a moment",
+            )
+            .code("queue_full")
+        };
+        if self.admitted.fetch_add(1, Ordering::SeqCst) >= self.capacity {
+            self.admitted.fetch_sub(1, Ordering::SeqCst);
+            return Err(full());
+        }
+        let slot = Slot(self.admitted.clone());
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Event>(256);
         match self.queue.try_send(Work {
             req,
@@ -149,14 +177,7 @@ impl App {
             events: tx,
         }) {
             Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                return Err(ApiError::new(
-                    429,
-                    "rate_limit_error",
-                    "the request queue is full; retry in a moment",
-                )
-                .code("queue_full"));
-            }
+            Err(TrySendError::Full(_)) => return Err(full()),
             Err(TrySendError::Disconnected(_)) => {
                 return Err(ApiError::new(
                     500,
@@ -166,7 +187,7 @@ impl App {
             }
         }
         match rx.recv().await {
-            Some(Event::Started) => Ok(rx),
+            Some(Event::Started) => Ok(Queued { rx, slot }),
             Some(Event::Failed(e)) => Err(e),
             _ => Err(ApiError::new(
                 500,
@@ -388,11 +409,14 @@ async fn hear(
             return answer(&l, e);
         }
     };
-    let mut rx = match app
+    let Queued {
+        mut rx,
+        slot: _slot,
+    } = match app
         .enqueue(model, Request::Transcribe(Box::new(work)))
         .await
     {
-        Ok(rx) => rx,
+        Ok(q) => q,
         Err(e) => return answer(&l, e),
     };
     match rx.recv().await {
@@ -453,8 +477,8 @@ async fn complete(app: Shared, headers: HeaderMap, body: Bytes, chat: bool) -> R
     let model_id = app.models[model].id.clone();
     let stream = req.stream;
     let include_usage = req.include_usage;
-    let mut rx = match app.enqueue(model, Request::Generate(req)).await {
-        Ok(rx) => rx,
+    let Queued { mut rx, slot } = match app.enqueue(model, Request::Generate(req)).await {
+        Ok(q) => q,
         Err(e) => return answer(&l, e),
     };
     let n = app.next_id.fetch_add(1, Ordering::SeqCst);
@@ -495,7 +519,7 @@ async fn complete(app: Shared, headers: HeaderMap, body: Bytes, chat: bool) -> R
     let (sse_tx, sse_rx) = tokio::sync::mpsc::channel::<SseEvent>(256);
     let app2 = app.clone();
     tokio::spawn(async move {
-        let _guard = guard;
+        let (_guard, _slot) = (guard, slot);
         let data = |v: Value| SseEvent::default().data(v.to_string());
         let mut first = true;
         let mut completion_tokens_seen = None;
@@ -610,10 +634,11 @@ pub fn serve(jobs: Vec<(String, Job)>, opts: Options) -> Result<(), Failure> {
             }
         })
         .collect();
+    let capacity = opts.settings.parallel.max(1) + opts.queue;
     let (queue, model_thread) = worker::spawn(
         jobs.into_iter().map(|(_, j)| j).collect(),
         opts.settings.clone(),
-        opts.queue,
+        capacity,
         loaded.clone(),
     );
     let log: Box<dyn Write + Send> = match &opts.log {
@@ -629,6 +654,8 @@ pub fn serve(jobs: Vec<(String, Job)>, opts: Options) -> Result<(), Failure> {
     let app: Shared = Arc::new(App {
         models,
         queue,
+        admitted: Arc::new(AtomicUsize::new(0)),
+        capacity,
         api_key: opts.api_key.clone(),
         draining: AtomicBool::new(false),
         in_flight: AtomicUsize::new(0),

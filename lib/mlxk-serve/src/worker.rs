@@ -1,15 +1,18 @@
 //! The model thread: MLX arrays stay on one thread, which owns the loaded model (one at a time,
-//! loaded on first use and kept for the next request — seeds/003 §5) and serves queued requests
-//! in order. The gate runs again before every load (memory changes; 507 when it blocks). Text
-//! goes back to the request's handler token by token; a handler that has gone (the client
-//! disconnected) stops the generation at the next token. A Whisper model serves the audio
+//! loaded on first use and kept for the next request — seeds/003 §5) and takes queued requests
+//! in order. The gate runs again before every load (memory changes; 507 when it blocks). Up to
+//! `parallel` generations on the loaded model run interleaved: a new request is prefilled as
+//! soon as it arrives (its first token does not wait for the others to finish), then each
+//! active generation decodes one token in turn. Text goes back to the request's handler token
+//! by token; a handler that has gone (the client disconnected) stops its generation at its
+//! next token, and one whose client stopped reading is paused, not waited for. A Whisper model serves the audio
 //! routes through mlxk-hear's runner in the same way, a transcription at a time.
 use crate::audio::{TranscribeRequest, transcription_body};
 use crate::wire::{ApiError, GenRequest, Input, Usage};
 use mlxk::cli::ExitStatus;
 use mlxk::runner::{Job, ReportFile};
 use mlxk::sys::SysRoot;
-use mlxk_infer::generate::{FinishReason, GenerateOptions, generate};
+use mlxk_infer::generate::{FinishReason, GenerateOptions, Stepper};
 use mlxk_infer::loader::TextModel;
 use mlxk_infer::runner::Runner;
 use mlxk_infer::runner::audio::{AudioModel, AudioRunner, Destination, transcription_facts};
@@ -84,6 +87,8 @@ pub struct Settings {
     pub prefill_step: usize,
     pub default_max_tokens: usize,
     pub report: Option<ReportFile>,
+    /// Generations run interleaved on the loaded model (1: one at a time, in order).
+    pub parallel: usize,
 }
 
 /// The id of the model in memory, for `/health`.
@@ -155,16 +160,20 @@ fn serve(
     let text = runner(&settings);
     let audio = audio_runner();
     let mut current: Option<(usize, Model, f64)> = None;
+    let mut pending: Option<Work> = None;
     loop {
-        let w = match rx.recv_timeout(std::time::Duration::from_millis(50)) {
-            Ok(w) => w,
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                if stop.load(std::sync::atomic::Ordering::SeqCst) {
-                    break;
+        let w = match pending.take() {
+            Some(w) => w,
+            None => match rx.recv_timeout(std::time::Duration::from_millis(50)) {
+                Ok(w) => w,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                        break;
+                    }
+                    continue;
                 }
-                continue;
-            }
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            },
         };
         if w.events.is_closed() {
             continue; // the client left while it waited
@@ -211,10 +220,24 @@ fn serve(
         let events = w.events.clone();
         let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match (model, w.req) {
             (Model::Text(m), Request::Generate(req)) => {
-                run(&text, &settings, &jobs[*i], m, *load_s, req, &w.events)
+                let first = Work {
+                    req: Request::Generate(req),
+                    model: w.model,
+                    events: w.events.clone(),
+                };
+                let ctx = TextContext {
+                    runner: &text,
+                    settings: &settings,
+                    job: &jobs[*i],
+                    index: *i,
+                    model: m,
+                    load_s: *load_s,
+                };
+                serve_text(&ctx, first, &rx, stop)
             }
             (Model::Audio(m), Request::Transcribe(req)) => {
-                hear(&audio, &settings, &jobs[*i], m, *load_s, &req, &w.events)
+                hear(&audio, &settings, &jobs[*i], m, *load_s, &req, &w.events);
+                None
             }
             // The handler checks the model's backend before queueing; a model is loaded for
             // the backend its gate chose, so this is a request routed wrongly.
@@ -227,35 +250,200 @@ fn serve(
                         "this model does not serve this route",
                     )),
                 );
+                None
             }
         }));
-        if ran.is_err() {
-            // A bug, not the request's fault: answer 500 and load the model afresh next time
-            // (its state may be half-updated); the thread goes on serving.
-            deliver(
-                &events,
-                Event::Failed(ApiError::new(
-                    500,
-                    "server_error",
-                    "the generation failed unexpectedly (a bug; please report it)",
-                )),
-            );
-            current = None;
-            *loaded.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        match ran {
+            Ok(next) => pending = next,
+            Err(_) => {
+                // A bug, not the requests' fault: the one that came first hears 500, those
+                // interleaved with it see their stream end unfinished (500 too); the model is
+                // loaded afresh next time (its state may be half-updated) and the thread goes on.
+                deliver(
+                    &events,
+                    Event::Failed(ApiError::new(
+                        500,
+                        "server_error",
+                        "the generation failed unexpectedly (a bug; please report it)",
+                    )),
+                );
+                current = None;
+                *loaded.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            }
         }
     }
 }
 
-fn run(
-    text: &TextRunner,
-    s: &Settings,
-    job: &Job,
-    model: &TextModel,
+/// The loaded text model and what its generations need.
+struct TextContext<'a> {
+    runner: &'a TextRunner,
+    settings: &'a Settings,
+    job: &'a Job,
+    index: usize,
+    model: &'a TextModel,
     load_s: f64,
-    req: GenRequest,
+}
+
+/// One generation in flight.
+struct Active<'m> {
+    events: tokio::sync::mpsc::Sender<Event>,
+    stepper: Stepper<'m>,
+    /// Chat answers keep a reasoning model's thinking apart; a completion is the raw text.
+    split: Option<mlxk_infer::reasoning::ReasoningSplitter>,
+    facts: mlxk::report::run::RunFacts,
+    /// Since when its client has left a full stream unread.
+    stalled_since: Option<std::time::Instant>,
+}
+
+/// Serves generations on the loaded text model, interleaved, starting with `first`, until a
+/// request for another model (or for audio) arrives — it is returned once the generations in
+/// flight are done — or the server stops (`None`).
+fn serve_text(
+    ctx: &TextContext<'_>,
+    first: Work,
+    rx: &Receiver<Work>,
+    stop: &std::sync::atomic::AtomicBool,
+) -> Option<Work> {
+    use std::sync::mpsc::{RecvTimeoutError, TryRecvError};
+    let parallel = ctx.settings.parallel.max(1);
+    let mut active: Vec<Active<'_>> = Vec::new();
+    let mut waiting = std::collections::VecDeque::from([first]);
+    let mut other: Option<Work> = None;
+    let mut closed = false;
+    loop {
+        // Start what may start: a new request is prefilled before the others' next tokens.
+        while active.len() < parallel {
+            if let Some(w) = waiting.pop_front() {
+                if let Some(a) = start_generation(ctx, w) {
+                    active.push(a);
+                }
+                continue;
+            }
+            if other.is_some() || closed {
+                break;
+            }
+            // Nothing running: wait for work; else only look.
+            let next = if active.is_empty() {
+                match rx.recv_timeout(std::time::Duration::from_millis(50)) {
+                    Ok(w) => Some(w),
+                    Err(RecvTimeoutError::Timeout) => {
+                        if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                            return None;
+                        }
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => return None,
+                }
+            } else {
+                match rx.try_recv() {
+                    Ok(w) => Some(w),
+                    Err(TryRecvError::Empty) => None,
+                    Err(TryRecvError::Disconnected) => {
+                        closed = true;
+                        None
+                    }
+                }
+            };
+            match next {
+                None => break,
+                Some(w) if w.events.is_closed() => {} // the client left while it waited
+                Some(w) if w.model == ctx.index && matches!(w.req, Request::Generate(_)) => {
+                    waiting.push_back(w)
+                }
+                // Another model's turn comes once these are done (requests keep their order).
+                Some(w) => other = Some(w),
+            }
+        }
+        if active.is_empty() {
+            if other.is_some() || closed {
+                return other;
+            }
+            continue;
+        }
+        // One token of each generation in turn.
+        let mut i = 0;
+        while i < active.len() {
+            let a = &mut active[i];
+            let ended = if a.events.is_closed() {
+                a.stepper.interrupt();
+                true
+            } else if a.events.capacity() < 8 {
+                // Its client is not reading: paused; after a minute it counts as gone.
+                let since = *a.stalled_since.get_or_insert_with(std::time::Instant::now);
+                if since.elapsed() > STALLED {
+                    a.stepper.interrupt();
+                    true
+                } else {
+                    false
+                }
+            } else {
+                a.stalled_since = None;
+                let (events, split) = (&a.events, &mut a.split);
+                let mut on_text = |t: &str| Ok(send_text(events, split, t));
+                match a.stepper.step(&mut on_text) {
+                    Ok(more) => !more,
+                    Err(e) => {
+                        let f = e.failure();
+                        let mut a = active.swap_remove(i);
+                        a.facts.error = Some((f.code.into(), f.message.clone()));
+                        report(ctx.settings, &mut a.facts);
+                        deliver(&a.events, Event::Failed(ApiError::from_failure(&f)));
+                        continue;
+                    }
+                }
+            };
+            if ended {
+                let a = active.swap_remove(i);
+                end_generation(ctx, a);
+            } else {
+                i += 1;
+            }
+        }
+        if active.is_empty() && waiting.is_empty() {
+            mlx_rs::memory::clear_cache().ok();
+        }
+    }
+}
+
+/// Sends a piece of text (split into reasoning and answer for a chat); false when the client
+/// is gone.
+fn send_text(
     events: &tokio::sync::mpsc::Sender<Event>,
-) {
-    let req = &req;
+    split: &mut Option<mlxk_infer::reasoning::ReasoningSplitter>,
+    t: &str,
+) -> bool {
+    let pieces = match split.as_mut() {
+        Some(s) => s.push(t),
+        None => vec![(mlxk_infer::reasoning::Part::Answer, t.to_string())],
+    };
+    send_pieces(events, pieces)
+}
+
+fn send_pieces(
+    events: &tokio::sync::mpsc::Sender<Event>,
+    pieces: Vec<(mlxk_infer::reasoning::Part, String)>,
+) -> bool {
+    pieces.into_iter().all(|(part, text)| {
+        deliver(
+            events,
+            Event::Delta {
+                text,
+                reasoning: part == mlxk_infer::reasoning::Part::Reasoning,
+            },
+        )
+    })
+}
+
+/// Assembles the prompt and prefills it; a prompt the model cannot take is answered here.
+fn start_generation<'m>(ctx: &TextContext<'m>, w: Work) -> Option<Active<'m>> {
+    let Request::Generate(req) = w.req else {
+        return None;
+    };
+    let model = ctx.model;
+    let fail = |e: ApiError| {
+        deliver(&w.events, Event::Failed(e));
+        None
+    };
     let spec = match &req.input {
         Input::Chat(m) => PromptSpec {
             messages: m.clone(),
@@ -268,10 +456,7 @@ fn run(
         },
     };
     let context = model.context_length();
-    let max_tokens = req.max_tokens.unwrap_or(s.default_max_tokens);
-    let fail = |e: ApiError| {
-        deliver(events, Event::Failed(e));
-    };
+    let max_tokens = req.max_tokens.unwrap_or(ctx.settings.default_max_tokens);
     let prompt = match assemble_prompt(&model.tokenizer, &spec, context, max_tokens, req.truncate) {
         Ok(p) => p,
         Err(mlxk_infer::error::InferError::ContextOverflow {
@@ -292,52 +477,62 @@ fn run(
         }
         Err(e) => return fail(ApiError::from_failure(&e.failure())),
     };
-    if !deliver(events, Event::Started) {
-        return;
+    if !deliver(&w.events, Event::Started) {
+        return None;
     }
-    let mut facts = mlxk_infer::runner::job_facts("mlxk-serve", TextRunner::BACKEND, job);
-    facts.load_time_s = Some(load_s);
-    text.describe(model, job, &mut facts);
+    let mut facts = mlxk_infer::runner::job_facts("mlxk-serve", TextRunner::BACKEND, ctx.job);
+    facts.load_time_s = Some(ctx.load_s);
+    ctx.runner.describe(model, ctx.job, &mut facts);
     let opts = GenerateOptions {
         max_tokens,
         sampling: req.sampling.clone(),
         stop_strings: req.stop.clone(),
-        prefill_step: s.prefill_step,
+        prefill_step: ctx.settings.prefill_step,
         context_length: context,
         cancel: None,
     };
-    // Chat answers keep a reasoning model's thinking apart (`reasoning_content`); a completion
-    // is the raw continuation.
-    let mut split = matches!(req.input, Input::Chat(_))
+    let split = matches!(req.input, Input::Chat(_))
         .then(|| mlxk_infer::reasoning::ReasoningSplitter::new(prompt.opens_thinking));
-    let send = |pieces: Vec<(mlxk_infer::reasoning::Part, String)>| {
-        pieces.into_iter().all(|(part, text)| {
-            deliver(
-                events,
-                Event::Delta {
-                    text,
-                    reasoning: part == mlxk_infer::reasoning::Part::Reasoning,
-                },
-            )
-        })
-    };
-    let g = generate(
+    match Stepper::start(
         &model.decoder,
         &model.tokenizer,
         &prompt.ids,
-        &opts,
-        &mut |t| {
-            Ok(match split.as_mut() {
-                Some(s) => send(s.push(t)),
-                None => send(vec![(mlxk_infer::reasoning::Part::Answer, t.to_string())]),
-            })
-        },
-    );
+        opts,
+        model.decoder.new_cache(),
+        0,
+    ) {
+        Ok(stepper) => Some(Active {
+            events: w.events.clone(),
+            stepper,
+            split,
+            facts,
+            stalled_since: None,
+        }),
+        Err(e) => {
+            let f = e.failure();
+            facts.error = Some((f.code.into(), f.message.clone()));
+            report(ctx.settings, &mut facts);
+            fail(ApiError::from_failure(&f))
+        }
+    }
+}
+
+/// A generation that ended: the held-back text, the report record, then the end for its client.
+fn end_generation(ctx: &TextContext<'_>, a: Active<'_>) {
+    let Active {
+        events,
+        stepper,
+        mut split,
+        mut facts,
+        ..
+    } = a;
+    let mut on_text = |t: &str| Ok(send_text(&events, &mut split, t));
+    let g = stepper.finish(&mut on_text);
     if let Some(s) = split.as_mut() {
-        send(s.finish());
+        send_pieces(&events, s.finish());
     }
     match g {
-        Ok(g) => {
+        Ok((g, _caches)) => {
             mlxk_infer::runner::text::generation_facts(&mut facts, &g);
             let gone = g.finish_reason == FinishReason::Interrupted;
             if gone {
@@ -350,10 +545,10 @@ fn run(
             }
             // The report is written before the client hears the end, so a shutdown right
             // after the last answer cannot lose its record.
-            report(s, &mut facts);
+            report(ctx.settings, &mut facts);
             if !gone {
                 deliver(
-                    events,
+                    &events,
                     Event::Done {
                         finish: g.finish_reason.as_str(),
                         usage: Usage {
@@ -367,8 +562,8 @@ fn run(
         Err(e) => {
             let f = e.failure();
             facts.error = Some((f.code.into(), f.message.clone()));
-            report(s, &mut facts);
-            fail(ApiError::from_failure(&f));
+            report(ctx.settings, &mut facts);
+            deliver(&events, Event::Failed(ApiError::from_failure(&f)));
         }
     }
 }
