@@ -397,6 +397,28 @@ fn every_error_has_its_status_and_an_openai_error_body() {
         (st, &v["error"]["code"]),
         (501, &json!("vision_not_supported"))
     );
+    // A wrong method and an unknown route: OpenAI-style bodies, and a log line each, as every
+    // request gets (one for the body over the limit above, not two).
+    let (st, head, b) = s.call("GET", "/v1/chat/completions", &[key], "");
+    assert_eq!(st, 405, "{b}");
+    assert!(head.to_ascii_lowercase().contains("allow: post"), "{head}");
+    assert!(b.contains("\"error\""), "{b}");
+    let (st, _, b) = s.call("GET", "/v2/nothing", &[key], "");
+    assert_eq!(st, 404, "{b}");
+    let log = s.log();
+    for (path, status) in [
+        ("/v1/chat/completions", 405),
+        ("/v2/nothing", 404),
+        ("/v1/chat/completions", 413),
+    ] {
+        assert_eq!(
+            log.iter()
+                .filter(|l| l["path"] == path && l["status"] == status)
+                .count(),
+            1,
+            "{path} {status}: {log:?}"
+        );
+    }
     // The audio routes take a multipart form, and a Whisper model.
     let (st, v) = call(&[key], "/v1/audio/transcriptions", "{}");
     assert_eq!(st, 400, "{v}");
@@ -526,8 +548,24 @@ fn sixteen_clients_at_once_are_all_answered_or_told_to_retry() {
     );
     let s = Arc::try_unwrap(s).ok().unwrap();
     let (_, err) = s.stop();
-    let logged = err.lines().filter(|l| l.starts_with('{')).count();
-    assert_eq!(logged, 16, "one log line per completion request: {err}");
+    let lines: Vec<Value> = err
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let completions = lines
+        .iter()
+        .filter(|l| l["path"] == "/v1/completions")
+        .count();
+    assert_eq!(
+        completions, 16,
+        "one log line per completion request: {err}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["path"] == "/health" && l["status"] == 200),
+        "{err}"
+    );
 }
 
 #[test]

@@ -293,7 +293,7 @@ async fn transcriptions(
     headers: HeaderMap,
     form: Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> Response {
-    hear(app, headers, form, false).await
+    logged(hear(app, headers, form, false).await)
 }
 
 async fn translations(
@@ -301,7 +301,7 @@ async fn translations(
     headers: HeaderMap,
     form: Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> Response {
-    hear(app, headers, form, true).await
+    logged(hear(app, headers, form, true).await)
 }
 
 /// The parts of a multipart form; a body over the upload limit is 413, a broken form 400.
@@ -439,11 +439,11 @@ async fn hear(
 }
 
 async fn chat(State(app): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
-    complete(app, headers, body, true).await
+    logged(complete(app, headers, body, true).await)
 }
 
 async fn completions(State(app): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
-    complete(app, headers, body, false).await
+    logged(complete(app, headers, body, false).await)
 }
 
 async fn complete(app: Shared, headers: HeaderMap, body: Bytes, chat: bool) -> Response {
@@ -599,22 +599,73 @@ async fn unknown_route() -> Response {
     error_response(&e)
 }
 
-async fn too_large(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    let upload = req.uri().path().starts_with("/v1/audio/");
-    let r = next.run(req).await;
+/// Marks a response whose handler wrote its log line itself (with model and tokens).
+#[derive(Clone, Copy)]
+struct HandlerLogged;
+
+fn logged(mut r: Response) -> Response {
+    r.extensions_mut().insert(HandlerLogged);
+    r
+}
+
+/// Around every request: a body over the limit gets an OpenAI-style 413, and every request
+/// a handler did not log itself (models, health, an unknown route or method, a body too
+/// large) gets its log line here.
+async fn edges(
+    State(app): State<Shared>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let start = Instant::now();
+    let method = req.method().to_string();
+    let path = req.uri().path().to_string();
+    let upload = path.starts_with("/v1/audio/");
+    let mut r = next.run(req).await;
+    let by_handler = r.extensions().get::<HandlerLogged>().is_some();
+    let mut error = None;
     if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        return error_response(
-            &ApiError::new(
-                413,
-                "invalid_request_error",
-                if upload {
-                    "the upload is over the server's limit (--max-upload-bytes)"
-                } else {
-                    "the request body is over the server's limit (--max-body-bytes)"
-                },
-            )
-            .code("body_too_large"),
+        let e = ApiError::new(
+            413,
+            "invalid_request_error",
+            if upload {
+                "the upload is over the server's limit (--max-upload-bytes)"
+            } else {
+                "the request body is over the server's limit (--max-body-bytes)"
+            },
+        )
+        .code("body_too_large");
+        error = Some(e.message.clone());
+        r = error_response(&e);
+    } else if r.status() == StatusCode::METHOD_NOT_ALLOWED {
+        let allow = r.headers().get("allow").cloned();
+        let e = ApiError::new(
+            405,
+            "invalid_request_error",
+            format!(
+                "{method} is not allowed on {path}{}",
+                allow
+                    .as_ref()
+                    .and_then(|a| a.to_str().ok())
+                    .map(|a| format!("; use {a}"))
+                    .unwrap_or_default()
+            ),
         );
+        error = Some(e.message.clone());
+        r = error_response(&e);
+        if let Some(a) = allow {
+            r.headers_mut().insert("allow", a);
+        }
+    } else if r.status() == StatusCode::NOT_FOUND {
+        error = Some(format!("no such route: {path}"));
+    }
+    if !by_handler {
+        let mut v = json!({"ts": mlxk::monitor::unix_now(), "method": method, "path": path,
+            "status": r.status().as_u16(),
+            "latency_s": (start.elapsed().as_secs_f64() * 1e4).round() / 1e4});
+        if let Some(e) = error {
+            v["error"] = json!(e);
+        }
+        app.log(v);
     }
     r
 }
@@ -678,7 +729,7 @@ pub fn serve(jobs: Vec<(String, Job)>, opts: Options) -> Result<(), Failure> {
         )
         .fallback(unknown_route)
         .layer(DefaultBodyLimit::max(opts.max_body_bytes))
-        .layer(axum::middleware::from_fn(too_large))
+        .layer(axum::middleware::from_fn_with_state(app.clone(), edges))
         .with_state(app.clone());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -224,6 +224,15 @@ pub fn parse_request(body: &[u8], chat: bool) -> Result<GenRequest, ApiError> {
         }
         let mut out = Vec::new();
         for (i, m) in msgs.iter().enumerate() {
+            if let Some(k) = m
+                .as_object()
+                .and_then(|o| o.keys().find(|k| *k != "role" && *k != "content"))
+            {
+                return Err(ApiError::bad(format!(
+                    "`messages[{i}].{k}` is not supported by this server; leave it out"
+                ))
+                .param(&format!("messages[{i}].{k}")));
+            }
             let role = m.get("role").and_then(Value::as_str).ok_or_else(|| {
                 ApiError::bad("every message needs a string `role`")
                     .param(&format!("messages[{i}].role"))
@@ -464,6 +473,16 @@ mod tests {
                 r.include_usage
             ),
             (Some(5), 3, vec!["x".to_string()], true, true)
+        );
+    }
+
+    #[test]
+    fn unknown_keys_in_a_message_are_refused_not_dropped() {
+        let e = chat(r#"{"model":"m","messages":[{"role":"user","content":"hi","name":"bob"}]}"#)
+            .unwrap_err();
+        assert_eq!(
+            (e.status, e.param.as_deref()),
+            (400, Some("messages[0].name"))
         );
     }
 
