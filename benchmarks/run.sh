@@ -2,8 +2,9 @@
 # The benchmark suite, one command, safe under cron (seeds/002, /004):
 #   1. probe the cached models (or those matching PATTERN) and gate them, logging what is blocked;
 #   2. run the fixed prompt set (benchmarks/fixtures/prompts.jsonl) through mlxk-gen on every
-#      text model and the fixture recording (benchmarks/fixtures/speech.flac) through mlxk-hear
-#      on every Whisper model, REPEAT times, all under memmon;
+#      text model, then over HTTP through mlxk-serve (benchmarks/suite_serve.py), and the
+#      fixture recording (benchmarks/fixtures/speech.flac) through mlxk-hear on every Whisper
+#      model, REPEAT times, all under memmon;
 #   3. report-validate the report; 4. report-gen, compared with the previous run of NAME;
 #   5. memplot the memory timeline with the run's load/unload moments.
 # Vision models are listed as skipped, with why, while mlxk-see cannot run; so are Whisper
@@ -101,6 +102,41 @@ PY
       fi
       grep -h '"type":"load"\|"type":"unload"' "$work/hear-$r.jsonl" >> "$work/events.jsonl"
     done
+  fi
+  # The same prompt set over HTTP: mlxk-serve on the text models, one server per repeat.
+  if [ -s "$work/text.jsonl" ] && [ -x "$(tool mlxk-serve)" ]; then
+    spid=""
+    trap '[ -n "$spid" ] && kill "$spid" 2>/dev/null' EXIT
+    for r in $(seq 1 "$repeat"); do
+      say "mlxk-serve: repeat $r of $repeat"
+      # (not holding the suite's lock: fd 9 stays with run.sh)
+      "$(tool mlxk-serve)" --port 0 --report "$work/benchmark.jsonl" --log "$work/serve-$r.log" \
+        < "$work/text.jsonl" 2> "$work/serve-$r.err" 9>&- &
+      spid=$!
+      addr=""
+      for _ in $(seq 600); do
+        addr=$(sed -n 's|^mlxk-serve: listening on ||p' "$work/serve-$r.err" | head -n 1)
+        [ -n "$addr" ] && break
+        kill -0 "$spid" 2>/dev/null || break
+        sleep 0.1
+      done
+      if [ -z "$addr" ]; then
+        say "mlxk-serve did not start: $(tail -n 1 "$work/serve-$r.err")"; [ "$rc" = 0 ] && rc=1
+        kill "$spid" 2>/dev/null; wait "$spid" 2>/dev/null; spid=""
+        continue
+      fi
+      python3 "$here/suite_serve.py" "$addr" "$here/fixtures/prompts.jsonl" > "$work/serve-$r.out" 2>&1
+      c=$?
+      kill -TERM "$spid"; wait "$spid"; s=$?; spid=""
+      if [ "$c" != 0 ]; then
+        say "suite_serve.py exited $c: $(grep -v ' tokens$' "$work/serve-$r.out" | tail -n 1)"; [ "$rc" = 0 ] && rc=$c
+      fi
+      if [ "$s" != 0 ]; then
+        say "mlxk-serve exited $s: $(grep -v '^{' "$work/serve-$r.err" | tail -n 1)"; [ "$rc" = 0 ] && rc=$s
+      fi
+    done
+  else
+    [ -s "$work/text.jsonl" ] && say "skipped: mlxk-serve: not found (build it, or give --bin DIR)"
   fi
   exit "$rc"
 fi

@@ -82,10 +82,23 @@ fn the_suite_runs_validates_reports_compares_and_plots() {
         let f = files.iter().find(|f| f.ends_with(kind)).unwrap();
         std::fs::read_to_string(out.path().join(f)).unwrap()
     };
-    // Two text models × three prompts × two repeats, and Whisper × one recording × two
-    // repeats, every record valid.
+    // Two text models × three prompts × two repeats through mlxk-gen and again through
+    // mlxk-serve, and Whisper × one recording × two repeats, every record valid.
     let bench = file("-benchmark.jsonl");
-    assert_eq!(bench.lines().count(), 14, "{bench}");
+    assert_eq!(bench.lines().count(), 26, "{bench}");
+    let served: Vec<Value> = bench
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|r| r["test"].as_str().unwrap().starts_with("mlxk-serve::"))
+        .collect();
+    assert_eq!(served.len(), 12, "{bench}");
+    assert!(
+        served
+            .iter()
+            .all(|r| r["outcome"] == "passed" && r["test"] != "mlxk-serve::"),
+        "{bench}"
+    );
+    assert!(served.iter().any(|r| r["test"] == "mlxk-serve::prompts[3]"));
     let audio: Vec<Value> = bench
         .lines()
         .map(|l| serde_json::from_str::<Value>(l).unwrap())
@@ -120,7 +133,7 @@ fn the_suite_runs_validates_reports_compares_and_plots() {
     assert_eq!(summary["summary"]["exit_code"], 0, "{summary}");
     assert!(file("-timeline.html").contains("<html"), "a timeline page");
     assert!(
-        file(".log").contains("report-validate: 14 records"),
+        file(".log").contains("report-validate: 26 records"),
         "{}",
         file(".log")
     );

@@ -465,10 +465,20 @@ async fn complete(app: Shared, headers: HeaderMap, body: Bytes, chat: bool) -> R
     if let Err(e) = admit(&app, &headers) {
         return answer(&l, e);
     }
-    let req = match wire::parse_request(&body, chat) {
+    let mut req = match wire::parse_request(&body, chat) {
         Ok(r) => r,
         Err(e) => return answer(&l, e),
     };
+    match headers.get("x-mlxk-test").map(|v| v.to_str()) {
+        None => {}
+        Some(Ok(t)) if !t.trim().is_empty() && t.len() <= 200 => req.test = Some(t.trim().into()),
+        Some(_) => {
+            return answer(
+                &l,
+                ApiError::bad("the X-Mlxk-Test header names a test: 1 to 200 visible characters"),
+            );
+        }
+    }
     l.model = Some(req.model.clone());
     let model = match app.model_for(&req.model, "text") {
         Ok(m) => m,

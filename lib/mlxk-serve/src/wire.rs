@@ -85,6 +85,9 @@ pub struct GenRequest {
     pub include_usage: bool,
     /// `"truncation": "auto"`: a prompt over the context loses its first tokens instead of 400.
     pub truncate: bool,
+    /// The `X-Mlxk-Test` header: the name of the test in `--report` records
+    /// (`mlxk-serve::NAME`), for benchmark harnesses that send a prompt set.
+    pub test: Option<String>,
 }
 
 /// Fields every completion request may carry; others are refused.
@@ -365,6 +368,7 @@ pub fn parse_request(body: &[u8], chat: bool) -> Result<GenRequest, ApiError> {
         stream,
         include_usage,
         truncate,
+        test: None,
     })
 }
 

@@ -481,6 +481,9 @@ fn start_generation<'m>(ctx: &TextContext<'m>, w: Work) -> Option<Active<'m>> {
         return None;
     }
     let mut facts = mlxk_infer::runner::job_facts("mlxk-serve", TextRunner::BACKEND, ctx.job);
+    if let Some(t) = &req.test {
+        facts.tool = format!("mlxk-serve::{t}");
+    }
     facts.load_time_s = Some(ctx.load_s);
     ctx.runner.describe(model, ctx.job, &mut facts);
     let opts = GenerateOptions {
