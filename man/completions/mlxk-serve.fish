@@ -7,7 +7,7 @@ complete -c mlxk-serve -l max-body-bytes -d 'Largest request body accepted (413 
 complete -c mlxk-serve -l max-upload-bytes -d 'Largest audio upload the /v1/audio routes accept (413 above it)' -r
 complete -c mlxk-serve -l max-tokens -d 'Tokens generated when a request gives no max_tokens' -r
 complete -c mlxk-serve -l log -d 'Write the per-request JSON log lines to FILE instead of stderr' -r -F
-complete -c mlxk-serve -l report -d 'Append a benchmark report record (schema 0.2.2) per generation to FILE' -r -F
+complete -c mlxk-serve -l report -d 'Append a benchmark report record (schema 0.2.2) per generation to FILE (a request\'s `X-Mlxk-Test: NAME` header names its test `mlxk-serve::NAME`)' -r -F
 complete -c mlxk-serve -l prefill-step -d 'Prompt tokens processed per prefill step' -r
 complete -c mlxk-serve -l dequantize -d 'Unpack quantized weights to f32 at load'
 complete -c mlxk-serve -s h -l help -d 'Print help (see more with \'--help\')'

@@ -59,7 +59,8 @@ pub struct Cli {
     /// Write the per-request JSON log lines to FILE instead of stderr
     #[arg(long, value_name = "FILE")]
     pub log: Option<PathBuf>,
-    /// Append a benchmark report record (schema 0.2.2) per generation to FILE
+    /// Append a benchmark report record (schema 0.2.2) per generation to FILE (a request's
+    /// `X-Mlxk-Test: NAME` header names its test `mlxk-serve::NAME`)
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
     /// Unpack quantized weights to f32 at load
