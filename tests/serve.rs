@@ -1074,3 +1074,39 @@ fn interleaved_requests_each_get_mlxk_gens_text_and_a_short_one_does_not_wait() 
     }
     Arc::try_unwrap(s).ok().unwrap().stop();
 }
+
+#[test]
+fn a_backend_failure_is_a_500_and_the_server_goes_on() {
+    let model = tiny_llama(None);
+    let s = Server::start(model.path(), &[], &[]);
+    let id = model.path().file_name().unwrap().to_str().unwrap();
+    // The tokenizer is damaged after the server started: the load on first use fails.
+    let tok = model.path().join("tokenizer.json");
+    let good = std::fs::read(&tok).unwrap();
+    std::fs::write(&tok, "{ not json").unwrap();
+    let ask = || {
+        s.post(
+            "/v1/completions",
+            &json!({"model": id, "prompt": "hi", "max_tokens": 2}),
+        )
+    };
+    let (st, v) = ask();
+    assert_eq!(
+        (st, &v["error"]["type"]),
+        (500, &json!("server_error")),
+        "{v}"
+    );
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("tokenizer"),
+        "{v}"
+    );
+    // Mended, the next request loads the model and is answered.
+    std::fs::write(&tok, good).unwrap();
+    let (st, v) = ask();
+    assert_eq!(st, 200, "{v}");
+    let (code, err) = s.stop();
+    assert_eq!(code, 0, "{err}");
+}
