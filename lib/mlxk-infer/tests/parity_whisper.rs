@@ -594,3 +594,56 @@ fn an_initial_prompt_steers_the_text_as_in_mlx_whisper() {
         golden()["fixtures"]["short.wav"]["text"]
     );
 }
+
+/// The built-in vocabularies tokenize as mlx-whisper's tiktoken does (its ids for a set of texts
+/// and its non-speech tokens: tests/reference/whisper_tiktoken_goldens.py), with or without a
+/// tokenizer.json in the folder (mlx-whisper's folders have none), and decode as the
+/// checkpoints' tokenizer.json does.
+#[test]
+fn the_built_in_vocabularies_tokenize_as_mlx_whisper() {
+    let g: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("tests/reference/goldens/whisper_tiktoken.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let base = {
+        let repo = root().join(".deps/hf/hub/models--mlxk-demo--whisper-base-ct2");
+        let rev = std::fs::read_to_string(repo.join("refs/main")).unwrap();
+        repo.join("snapshots").join(rev.trim())
+    };
+    let texts: Vec<&str> = g["texts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    for (dir, vocab) in [(model_dir(), "gpt2"), (base, "multilingual")] {
+        let w = whisper::load(&dir, DtypePolicy::for_default_device()).unwrap();
+        let beside = WhisperTokenizer::load(&dir, &w.dims).unwrap();
+        let bare = tempfile::tempdir().unwrap();
+        let tok = WhisperTokenizer::load(bare.path(), &w.dims).unwrap();
+        assert_eq!(beside.source(), "built-in tiktoken vocabulary");
+        assert_eq!(tok.source(), "built-in tiktoken vocabulary");
+        let json = tokenizers::Tokenizer::from_file(dir.join("tokenizer.json")).unwrap();
+        for (t, want) in texts.iter().zip(g[vocab]["ids"].as_array().unwrap()) {
+            let want: Vec<u32> = serde_json::from_value(want.clone()).unwrap();
+            assert_eq!(tok.encode(t).unwrap(), want, "{vocab}: {t:?}");
+            assert_eq!(tok.decode(&want).unwrap(), *t, "{vocab}: {t:?}");
+            assert_eq!(json.decode(&want, false).unwrap(), *t, "{vocab}: {t:?}");
+        }
+        let ns: Vec<u32> = serde_json::from_value(g[vocab]["non_speech_tokens"].clone()).unwrap();
+        assert_eq!(tok.non_speech_tokens().unwrap(), ns, "{vocab}");
+        let s = &tok.specials;
+        let mut framed = vec![s.sot];
+        framed.extend(s.language_token("en"));
+        framed.extend([s.transcribe, s.timestamp_begin]);
+        framed.extend(tok.encode(" Hi there.").unwrap());
+        framed.extend([s.timestamp_begin + 50, s.eot]);
+        let shown = tok.decode_with_specials(&framed).unwrap();
+        assert!(
+            shown.starts_with("<|startoftranscript|>")
+                && shown.ends_with("<|0.00|> Hi there.<|1.00|><|endoftext|>"),
+            "{shown}"
+        );
+    }
+}

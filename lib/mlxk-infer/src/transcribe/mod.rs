@@ -15,6 +15,7 @@ use tokenizer::WhisperTokenizer;
 
 pub mod decoding;
 pub mod formats;
+pub mod tiktoken;
 pub mod timing;
 pub mod tokenizer;
 

@@ -1,7 +1,9 @@
 //! Whisper's tokenizer facts: the special tokens (their ids follow from the vocabulary size),
 //! the languages, the non-speech symbols mlx-whisper suppresses, and text encode/decode through
-//! the checkpoint's `tokenizer.json`. Timestamp tokens lie beyond the text vocabulary and are
+//! Whisper's own tiktoken vocabulary (as mlx-whisper) or, for a grown vocabulary, the
+//! checkpoint's `tokenizer.json`. Timestamp tokens lie beyond the text vocabulary and are
 //! decoded here (`<|1.08|>`), never by the text tokenizer.
+use super::tiktoken::Tiktoken;
 use crate::error::{InferError, Result, broken};
 use crate::models::whisper::WhisperDims;
 use std::path::Path;
@@ -195,54 +197,132 @@ impl Specials {
     }
 }
 
+/// The text half of a Whisper tokenizer: the checkpoint's `tokenizer.json`, or Whisper's own
+/// tiktoken vocabulary when the folder has none (mlx-whisper's layout).
+enum Text {
+    Json(Box<tokenizers::Tokenizer>),
+    Tiktoken(&'static Tiktoken),
+}
+
 /// A Whisper checkpoint's tokenizer.
 pub struct WhisperTokenizer {
-    text: tokenizers::Tokenizer,
+    text: Text,
     pub specials: Specials,
     pub multilingual: bool,
 }
 
 impl WhisperTokenizer {
-    /// The `tokenizer.json` in `dir`.
+    /// Whisper's own vocabulary (gpt2 for English-only models, multilingual else, through
+    /// tiktoken), as mlx-whisper tokenizes for every model; the folder's `tokenizer.json` only
+    /// for a vocabulary of another size (a fine-tune that grew it). A checkpoint's
+    /// tokenizer.json may split text otherwise than tiktoken (the multilingual one writes
+    /// " the" as two tokens), so it is not preferred where Whisper's vocabulary fits.
     pub fn load(dir: &Path, dims: &WhisperDims) -> Result<WhisperTokenizer> {
         let path = dir.join("tokenizer.json");
+        let specials = Specials::for_dims(dims);
+        let builtin = Tiktoken::builtin(dims.is_multilingual());
+        if builtin.len() as u32 == specials.eot {
+            return Ok(WhisperTokenizer {
+                text: Text::Tiktoken(builtin),
+                specials,
+                multilingual: dims.is_multilingual(),
+            });
+        }
         if !path.is_file() {
             return Err(broken(
                 dir,
-                "no tokenizer.json beside the weights; copy the one of the same Whisper size from \
-                 openai/whisper-* (multilingual) or openai/whisper-*.en into the folder",
+                format!(
+                    "a {}-token vocabulary is not Whisper's own, and there is no tokenizer.json \
+                     beside the weights; copy the tokenizer.json of the model the weights came from \
+                     into the folder",
+                    dims.n_vocab
+                ),
             ));
         }
-        let text = tokenizers::Tokenizer::from_file(&path)
+        let json = tokenizers::Tokenizer::from_file(&path)
             .map_err(|e| broken(&path, format!("cannot read the tokenizer: {e}")))?;
-        let t = WhisperTokenizer {
-            text,
-            specials: Specials::for_dims(dims),
-            multilingual: dims.is_multilingual(),
-        };
         // The file must agree with the vocabulary the weights were trained on.
-        if let Some(id) = t.text.token_to_id("<|endoftext|>")
-            && id != t.specials.eot
+        if let Some(id) = json.token_to_id("<|endoftext|>")
+            && id != specials.eot
         {
             return Err(broken(
                 &path,
                 format!(
                     "<|endoftext|> is {id} here but {} in a {}-token Whisper vocabulary: the tokenizer belongs to another model",
-                    t.specials.eot, dims.n_vocab
+                    specials.eot, dims.n_vocab
                 ),
             ));
         }
-        Ok(t)
+        Ok(WhisperTokenizer {
+            text: Text::Json(Box::new(json)),
+            specials,
+            multilingual: dims.is_multilingual(),
+        })
+    }
+
+    /// Where the text vocabulary comes from: `tokenizer.json` or Whisper's built-in one.
+    pub fn source(&self) -> &'static str {
+        match self.text {
+            Text::Json(_) => "tokenizer.json",
+            Text::Tiktoken(_) => "built-in tiktoken vocabulary",
+        }
+    }
+
+    /// The text of text tokens (below `<|endoftext|>`; with `specials`, theirs written out).
+    fn text_of(&self, ids: &[u32]) -> Result<String> {
+        match &self.text {
+            Text::Json(t) => t
+                .decode(ids, false)
+                .map_err(|e| InferError::Tokenizer(format!("cannot decode: {e}"))),
+            Text::Tiktoken(t) => {
+                // Specials are not in the rank table: written out by name, as tiktoken does.
+                let mut out = String::new();
+                let mut run = Vec::new();
+                for &id in ids {
+                    if id < self.specials.eot {
+                        run.push(id);
+                    } else {
+                        out.push_str(&t.decode(&run));
+                        run.clear();
+                        out.push_str(&self.special_name(id));
+                    }
+                }
+                out.push_str(&t.decode(&run));
+                Ok(out)
+            }
+        }
+    }
+
+    /// `<|endoftext|>`, `<|en|>`, … for a special token id.
+    fn special_name(&self, id: u32) -> String {
+        let s = &self.specials;
+        let name = match id {
+            _ if id == s.eot => "endoftext".to_string(),
+            _ if id == s.sot => "startoftranscript".into(),
+            _ if id == s.translate => "translate".into(),
+            _ if id == s.transcribe => "transcribe".into(),
+            _ if id == s.sot_lm => "startoflm".into(),
+            _ if id == s.sot_prev => "startofprev".into(),
+            _ if id == s.no_speech => "nospeech".into(),
+            _ if id == s.no_timestamps => "notimestamps".into(),
+            _ => match s.language_of_token(id) {
+                Some(code) => code.to_string(),
+                None => format!("special_{id}"),
+            },
+        };
+        format!("<|{name}|>")
     }
 
     /// Text to token ids, no special tokens added.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        Ok(self
-            .text
-            .encode(text, false)
-            .map_err(|e| InferError::Tokenizer(format!("cannot encode: {e}")))?
-            .get_ids()
-            .to_vec())
+        match &self.text {
+            Text::Json(t) => Ok(t
+                .encode(text, false)
+                .map_err(|e| InferError::Tokenizer(format!("cannot encode: {e}")))?
+                .get_ids()
+                .to_vec()),
+            Text::Tiktoken(t) => Ok(t.encode(text)),
+        }
     }
 
     /// The text of the tokens below `<|endoftext|>` (specials and timestamps left out).
@@ -252,9 +332,7 @@ impl WhisperTokenizer {
             .copied()
             .filter(|&t| t < self.specials.eot)
             .collect();
-        self.text
-            .decode(&text, false)
-            .map_err(|e| InferError::Tokenizer(format!("cannot decode: {e}")))
+        self.text_of(&text)
     }
 
     /// The text of `ids` with special tokens written out (`<|endoftext|>`); timestamps too,
@@ -264,12 +342,7 @@ impl WhisperTokenizer {
         let mut run: Vec<u32> = Vec::new();
         let flush = |run: &mut Vec<u32>, out: &mut String| -> Result<()> {
             if !run.is_empty() {
-                out.push_str(
-                    &self
-                        .text
-                        .decode(run, false)
-                        .map_err(|e| InferError::Tokenizer(format!("cannot decode: {e}")))?,
-                );
+                out.push_str(&self.text_of(run)?);
                 run.clear();
             }
             Ok(())
