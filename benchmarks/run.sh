@@ -106,7 +106,9 @@ PY
   # The same prompt set over HTTP: mlxk-serve on the text models, one server per repeat.
   if [ -s "$work/text.jsonl" ] && [ -x "$(tool mlxk-serve)" ]; then
     spid=""
+    # A signal ends bash without its EXIT trap: the server is stopped on both ways out.
     trap '[ -n "$spid" ] && kill "$spid" 2>/dev/null' EXIT
+    trap '[ -n "$spid" ] && kill "$spid" 2>/dev/null; exit 143' TERM INT HUP
     for r in $(seq 1 "$repeat"); do
       say "mlxk-serve: repeat $r of $repeat"
       # (not holding the suite's lock: fd 9 stays with run.sh)
@@ -127,7 +129,12 @@ PY
       fi
       python3 "$here/suite_serve.py" "$addr" "$here/fixtures/prompts.jsonl" > "$work/serve-$r.out" 2>&1
       c=$?
-      kill -TERM "$spid"; wait "$spid"; s=$?; spid=""
+      # SIGTERM drains (the requests are done by now); a server that does not end in a minute
+      # is killed.
+      kill -TERM "$spid"
+      for _ in $(seq 600); do kill -0 "$spid" 2>/dev/null || break; sleep 0.1; done
+      kill -KILL "$spid" 2>/dev/null
+      wait "$spid"; s=$?; spid=""
       if [ "$c" != 0 ]; then
         say "suite_serve.py exited $c: $(grep -v ' tokens$' "$work/serve-$r.out" | tail -n 1)"; [ "$rc" = 0 ] && rc=$c
       fi

@@ -20,7 +20,12 @@ def call(path, body=None, test=None):
         with urllib.request.urlopen(req, timeout=600) as r:
             return r.status, json.load(r)
     except urllib.error.HTTPError as e:
-        return e.code, json.load(e)
+        try:
+            return e.code, json.load(e)
+        except ValueError:
+            return e.code, {"error": {"message": "(no JSON body)"}}
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        return 0, {"error": {"message": str(e)}}
 
 
 status, models = call("/v1/models")
@@ -32,8 +37,12 @@ for model in [m["id"] for m in models["data"]]:
         if not line.strip():
             continue
         p = json.loads(line)
-        body = {"model": model, "max_tokens": p.get("max_tokens", 64),
+        # The options of mlxk-gen's --prompts lines that the API has; mlxk-gen's defaults.
+        body = {"model": model, "max_tokens": p.get("max_tokens", 256),
                 "temperature": p.get("temperature", 0)}
+        for k in ("top_p", "top_k", "min_p", "repetition_penalty", "seed", "stop"):
+            if k in p:
+                body[k] = p[k]
         if "messages" in p:
             path, body["messages"] = "/v1/chat/completions", p["messages"]
         elif p.get("raw"):

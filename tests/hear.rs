@@ -280,6 +280,24 @@ fn the_probe_knows_every_whisper_layout_and_hear_runs_them() {
     let f32_text = &texts.iter().find(|t| t.0 == "whisper-f32").unwrap().1;
     let hf_text = &texts.iter().find(|t| t.0 == "whisper-hf").unwrap().1;
     assert_eq!(f32_text, hf_text);
+    // mlx-whisper's folders carry no tokenizer: Whisper's built-in vocabulary serves, the same.
+    let f32_dir = dir.path().join("whisper-f32");
+    std::fs::remove_file(f32_dir.join("tokenizer.json")).unwrap();
+    let p = Run::of(bin("mlxk-probe").arg(&f32_dir)).ok();
+    assert_eq!(p.records()[0]["health"]["ok"], true, "{}", p.stdout);
+    let r = Run::of(
+        bin("mlxk-hear")
+            .arg(&f32_dir)
+            .arg(fx("short.wav"))
+            .arg("--json"),
+    )
+    .ok();
+    let t = r
+        .records()
+        .into_iter()
+        .find(|r| r["type"] == "transcript")
+        .unwrap();
+    assert_eq!(t["text"].as_str().unwrap(), f32_text.as_str());
 }
 
 #[test]

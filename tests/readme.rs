@@ -225,13 +225,23 @@ fn every_command_the_readme_shows_runs_and_prints_what_it_shows() {
                 }
             }
             "console" => {
-                let mut background = Vec::new();
+                // Stopped when the block ends, or when a failed assertion unwinds past it.
+                struct Background(Vec<std::process::Child>);
+                impl Drop for Background {
+                    fn drop(&mut self) {
+                        for c in &mut self.0 {
+                            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+                            let _ = c.wait();
+                        }
+                    }
+                }
+                let mut background = Background(Vec::new());
                 for e in &b.examples {
                     ran += 1;
                     if let Some(cmd) = e.command.trim_end().strip_suffix('&') {
                         let mut c = scratch.command(&format!("exec {cmd}"));
                         c.stdin(Stdio::null()).stdout(Stdio::null());
-                        background.push(c.spawn().unwrap());
+                        background.0.push(c.spawn().unwrap());
                         continue;
                     }
                     let (code, got, err) = scratch.run(&e.command);
@@ -264,10 +274,7 @@ fn every_command_the_readme_shows_runs_and_prints_what_it_shows() {
                     }
                     rewrites.push((e.start, e.end, new));
                 }
-                for mut c in background {
-                    unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
-                    let _ = c.wait();
-                }
+                drop(background);
             }
             other => panic!(
                 "README.md:{}: a fenced block is `console` (commands that the README test runs), `sh` (make targets) or `text`, not {other:?}",

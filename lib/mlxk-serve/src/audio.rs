@@ -226,7 +226,8 @@ fn r2(x: f64) -> f64 {
 pub fn transcription_body(req: &TranscribeRequest, t: &Transcript) -> (&'static str, String) {
     let plain = "text/plain; charset=utf-8";
     match req.format {
-        ResponseFormat::Text => (plain, formats::render(t, Format::Txt)),
+        // OpenAI's `text` is the transcript's text (what `json` carries), not one line a segment.
+        ResponseFormat::Text => (plain, format!("{}\n", t.text.trim())),
         ResponseFormat::Srt => (plain, formats::render(t, Format::Srt)),
         ResponseFormat::Vtt => (plain, formats::render(t, Format::Vtt)),
         ResponseFormat::Json => (
@@ -234,7 +235,11 @@ pub fn transcription_body(req: &TranscribeRequest, t: &Transcript) -> (&'static 
             json!({"text": t.text.trim(), "usage": usage(t)}).to_string(),
         ),
         ResponseFormat::VerboseJson => {
-            let language = language_name(&t.language).unwrap_or(&t.language);
+            // A translation is English, whatever was spoken (as OpenAI answers it).
+            let language = match req.options.task {
+                Task::Translate => "english",
+                Task::Transcribe => language_name(&t.language).unwrap_or(&t.language),
+            };
             let mut v = json!({"task": req.options.task.as_str(), "language": language,
                 "duration": r2(t.duration_s), "text": t.text.trim(), "usage": usage(t)});
             if req.segments {
@@ -459,7 +464,7 @@ mod tests {
         let (ct, body) = transcription_body(&req("text", &[]), &t);
         assert_eq!(
             (ct, body.as_str()),
-            ("text/plain; charset=utf-8", "Hello there.\nGeneral.\n")
+            ("text/plain; charset=utf-8", "Hello there. General.\n")
         );
         let (_, srt) = transcription_body(&req("srt", &[]), &t);
         assert!(

@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{SyncSender, TrySendError};
+use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio_stream::StreamExt;
@@ -53,7 +53,7 @@ struct Served {
 
 struct App {
     models: Vec<Served>,
-    queue: SyncSender<Work>,
+    queue: Sender<Work>,
     /// Requests queued or running, and how many may be (running + waiting).
     admitted: Arc<AtomicUsize>,
     capacity: usize,
@@ -154,37 +154,38 @@ impl App {
         }
     }
 
-    /// Queues `req` for model `model` and waits until the model thread starts it: a full
-    /// queue is 429, and a failure before the start (load, gate, prompt) keeps its own status.
-    async fn enqueue(&self, model: usize, req: Request) -> Result<Queued, ApiError> {
-        let full = || {
-            ApiError::new(
+    /// Queues `req` for model `model` (holding `slot`) and waits until the model thread starts
+    /// it: a failure before the start (load, gate, prompt) keeps its own status.
+    /// A place among the requests queued or running: 429 when all are taken.
+    fn take_slot(&self) -> Result<Slot, ApiError> {
+        if self.admitted.fetch_add(1, Ordering::SeqCst) >= self.capacity {
+            self.admitted.fetch_sub(1, Ordering::SeqCst);
+            return Err(ApiError::new(
                 429,
                 "rate_limit_error",
                 "the request queue is full; retry in a moment",
             )
-            .code("queue_full")
-        };
-        if self.admitted.fetch_add(1, Ordering::SeqCst) >= self.capacity {
-            self.admitted.fetch_sub(1, Ordering::SeqCst);
-            return Err(full());
+            .code("queue_full"));
         }
-        let slot = Slot(self.admitted.clone());
+        Ok(Slot(self.admitted.clone()))
+    }
+
+    async fn enqueue(&self, slot: Slot, model: usize, req: Request) -> Result<Queued, ApiError> {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Event>(256);
-        match self.queue.try_send(Work {
-            req,
-            model,
-            events: tx,
-        }) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => return Err(full()),
-            Err(TrySendError::Disconnected(_)) => {
-                return Err(ApiError::new(
-                    500,
-                    "server_error",
-                    "the model thread has stopped",
-                ));
-            }
+        if self
+            .queue
+            .send(Work {
+                req,
+                model,
+                events: tx,
+            })
+            .is_err()
+        {
+            return Err(ApiError::new(
+                500,
+                "server_error",
+                "the model thread has stopped (a bug; restart the server and please report it)",
+            ));
         }
         match rx.recv().await {
             Some(Event::Started) => Ok(Queued { rx, slot }),
@@ -208,14 +209,43 @@ fn error_response(e: &ApiError) -> Response {
     r
 }
 
+/// A request's log line, written once: by the handler as it answers, or — when the client
+/// left before the answer — on drop, as a 499.
 struct Logged {
+    app: Shared,
     method: &'static str,
     path: &'static str,
     model: Option<String>,
     start: Instant,
+    written: std::cell::Cell<bool>,
+}
+
+impl Drop for Logged {
+    fn drop(&mut self) {
+        if !self.written.get() {
+            let v = self.line(499, None, Some("the client disconnected before the answer"));
+            self.app.log(v);
+        }
+    }
 }
 
 impl Logged {
+    fn new(app: &Shared, path: &'static str) -> Logged {
+        Logged {
+            app: app.clone(),
+            method: "POST",
+            path,
+            model: None,
+            start: Instant::now(),
+            written: std::cell::Cell::new(false),
+        }
+    }
+
+    fn log(&self, v: Value) {
+        self.written.set(true);
+        self.app.log(v);
+    }
+
     fn line(&self, status: u16, usage: Option<&Usage>, extra: Option<&str>) -> Value {
         let mut v = json!({"ts": mlxk::monitor::unix_now(), "method": self.method,
             "path": self.path, "status": status,
@@ -231,6 +261,17 @@ impl Logged {
             v["error"] = json!(e);
         }
         v
+    }
+}
+
+/// The `X-Mlxk-Test` header: the name of the request's report record, if given.
+fn test_name(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    match headers.get("x-mlxk-test").map(|v| v.to_str()) {
+        None => Ok(None),
+        Some(Ok(t)) if !t.trim().is_empty() && t.len() <= 200 => Ok(Some(t.trim().into())),
+        Some(_) => Err(ApiError::bad(
+            "the X-Mlxk-Test header names a test: 1 to 200 visible characters",
+        )),
     }
 }
 
@@ -351,24 +392,31 @@ async fn hear(
     form: Result<Multipart, axum::extract::multipart::MultipartRejection>,
     translate: bool,
 ) -> Response {
-    let mut l = Logged {
-        method: "POST",
-        path: if translate {
+    let mut l = Logged::new(
+        &app,
+        if translate {
             "/v1/audio/translations"
         } else {
             "/v1/audio/transcriptions"
         },
-        model: None,
-        start: Instant::now(),
-    };
+    );
     let _guard = InFlight::new(&app);
     let answer = |l: &Logged, e: ApiError| {
-        app.log(l.line(e.status, None, Some(&e.message)));
+        l.log(l.line(e.status, None, Some(&e.message)));
         error_response(&e)
     };
     if let Err(e) = admit(&app, &headers) {
         return answer(&l, e);
     }
+    // The place first: an upload is read and decoded only when it may be served.
+    let slot = match app.take_slot() {
+        Ok(s) => s,
+        Err(e) => return answer(&l, e),
+    };
+    let test = match test_name(&headers) {
+        Ok(t) => t,
+        Err(e) => return answer(&l, e),
+    };
     let req = match read_form(form)
         .await
         .and_then(|f| audio::parse_transcription(f, translate))
@@ -391,6 +439,7 @@ async fn hear(
             req,
             samples: a.samples,
             decode_s: t.elapsed().as_secs_f64(),
+            test: None,
         })
     })
     .await;
@@ -409,11 +458,13 @@ async fn hear(
             return answer(&l, e);
         }
     };
+    let mut work = work;
+    work.test = test;
     let Queued {
         mut rx,
         slot: _slot,
     } = match app
-        .enqueue(model, Request::Transcribe(Box::new(work)))
+        .enqueue(slot, model, Request::Transcribe(Box::new(work)))
         .await
     {
         Ok(q) => q,
@@ -427,7 +478,7 @@ async fn hear(
         }) => {
             let mut line = l.line(200, None, None);
             line["audio_s"] = json!((audio_s * 1000.0).round() / 1000.0);
-            app.log(line);
+            l.log(line);
             ([(axum::http::header::CONTENT_TYPE, content_type)], body).into_response()
         }
         Some(Event::Failed(e)) => answer(&l, e),
@@ -447,19 +498,17 @@ async fn completions(State(app): State<Shared>, headers: HeaderMap, body: Bytes)
 }
 
 async fn complete(app: Shared, headers: HeaderMap, body: Bytes, chat: bool) -> Response {
-    let mut l = Logged {
-        method: "POST",
-        path: if chat {
+    let mut l = Logged::new(
+        &app,
+        if chat {
             "/v1/chat/completions"
         } else {
             "/v1/completions"
         },
-        model: None,
-        start: Instant::now(),
-    };
+    );
     let guard = InFlight::new(&app);
     let answer = |l: &Logged, e: ApiError| {
-        app.log(l.line(e.status, None, Some(&e.message)));
+        l.log(l.line(e.status, None, Some(&e.message)));
         error_response(&e)
     };
     if let Err(e) = admit(&app, &headers) {
@@ -469,16 +518,10 @@ async fn complete(app: Shared, headers: HeaderMap, body: Bytes, chat: bool) -> R
         Ok(r) => r,
         Err(e) => return answer(&l, e),
     };
-    match headers.get("x-mlxk-test").map(|v| v.to_str()) {
-        None => {}
-        Some(Ok(t)) if !t.trim().is_empty() && t.len() <= 200 => req.test = Some(t.trim().into()),
-        Some(_) => {
-            return answer(
-                &l,
-                ApiError::bad("the X-Mlxk-Test header names a test: 1 to 200 visible characters"),
-            );
-        }
-    }
+    req.test = match test_name(&headers) {
+        Ok(t) => t,
+        Err(e) => return answer(&l, e),
+    };
     l.model = Some(req.model.clone());
     let model = match app.model_for(&req.model, "text") {
         Ok(m) => m,
@@ -487,7 +530,11 @@ async fn complete(app: Shared, headers: HeaderMap, body: Bytes, chat: bool) -> R
     let model_id = app.models[model].id.clone();
     let stream = req.stream;
     let include_usage = req.include_usage;
-    let Queued { mut rx, slot } = match app.enqueue(model, Request::Generate(req)).await {
+    let slot = match app.take_slot() {
+        Ok(s) => s,
+        Err(e) => return answer(&l, e),
+    };
+    let Queued { mut rx, slot } = match app.enqueue(slot, model, Request::Generate(req)).await {
         Ok(q) => q,
         Err(e) => return answer(&l, e),
     };
@@ -509,7 +556,7 @@ async fn complete(app: Shared, headers: HeaderMap, body: Bytes, chat: bool) -> R
                     }
                 }
                 Some(Event::Done { finish, usage }) => {
-                    app.log(l.line(200, Some(&usage), None));
+                    l.log(l.line(200, Some(&usage), None));
                     let mut body =
                         wire::completion(chat, &id, &model_id, created, &text, finish, &usage);
                     if !reasoning.is_empty() {
@@ -527,7 +574,6 @@ async fn complete(app: Shared, headers: HeaderMap, body: Bytes, chat: bool) -> R
     }
     // Streaming: chunks as they come; the log line and the in-flight count end with the stream.
     let (sse_tx, sse_rx) = tokio::sync::mpsc::channel::<SseEvent>(256);
-    let app2 = app.clone();
     tokio::spawn(async move {
         let (_guard, _slot) = (guard, slot);
         let data = |v: Value| SseEvent::default().data(v.to_string());
@@ -584,17 +630,25 @@ async fn complete(app: Shared, headers: HeaderMap, body: Bytes, chat: bool) -> R
             };
             let end = completion_tokens_seen.is_some() || status_note.is_some();
             for e in out {
-                if sse_tx.send(e).await.is_err() {
-                    // The client left: dropping `rx` stops the generation at its next token.
-                    app2.log(l.line(499, None, Some("the client disconnected")));
-                    return;
+                // A client that has left, or left its stream unread for a minute, is gone:
+                // dropping `rx` stops the generation at its next token and frees its place.
+                match tokio::time::timeout(worker::STALLED, sse_tx.send(e)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => {
+                        l.log(l.line(499, None, Some("the client disconnected")));
+                        return;
+                    }
+                    Err(_) => {
+                        l.log(l.line(499, None, Some("the client stopped reading for a minute")));
+                        return;
+                    }
                 }
             }
             if end {
                 break;
             }
         }
-        app2.log(l.line(200, completion_tokens_seen.as_ref(), status_note.as_deref()));
+        l.log(l.line(200, completion_tokens_seen.as_ref(), status_note.as_deref()));
     });
     Sse::new(ReceiverStream::new(sse_rx).map(Ok::<_, std::convert::Infallible>)).into_response()
 }
@@ -699,7 +753,6 @@ pub fn serve(jobs: Vec<(String, Job)>, opts: Options) -> Result<(), Failure> {
     let (queue, model_thread) = worker::spawn(
         jobs.into_iter().map(|(_, j)| j).collect(),
         opts.settings.clone(),
-        capacity,
         loaded.clone(),
     );
     let log: Box<dyn Write + Send> = match &opts.log {

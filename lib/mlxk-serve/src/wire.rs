@@ -227,10 +227,19 @@ pub fn parse_request(body: &[u8], chat: bool) -> Result<GenRequest, ApiError> {
         }
         let mut out = Vec::new();
         for (i, m) in msgs.iter().enumerate() {
-            if let Some(k) = m
-                .as_object()
-                .and_then(|o| o.keys().find(|k| *k != "role" && *k != "content"))
-            {
+            // What clients send back of an answer they got (an assistant message as the
+            // server returned it) is taken: `reasoning_content` (past thinking, which the chat
+            // templates leave out), a participant `name`, and empty tool/refusal fields.
+            // Anything else that would change the answer is refused, not dropped.
+            if let Some((k, _)) = m.as_object().and_then(|o| {
+                o.iter().find(|(k, v)| match k.as_str() {
+                    "role" | "content" | "reasoning_content" | "name" => false,
+                    "refusal" | "tool_calls" | "function_call" | "audio" | "annotations" => {
+                        !(v.is_null() || v.as_array().is_some_and(|a| a.is_empty()))
+                    }
+                    _ => true,
+                })
+            }) {
                 return Err(ApiError::bad(format!(
                     "`messages[{i}].{k}` is not supported by this server; leave it out"
                 ))
@@ -482,12 +491,25 @@ mod tests {
 
     #[test]
     fn unknown_keys_in_a_message_are_refused_not_dropped() {
-        let e = chat(r#"{"model":"m","messages":[{"role":"user","content":"hi","name":"bob"}]}"#)
+        let e = chat(r#"{"model":"m","messages":[{"role":"user","content":"hi","lang":"de"}]}"#)
             .unwrap_err();
         assert_eq!(
             (e.status, e.param.as_deref()),
-            (400, Some("messages[0].name"))
+            (400, Some("messages[0].lang"))
         );
+        let e = chat(
+            r#"{"model":"m","messages":[{"role":"assistant","content":"x",
+            "tool_calls":[{"id":"1"}]}]}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("messages[0].tool_calls"));
+        // An answer sent back as the server gave it is taken.
+        chat(
+            r#"{"model":"m","messages":[{"role":"user","content":"hi","name":"bob"},
+            {"role":"assistant","content":"hello","reasoning_content":"greet","refusal":null,
+            "tool_calls":[]},{"role":"user","content":"again"}]}"#,
+        )
+        .unwrap();
     }
 
     #[test]

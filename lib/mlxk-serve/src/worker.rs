@@ -17,7 +17,7 @@ use mlxk_infer::loader::TextModel;
 use mlxk_infer::runner::Runner;
 use mlxk_infer::runner::audio::{AudioModel, AudioRunner, Destination, transcription_facts};
 use mlxk_infer::runner::text::{PromptSpec, TextRunner, assemble_prompt};
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
 
 /// What the model thread tells a request's handler.
@@ -49,6 +49,8 @@ pub struct Transcription {
     pub req: TranscribeRequest,
     pub samples: Vec<f32>,
     pub decode_s: f64,
+    /// The `X-Mlxk-Test` header: the report record's test name (`mlxk-serve::NAME`).
+    pub test: Option<String>,
 }
 
 /// What a queued request asks for.
@@ -109,14 +111,10 @@ impl ModelThread {
     }
 }
 
-/// Starts the model thread with a queue of `queue` waiting requests (beyond the one running).
-pub fn spawn(
-    jobs: Vec<Job>,
-    settings: Settings,
-    queue: usize,
-    loaded: Loaded,
-) -> (SyncSender<Work>, ModelThread) {
-    let (tx, rx) = sync_channel::<Work>(queue);
+/// Starts the model thread. Its queue is not bounded here: the server admits only so many
+/// requests (running + waiting) and answers 429 beyond them.
+pub fn spawn(jobs: Vec<Job>, settings: Settings, loaded: Loaded) -> (Sender<Work>, ModelThread) {
+    let (tx, rx) = channel::<Work>();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flag = stop.clone();
     let handle = std::thread::Builder::new()
@@ -160,9 +158,12 @@ fn serve(
     let text = runner(&settings);
     let audio = audio_runner();
     let mut current: Option<(usize, Model, f64)> = None;
+    // Requests taken from the queue but not started: for the loaded model (`waiting`), and
+    // the first one for another (`pending`). Kept here, so a panic does not lose them.
+    let mut waiting: std::collections::VecDeque<Work> = std::collections::VecDeque::new();
     let mut pending: Option<Work> = None;
     loop {
-        let w = match pending.take() {
+        let w = match waiting.pop_front().or_else(|| pending.take()) {
             Some(w) => w,
             None => match rx.recv_timeout(std::time::Duration::from_millis(50)) {
                 Ok(w) => w,
@@ -233,11 +234,11 @@ fn serve(
                     model: m,
                     load_s: *load_s,
                 };
-                serve_text(&ctx, first, &rx, stop)
+                waiting.push_front(first);
+                serve_text(&ctx, &mut waiting, &mut pending, &rx, stop)
             }
             (Model::Audio(m), Request::Transcribe(req)) => {
                 hear(&audio, &settings, &jobs[*i], m, *load_s, &req, &w.events);
-                None
             }
             // The handler checks the model's backend before queueing; a model is loaded for
             // the backend its gate chose, so this is a request routed wrongly.
@@ -247,14 +248,14 @@ fn serve(
                     Event::Failed(ApiError::new(
                         501,
                         "not_implemented_error",
-                        "this model does not serve this route",
+                        "this model does not serve this route: text models answer \
+                         /v1/chat/completions and /v1/completions, Whisper models /v1/audio/*",
                     )),
                 );
-                None
             }
         }));
         match ran {
-            Ok(next) => pending = next,
+            Ok(()) => {}
             Err(_) => {
                 // A bug, not the requests' fault: the one that came first hears 500, those
                 // interleaved with it see their stream end unfinished (500 too); the model is
@@ -295,20 +296,19 @@ struct Active<'m> {
     stalled_since: Option<std::time::Instant>,
 }
 
-/// Serves generations on the loaded text model, interleaved, starting with `first`, until a
-/// request for another model (or for audio) arrives — it is returned once the generations in
-/// flight are done — or the server stops (`None`).
+/// Serves generations on the loaded text model, interleaved, starting with those `waiting`,
+/// until a request for another model (or for audio) arrives — it is left in `other` once the
+/// generations in flight are done — or the server stops.
 fn serve_text(
     ctx: &TextContext<'_>,
-    first: Work,
+    waiting: &mut std::collections::VecDeque<Work>,
+    other: &mut Option<Work>,
     rx: &Receiver<Work>,
     stop: &std::sync::atomic::AtomicBool,
-) -> Option<Work> {
+) {
     use std::sync::mpsc::{RecvTimeoutError, TryRecvError};
     let parallel = ctx.settings.parallel.max(1);
     let mut active: Vec<Active<'_>> = Vec::new();
-    let mut waiting = std::collections::VecDeque::from([first]);
-    let mut other: Option<Work> = None;
     let mut closed = false;
     loop {
         // Start what may start: a new request is prefilled before the others' next tokens.
@@ -328,11 +328,11 @@ fn serve_text(
                     Ok(w) => Some(w),
                     Err(RecvTimeoutError::Timeout) => {
                         if stop.load(std::sync::atomic::Ordering::SeqCst) {
-                            return None;
+                            return;
                         }
                         continue;
                     }
-                    Err(RecvTimeoutError::Disconnected) => return None,
+                    Err(RecvTimeoutError::Disconnected) => return,
                 }
             } else {
                 match rx.try_recv() {
@@ -351,16 +351,17 @@ fn serve_text(
                     waiting.push_back(w)
                 }
                 // Another model's turn comes once these are done (requests keep their order).
-                Some(w) => other = Some(w),
+                Some(w) => *other = Some(w),
             }
         }
         if active.is_empty() {
             if other.is_some() || closed {
-                return other;
+                return;
             }
             continue;
         }
         // One token of each generation in turn.
+        let mut stepped = 0;
         let mut i = 0;
         while i < active.len() {
             let a = &mut active[i];
@@ -378,6 +379,7 @@ fn serve_text(
                 }
             } else {
                 a.stalled_since = None;
+                stepped += 1;
                 let (events, split) = (&a.events, &mut a.split);
                 let mut on_text = |t: &str| Ok(send_text(events, split, t));
                 match a.stepper.step(&mut on_text) {
@@ -401,6 +403,10 @@ fn serve_text(
         }
         if active.is_empty() && waiting.is_empty() {
             mlx_rs::memory::clear_cache().ok();
+        }
+        if stepped == 0 && !active.is_empty() {
+            // Every client in flight has stopped reading: wait for one, not in a busy loop.
+            std::thread::sleep(std::time::Duration::from_millis(5));
         }
     }
 }
@@ -588,6 +594,9 @@ fn hear(
         return;
     }
     let mut facts = mlxk_infer::runner::job_facts("mlxk-serve", AudioRunner::BACKEND, job);
+    if let Some(t) = &work.test {
+        facts.tool = format!("mlxk-serve::{t}");
+    }
     facts.load_time_s = Some(load_s);
     audio_runner.describe(model, job, &mut facts);
     let mut progress =
@@ -644,7 +653,7 @@ fn report(s: &Settings, facts: &mut mlxk::report::run::RunFacts) {
 }
 
 /// How long a client may leave its stream unread before it counts as gone.
-const STALLED: std::time::Duration = std::time::Duration::from_secs(60);
+pub const STALLED: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Hands an event to the request's handler; false when the client is gone — it hung up, or
 /// left a full stream unread for a minute (the model thread is never held by one reader).

@@ -219,10 +219,11 @@ struct Repeats {
     tps: Vec<f64>,
 }
 
-/// Runs grouped by test and model: the same prompt on two models is two tests.
+/// Passed runs grouped by test and model (the same prompt on two models is two tests); a
+/// failed or skipped run's time says nothing of the test's speed.
 fn per_test(entries: &[Entry]) -> BTreeMap<(String, String), Repeats> {
     let mut m: BTreeMap<(String, String), Repeats> = BTreeMap::new();
-    for e in entries {
+    for e in entries.iter().filter(|e| e.outcome == "passed") {
         let r = m
             .entry((e.test.clone(), e.model.clone().unwrap_or_default()))
             .or_insert_with(|| Repeats {
