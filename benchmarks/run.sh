@@ -78,31 +78,25 @@ for i, b in other:
     print(f"skipped: {i}: a {b} model; {why}")
 print(f"{len(text)} text model(s) and {len(audio)} Whisper model(s) to run")
 PY
-  if [ -s "$work/text.jsonl" ]; then
+  # repeats LABEL TOOL RECORDS ARGS…: TOOL on the models in RECORDS, --repeat times, with its
+  # records in LABEL-N.jsonl, its stderr in LABEL-N.err, and its load/unload moments kept for
+  # the timeline.
+  repeats() {
+    local label=$1 t=$2 records=$3 r x
+    shift 3
     for r in $(seq 1 "$repeat"); do
-      say "mlxk-gen: repeat $r of $repeat"
-      "$(tool mlxk-gen)" --prompts "$here/fixtures/prompts.jsonl" --json --report "$work/benchmark.jsonl" \
-        < "$work/text.jsonl" > "$work/gen-$r.jsonl" 2> "$work/gen-$r.err"
-      g=$?
-      if [ "$g" != 0 ]; then
-        say "mlxk-gen exited $g: $(grep -v '^{' "$work/gen-$r.err" | tail -n 1)"; [ "$rc" = 0 ] && rc=$g
+      say "$t: repeat $r of $repeat"
+      "$(tool "$t")" "$@" --json --report "$work/benchmark.jsonl" \
+        < "$records" > "$work/$label-$r.jsonl" 2> "$work/$label-$r.err"
+      x=$?
+      if [ "$x" != 0 ]; then
+        say "$t exited $x: $(grep -v '^{' "$work/$label-$r.err" | tail -n 1)"; [ "$rc" = 0 ] && rc=$x
       fi
-      # The load/unload moments, for the timeline.
-      grep -h '"type":"load"\|"type":"unload"' "$work/gen-$r.jsonl" >> "$work/events.jsonl"
+      grep -h '"type":"load"\|"type":"unload"' "$work/$label-$r.jsonl" >> "$work/events.jsonl"
     done
-  fi
-  if [ -s "$work/audio.jsonl" ]; then
-    for r in $(seq 1 "$repeat"); do
-      say "mlxk-hear: repeat $r of $repeat"
-      "$(tool mlxk-hear)" "$here/fixtures/speech.flac" --json --report "$work/benchmark.jsonl" \
-        < "$work/audio.jsonl" > "$work/hear-$r.jsonl" 2> "$work/hear-$r.err"
-      h=$?
-      if [ "$h" != 0 ]; then
-        say "mlxk-hear exited $h: $(grep -v '^{' "$work/hear-$r.err" | tail -n 1)"; [ "$rc" = 0 ] && rc=$h
-      fi
-      grep -h '"type":"load"\|"type":"unload"' "$work/hear-$r.jsonl" >> "$work/events.jsonl"
-    done
-  fi
+  }
+  [ -s "$work/text.jsonl" ] && repeats gen mlxk-gen "$work/text.jsonl" --prompts "$here/fixtures/prompts.jsonl"
+  [ -s "$work/audio.jsonl" ] && repeats hear mlxk-hear "$work/audio.jsonl" "$here/fixtures/speech.flac"
   # The same prompt set over HTTP: mlxk-serve on the text models, one server per repeat.
   if [ -s "$work/text.jsonl" ] && [ -x "$(tool mlxk-serve)" ]; then
     spid=""

@@ -5,6 +5,7 @@ mod support;
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
+use std::path::Path;
 use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use support::*;
@@ -212,6 +213,15 @@ impl Server {
     }
 }
 
+/// The id a model folder is served as: its folder name.
+fn model_id(dir: &tempfile::TempDir) -> String {
+    dir.path()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
+}
+
 fn dechunk(mut s: &str) -> String {
     let mut out = String::new();
     while let Some((size, rest)) = s.split_once("\r\n") {
@@ -254,13 +264,7 @@ fn completions_whole_and_streamed_equal_mlxk_gen_greedy() {
     let dir = tempfile::tempdir().unwrap();
     let report = dir.path().join("bench.jsonl");
     let s = Server::start(model.path(), &["--report", report.to_str().unwrap()], &[]);
-    let id = model
-        .path()
-        .file_name()
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_string();
+    let id = model_id(&model);
     let (status, models) = {
         let (st, _, b) = s.call("GET", "/v1/models", &[], "");
         (st, serde_json::from_str::<Value>(&b).unwrap())
@@ -343,7 +347,7 @@ fn every_error_has_its_status_and_an_openai_error_body() {
         &["--api-key", "sesame", "--max-body-bytes", "2000"],
         &[],
     );
-    let id = model.path().file_name().unwrap().to_str().unwrap();
+    let id = &model_id(&model);
     let key = "Authorization: Bearer sesame";
     let call = |headers: &[&str], path: &str, body: &str| -> (u16, Value) {
         let (st, head, b) = s.call("POST", path, headers, body);
@@ -478,7 +482,7 @@ fn a_client_that_hangs_up_stops_its_generation_and_the_server_goes_on() {
     let dir = tempfile::tempdir().unwrap();
     let report = dir.path().join("bench.jsonl");
     let s = Server::start(model.path(), &["--report", report.to_str().unwrap()], &[]);
-    let id = model.path().file_name().unwrap().to_str().unwrap();
+    let id = &model_id(&model);
     let long = json!({"model": id, "prompt": "go", "max_tokens": 8000, "temperature": 0,
         "stream": true});
     let mut c = s.connect("POST", "/v1/completions", &[], long.to_string().as_bytes());
@@ -517,13 +521,7 @@ fn a_client_that_hangs_up_stops_its_generation_and_the_server_goes_on() {
 fn sixteen_clients_at_once_are_all_answered_or_told_to_retry() {
     let model = tiny_llama(None);
     let s = Arc::new(Server::start(model.path(), &["--queue", "4"], &[]));
-    let id = model
-        .path()
-        .file_name()
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_string();
+    let id = model_id(&model);
     let threads: Vec<_> = (0..16)
         .map(|i| {
             let (s, id) = (s.clone(), id.clone());
@@ -579,7 +577,7 @@ fn sixteen_clients_at_once_are_all_answered_or_told_to_retry() {
 fn a_full_queue_answers_429_with_retry_after() {
     let model = tiny_llama(Some(8192));
     let s = Server::start(model.path(), &["--queue", "0", "--parallel", "1"], &[]);
-    let id = model.path().file_name().unwrap().to_str().unwrap();
+    let id = &model_id(&model);
     // One long stream holds the one place; with no room to wait, the next is refused.
     let body = json!({"model": id, "prompt": "go", "max_tokens": 6000, "stream": true});
     let mut c = s.connect("POST", "/v1/completions", &[], body.to_string().as_bytes());
@@ -608,7 +606,7 @@ fn a_full_queue_answers_429_with_retry_after() {
 fn sigterm_drains_in_flight_requests_and_refuses_new_ones() {
     let model = tiny_llama(Some(8192));
     let s = Server::start(model.path(), &[], &[]);
-    let id = model.path().file_name().unwrap().to_str().unwrap();
+    let id = &model_id(&model);
     let body = json!({"model": id, "prompt": "go", "max_tokens": 6000, "stream": true});
     let mut c = s.connect("POST", "/v1/completions", &[], body.to_string().as_bytes());
     let mut first = [0u8; 64];
@@ -639,8 +637,9 @@ fn sigterm_drains_in_flight_requests_and_refuses_new_ones() {
     assert!(err.contains("draining"), "{err}");
 }
 
-#[test]
-fn the_official_openai_client_gets_what_mlxk_gen_gives() {
+/// Runs a script of tests/fixtures with the official `openai` client (bootstrap's test venv)
+/// against `s`: what it printed, as JSON.
+fn openai_script(s: &Server, script: &str, args: &[&str]) -> Value {
     let python =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.deps/venv-test/bin/python");
     assert!(
@@ -648,16 +647,14 @@ fn the_official_openai_client_gets_what_mlxk_gen_gives() {
         "{} is missing: scripts/bootstrap installs the openai client (make test runs it)",
         python.display()
     );
-    let model = tiny_llama(None);
-    let s = Server::start(model.path(), &["--api-key", "k"], &[]);
-    let id = model.path().file_name().unwrap().to_str().unwrap();
     let out = std::process::Command::new(&python)
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/fixtures/openai_client.py"
-        ))
+        .arg(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("fixtures")
+                .join(script),
+        )
         .arg(format!("http://{}/v1", s.addr))
-        .args([id, "k"])
+        .args(args)
         .output()
         .unwrap();
     assert!(
@@ -665,7 +662,15 @@ fn the_official_openai_client_gets_what_mlxk_gen_gives() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn the_official_openai_client_gets_what_mlxk_gen_gives() {
+    let model = tiny_llama(None);
+    let s = Server::start(model.path(), &["--api-key", "k"], &[]);
+    let id = &model_id(&model);
+    let got = openai_script(&s, "openai_client.py", &[id, "k"]);
     let chat = greedy_gen(model.path(), "hi", false, 8);
     assert_eq!(got["models"], json!([id]));
     assert_eq!(got["chat"]["text"], chat["text"]);
@@ -736,7 +741,7 @@ fn a_reasoning_models_thinking_comes_apart_as_reasoning_content() {
     let (model, _raw, reasoning, answer, _, prompt) =
         tiny_thinking_model_for(40, false, &candidates);
     let s = Server::start(model.path(), &[], &[]);
-    let id = model.path().file_name().unwrap().to_str().unwrap();
+    let id = &model_id(&model);
     let req = json!({"model": id, "messages": [{"role": "user", "content": prompt}],
         "max_tokens": 40, "temperature": 0});
     let (st, r) = s.post("/v1/chat/completions", &req);
@@ -893,13 +898,7 @@ fn transcriptions_over_http_equal_mlxk_hear_in_every_format() {
 #[test]
 fn the_audio_routes_refuse_what_they_cannot_do_with_the_right_status() {
     let (s, text) = whisper_server(&["--max-upload-bytes", "400000"]);
-    let text_id = text
-        .path()
-        .file_name()
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_string();
+    let text_id = model_id(&text);
     let call = |path: &str, fields: &[(&str, &str)], file: Option<(&str, &[u8])>| {
         let (ct, body) = multipart(fields, file);
         let (st, head, b) = s.call_bytes("POST", path, &[&ct], &body);
@@ -979,29 +978,12 @@ fn the_audio_routes_refuse_what_they_cannot_do_with_the_right_status() {
 
 #[test]
 fn the_official_openai_client_transcribes_through_the_server() {
-    let python =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.deps/venv-test/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: scripts/bootstrap installs it",
-        python.display()
-    );
     let (s, _text) = whisper_server(&[]);
-    let out = std::process::Command::new(&python)
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/fixtures/openai_audio.py"
-        ))
-        .arg(format!("http://{}/v1", s.addr))
-        .args(["whisper-tiny.en", &fx("short.wav")])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let got = openai_script(
+        &s,
+        "openai_audio.py",
+        &["whisper-tiny.en", &fx("short.wav")],
     );
-    let got: Value = serde_json::from_slice(&out.stdout).unwrap();
     let recs = hear_records(&fx("short.wav"), &[]);
     let transcript = recs.iter().find(|r| r["type"] == "transcript").unwrap();
     assert_eq!(got["text"], transcript["text"]);
@@ -1017,13 +999,7 @@ fn the_official_openai_client_transcribes_through_the_server() {
 fn interleaved_requests_each_get_mlxk_gens_text_and_a_short_one_does_not_wait() {
     let model = tiny_llama(Some(8192));
     let s = Arc::new(Server::start(model.path(), &[], &[]));
-    let id = model
-        .path()
-        .file_name()
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_string();
+    let id = model_id(&model);
     // A long stream runs (read as it comes); a short request that comes while it does is
     // answered before it ends.
     let long = json!({"model": id, "prompt": "go", "max_tokens": 3000, "stream": true});
@@ -1093,7 +1069,7 @@ fn interleaved_requests_each_get_mlxk_gens_text_and_a_short_one_does_not_wait() 
 fn a_backend_failure_is_a_500_and_the_server_goes_on() {
     let model = tiny_llama(None);
     let s = Server::start(model.path(), &[], &[]);
-    let id = model.path().file_name().unwrap().to_str().unwrap();
+    let id = &model_id(&model);
     // The tokenizer is damaged after the server started: the load on first use fails.
     let tok = model.path().join("tokenizer.json");
     let good = std::fs::read(&tok).unwrap();
@@ -1129,7 +1105,7 @@ fn a_backend_failure_is_a_500_and_the_server_goes_on() {
 fn a_client_that_stops_reading_holds_up_no_one() {
     let model = tiny_llama(Some(8192));
     let s = Server::start(model.path(), &["--queue", "0", "--parallel", "2"], &[]);
-    let id = model.path().file_name().unwrap().to_str().unwrap();
+    let id = &model_id(&model);
     // A long stream whose client reads nothing: once its buffers are full it is paused.
     let long = json!({"model": id, "prompt": "go", "max_tokens": 6000, "stream": true});
     let stalled = s.connect("POST", "/v1/completions", &[], long.to_string().as_bytes());
