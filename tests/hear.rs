@@ -298,6 +298,29 @@ fn the_probe_knows_every_whisper_layout_and_hear_runs_them() {
         .find(|r| r["type"] == "transcript")
         .unwrap();
     assert_eq!(t["text"].as_str().unwrap(), f32_text.as_str());
+    // The older ones keep weights.npz instead of safetensors: the same text again.
+    mlxk_infer::tiny_whisper::to_npz(&f32_dir).unwrap();
+    let p = Run::of(bin("mlxk-probe").arg(&f32_dir)).ok();
+    let rec = &p.records()[0];
+    assert_eq!(rec["weight_format"], "npz", "{}", p.stdout);
+    assert!(
+        rec["memory"]["estimate_bytes"].as_u64().unwrap() > 0,
+        "{rec}"
+    );
+    Run::of(bin("mlxk-gate").write_stdin(p.stdout.clone())).ok();
+    let r = Run::of(
+        bin("mlxk-hear")
+            .arg(&f32_dir)
+            .arg(fx("short.wav"))
+            .arg("--json"),
+    )
+    .ok();
+    let t = r
+        .records()
+        .into_iter()
+        .find(|r| r["type"] == "transcript")
+        .unwrap();
+    assert_eq!(t["text"].as_str().unwrap(), f32_text.as_str());
 }
 
 #[test]

@@ -9,6 +9,7 @@ pub mod kernels;
 pub mod layers;
 pub mod loader;
 pub mod models;
+pub mod npz;
 pub mod prompt_cache;
 pub mod reasoning;
 pub mod runner;

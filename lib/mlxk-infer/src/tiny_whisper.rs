@@ -245,3 +245,53 @@ pub fn write(spec: &TinyWhisper, dir: &Path, tokenizer: &Path) -> Result<String>
     std::fs::copy(tokenizer, dir.join("tokenizer.json")).map_err(io)?;
     Ok(format!("{:016x}", sum.0))
 }
+
+/// Rewrites an mlx-layout model in `dir` the way older mlx-whisper folders hold it:
+/// `weights.npz` (f32 arrays; f16 stay f16, quantized words stay u32) instead of
+/// `weights.safetensors`.
+pub fn to_npz(dir: &Path) -> Result<()> {
+    use mlx_rs::{Array, Dtype};
+    let st = dir.join("weights.safetensors");
+    let map = Array::load_safetensors(&st)
+        .map_err(|e| InferError::Options(format!("{}: {e}", st.display())))?;
+    let mut owned: Vec<(String, &'static str, Vec<i32>, Vec<u8>)> = Vec::new();
+    let mut names: Vec<&String> = map.keys().collect();
+    names.sort();
+    for name in names {
+        let a = &map[name];
+        let (descr, bytes): (&str, Vec<u8>) = match a.dtype() {
+            Dtype::Uint32 => (
+                "<u4",
+                a.as_slice::<u32>()
+                    .iter()
+                    .flat_map(|x| x.to_le_bytes())
+                    .collect(),
+            ),
+            Dtype::Float16 | Dtype::Bfloat16 | Dtype::Float32 => {
+                let f = a.as_dtype(Dtype::Float32)?;
+                f.eval()?;
+                (
+                    "<f4",
+                    f.as_slice::<f32>()
+                        .iter()
+                        .flat_map(|x| x.to_le_bytes())
+                        .collect(),
+                )
+            }
+            other => {
+                return Err(InferError::Options(format!(
+                    "{name}: {other:?} has no npz form here"
+                )));
+            }
+        };
+        owned.push((name.clone(), descr, a.shape().to_vec(), bytes));
+    }
+    let arrays: Vec<(&str, &str, &[i32], &[u8])> = owned
+        .iter()
+        .map(|(n, d, s, b)| (n.as_str(), *d, s.as_slice(), b.as_slice()))
+        .collect();
+    crate::npz::write_npz(&dir.join("weights.npz"), &arrays, false)
+        .map_err(|e| InferError::Options(format!("cannot write weights.npz: {e}")))?;
+    std::fs::remove_file(&st).map_err(|e| InferError::Options(format!("{e}")))?;
+    Ok(())
+}

@@ -124,7 +124,9 @@ pub fn decide(
             None
         }
     };
-    if record.weight_format == "npz" {
+    // mlx-whisper's older folders keep their weights in weights.npz, which mlxk-hear reads;
+    // no text backend does.
+    if record.weight_format == "npz" && record.model_type.as_deref() != Some("whisper") {
         v.unusable(
             "weights.npz: convert it once to weights.safetensors: python -c \"import mlx.core as mx; \
              mx.save_safetensors('weights.safetensors', mx.load('weights.npz'))\""

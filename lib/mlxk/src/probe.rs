@@ -407,6 +407,12 @@ pub fn probe(snap: &SnapshotDir, device: Device) -> ModelRecord {
     }
     if npz {
         weight_file("weights.npz", &folder.path("weights.npz"), &mut f.problems);
+        // The archive's dtypes are not read here: on the CPU, where half floats are upcast,
+        // the estimate is twice the archive (an upper bound), as stored elsewhere.
+        if st_files.is_empty() && gguf_files.is_empty() && !ct2 {
+            let bytes = std::fs::metadata(folder.path("weights.npz")).map_or(0, |m| m.len());
+            f.estimate += bytes as f64 * if device == Device::Cpu { 2.0 } else { 1.0 };
+        }
     }
     if st_files.is_empty() && gguf_files.is_empty() && bin_files.is_empty() && !ct2 && !npz {
         f.problems.push(
@@ -600,11 +606,22 @@ pub fn probe(snap: &SnapshotDir, device: Device) -> ModelRecord {
         }
     } else if !bin_files.is_empty() {
         Framework::Pytorch
+    } else if npz {
+        // weights.npz is what MLX's savez writes (mlx-whisper's older folders).
+        Framework::Mlx
     } else {
         Framework::Unknown
     };
 
-    let memory_dtype = memory_policy_label(&quantization, dominant_float.as_deref(), device);
+    let memory_dtype = if npz && st_files.is_empty() && gguf_files.is_empty() && !ct2 {
+        if device == Device::Cpu {
+            "at most twice the archive (half floats upcast to float32 on CPU)".into()
+        } else {
+            "as stored".into()
+        }
+    } else {
+        memory_policy_label(&quantization, dominant_float.as_deref(), device)
+    };
     let size_bytes = folder
         .files
         .iter()

@@ -605,11 +605,7 @@ fn from_mlx_whisper(dir: &Path) -> Result<Parts> {
         Array::load_safetensors(&st)
             .map_err(|e| broken(&st, format!("cannot read safetensors: {e}")))?
     } else if dir.join("weights.npz").is_file() {
-        return Err(unsupported(
-            dir.join("weights.npz"),
-            "weights.npz is not read by this build; convert once with \
-             `python -c \"import mlx.core as mx; mx.save_safetensors('weights.safetensors', mx.load('weights.npz'))\"`",
-        ));
+        crate::npz::load_npz(&dir.join("weights.npz"))?
     } else {
         load_safetensors_dir(dir)?
     };

@@ -219,21 +219,41 @@ struct Repeats {
     tps: Vec<f64>,
 }
 
-/// Passed runs grouped by test and model (the same prompt on two models is two tests); a
-/// failed or skipped run's time says nothing of the test's speed.
+/// Runs grouped by test and model (the same prompt on two models is two tests). Where a test
+/// passed at least once only its passed runs count: a failed or skipped run's time says
+/// nothing of the test's speed. A test that never passed keeps all its runs.
 fn per_test(entries: &[Entry]) -> BTreeMap<(String, String), Repeats> {
-    let mut m: BTreeMap<(String, String), Repeats> = BTreeMap::new();
-    for e in entries.iter().filter(|e| e.outcome == "passed") {
-        let r = m
+    let mut all: BTreeMap<(String, String), (Repeats, Repeats)> = BTreeMap::new();
+    for e in entries {
+        let (passed, any) = all
             .entry((e.test.clone(), e.model.clone().unwrap_or_default()))
-            .or_insert_with(|| Repeats {
-                durations: vec![],
-                tps: vec![],
+            .or_insert_with(|| {
+                let empty = || Repeats {
+                    durations: vec![],
+                    tps: vec![],
+                };
+                (empty(), empty())
             });
-        r.durations.push(e.duration);
-        r.tps.extend(e.tokens_per_sec);
+        for r in [Some(&mut *any), (e.outcome == "passed").then_some(passed)]
+            .into_iter()
+            .flatten()
+        {
+            r.durations.push(e.duration);
+            r.tps.extend(e.tokens_per_sec);
+        }
     }
-    m
+    all.into_iter()
+        .map(|(k, (passed, any))| {
+            (
+                k,
+                if passed.durations.is_empty() {
+                    any
+                } else {
+                    passed
+                },
+            )
+        })
+        .collect()
 }
 
 fn test_cell(key: &(String, String)) -> String {
@@ -811,6 +831,9 @@ mod tests {
         old.extend(runs("noisy", &[1.0, 2.0, 3.0], 10.0));
         let mut new = runs("steady", &[1.3, 1.4, 1.2], 10.0);
         new.extend(runs("noisy", &[2.5, 2.6, 2.4], 10.0));
+        // A failed repeat says nothing of the speed: it is not averaged in.
+        new.push(Entry::from_record(&serde_json::json!({"test": "steady",
+            "outcome": "failed", "duration": 0.01, "model": {"id": "org/m"}})));
         let md = render("new.jsonl", &new, Some(("old.jsonl", &old)));
         assert!(md.contains("## Repeats"), "{md}");
         assert!(
