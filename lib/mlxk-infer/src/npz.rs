@@ -111,10 +111,13 @@ fn entries(f: &mut std::fs::File, path: &Path) -> Result<Vec<Entry>> {
             let id = u16_at(extra, q).unwrap_or(0);
             let sz = u16_at(extra, q + 2).unwrap_or(0) as usize;
             if id == 1 {
-                let mut r = q + 4;
+                let field = extra
+                    .get(q + 4..q + 4 + sz)
+                    .ok_or_else(|| bad("a short zip64 field"))?;
+                let mut r = 0;
                 for v in [&mut size, &mut compressed, &mut local_offset] {
                     if *v == 0xFFFF_FFFF {
-                        *v = u64_at(extra, r).ok_or_else(|| bad("a short zip64 field"))?;
+                        *v = u64_at(field, r).ok_or_else(|| bad("a short zip64 field"))?;
                         r += 8;
                     }
                 }
@@ -154,9 +157,17 @@ fn member(f: &mut std::fs::File, path: &Path, e: &Entry) -> Result<Vec<u8>> {
             "cut off (the archive is shorter than its directory says)".into(),
         ));
     }
-    // Sizes are not trusted for allocation beyond what the file can hold.
-    if e.size > 64 * e.compressed.max(1) && e.method != 0 {
-        return Err(bad("an implausible uncompressed size".into()));
+    // Sizes are not trusted for allocation beyond what the file can hold: a stored member is
+    // as large as its bytes, a deflated one at most ~1032 times (deflate's limit).
+    let plausible = match e.method {
+        0 => e.size == e.compressed,
+        _ => e.size <= e.compressed.saturating_mul(1032).saturating_add(1024),
+    };
+    if !plausible {
+        return Err(bad(format!(
+            "{} bytes cannot come from {} in the archive (a damaged directory)",
+            e.size, e.compressed
+        )));
     }
     f.seek(SeekFrom::Start(start))
         .map_err(|x| bad(x.to_string()))?;
@@ -258,16 +269,20 @@ fn npy(bytes: &[u8]) -> std::result::Result<Npy<'_>, String> {
     {
         shape.push(
             d.parse::<i32>()
-                .map_err(|_| format!("a bad dimension {d:?}"))?,
+                .ok()
+                .filter(|&d| d >= 0)
+                .ok_or_else(|| format!("a bad dimension {d:?}"))?,
         );
     }
-    let n: usize = shape.iter().map(|&d| d.max(0) as usize).product();
+    let n = shape
+        .iter()
+        .try_fold(item, |acc: usize, &d| acc.checked_mul(d as usize))
+        .ok_or("a shape too large to hold")?;
     let data = &bytes[hstart + hlen..];
-    if data.len() != n * item {
+    if data.len() != n {
         return Err(format!(
-            "{} bytes of data for shape {shape:?} of {descr} ({} expected): cut off or padded",
-            data.len(),
-            n * item
+            "{} bytes of data for shape {shape:?} of {descr} ({n} expected): cut off or padded",
+            data.len()
         ));
     }
     Ok(Npy {
@@ -304,7 +319,9 @@ pub fn load_npz(path: &Path) -> Result<HashMap<String, Array>> {
             a = a.transpose()?;
         }
         let name = e.name.strip_suffix(".npy").unwrap_or(&e.name).to_string();
-        out.insert(name, a);
+        if out.insert(name, a).is_some() {
+            return Err(broken(path, format!("{}: in the archive twice", e.name)));
+        }
     }
     Ok(out)
 }
@@ -509,6 +526,21 @@ mod tests {
         std::fs::write(&p, &b).unwrap();
         let e = load_npz(&p).unwrap_err().to_string();
         assert!(e.contains("checksum"), "{e}");
+        // A negative or overflowing shape.
+        write_npz(&p, &[("x", "<f4", &[-1], &[])], false).unwrap();
+        assert!(
+            load_npz(&p)
+                .unwrap_err()
+                .to_string()
+                .contains("bad dimension")
+        );
+        write_npz(
+            &p,
+            &[("x", "<f4", &[65536, 65536, 65536, 65536], &[])],
+            false,
+        )
+        .unwrap();
+        assert!(load_npz(&p).unwrap_err().to_string().contains("too large"));
         // A type MLX has not.
         write_npz(&p, &[("x", "<c8", &[2], &a)], false).unwrap();
         let e = load_npz(&p).unwrap_err().to_string();

@@ -138,6 +138,17 @@ pub fn parse_transcription(
     if file.data.is_empty() {
         return Err(ApiError::bad(format!("`file` ({file_name}) is empty")).param("file"));
     }
+    // Whisper keeps only the last 223 tokens of a prompt; a longer text is a mistake (and
+    // costly to tokenize), not a prompt.
+    if let Some(p) = &prompt
+        && p.len() > 4096
+    {
+        return Err(ApiError::bad(format!(
+            "`prompt` is {} bytes; Whisper uses only its last ~220 tokens: send at most 4 KB",
+            p.len()
+        ))
+        .param("prompt"));
+    }
     let format = match format.as_deref() {
         None | Some("json") => ResponseFormat::Json,
         Some("text") => ResponseFormat::Text,
@@ -384,6 +395,7 @@ mod tests {
                 "chunking_strategy",
             ),
             (form(&[("model", "again")]), false, "model"),
+            (form(&[("prompt", &"word ".repeat(1000))]), false, "prompt"),
         ];
         for (fields, translate, param) in cases {
             let e = parse_transcription(fields, translate).unwrap_err();

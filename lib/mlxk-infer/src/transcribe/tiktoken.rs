@@ -76,52 +76,75 @@ impl Tiktoken {
         self.tokens.is_empty()
     }
 
-    /// Text to ids (no special tokens: their text is encoded as text).
-    pub fn encode(&self, text: &str) -> Vec<u32> {
+    /// Text to ids (no special tokens: their text is encoded as text). The error is the
+    /// pattern's backtracking limit, which ends the split: nothing is dropped silently.
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>, String> {
         let mut out = Vec::new();
         for m in self.pattern.find_iter(text) {
-            // The pattern matches every position of any text; an error is its backtrack limit.
-            let piece = match m {
-                Ok(m) => m.as_str().as_bytes(),
-                Err(_) => continue,
-            };
+            let piece = m
+                .map_err(|e| format!("cannot split the text into words: {e}"))?
+                .as_str()
+                .as_bytes();
             match self.ranks.get(piece) {
                 Some(&r) => out.push(r),
                 None => out.extend(self.merge(piece)),
             }
         }
-        out
+        Ok(out)
     }
 
     /// tiktoken's byte-pair merge: the adjacent pair of lowest rank merges first (the leftmost
-    /// of equals), until no merged pair is in the table.
+    /// of equals), until no merged pair is in the table. As tiktoken, each part keeps the rank
+    /// of the pair it starts, and a merge looks up only its two new neighbours.
     fn merge(&self, piece: &[u8]) -> Vec<u32> {
-        // Part boundaries; a part is piece[b[i]..b[i + 1]].
-        let mut b: Vec<usize> = (0..=piece.len()).collect();
-        let rank_of = |b: &[usize], i: usize| -> Option<u32> {
-            (i + 2 < b.len())
-                .then(|| self.ranks.get(&piece[b[i]..b[i + 2]]).copied())
-                .flatten()
+        let rank = |start: usize, end: usize| -> u32 {
+            self.ranks
+                .get(&piece[start..end])
+                .copied()
+                .unwrap_or(u32::MAX)
         };
-        loop {
-            let best = (0..b.len().saturating_sub(2))
-                .filter_map(|i| rank_of(&b, i).map(|r| (r, i)))
-                .min();
-            match best {
-                Some((_, i)) => {
-                    b.remove(i + 1);
-                }
-                None => break,
-            }
-        }
-        b.windows(2)
-            .map(|w| {
-                // Every single byte is a token of a byte-level table.
-                self.ranks
-                    .get(&piece[w[0]..w[1]])
-                    .copied()
-                    .unwrap_or(u32::MAX)
+        // (start of the part, rank of it merged with the next part).
+        let mut parts: Vec<(usize, u32)> = (0..piece.len())
+            .map(|i| {
+                (
+                    i,
+                    if i + 2 <= piece.len() {
+                        rank(i, i + 2)
+                    } else {
+                        u32::MAX
+                    },
+                )
             })
+            .collect();
+        parts.push((piece.len(), u32::MAX));
+        // The rank of parts[i] merged with parts[i + 1], once parts[i + 1] is the merged one.
+        let pair_rank = |parts: &[(usize, u32)], i: usize| -> u32 {
+            if i + 3 < parts.len() {
+                rank(parts[i].0, parts[i + 3].0)
+            } else {
+                u32::MAX
+            }
+        };
+        while parts.len() > 1 {
+            let (mut best, mut at) = (u32::MAX, 0);
+            for (i, p) in parts[..parts.len() - 1].iter().enumerate() {
+                if p.1 < best {
+                    (best, at) = (p.1, i);
+                }
+            }
+            if best == u32::MAX {
+                break;
+            }
+            if at > 0 {
+                parts[at - 1].1 = pair_rank(&parts, at - 1);
+            }
+            parts[at].1 = pair_rank(&parts, at);
+            parts.remove(at + 1);
+        }
+        parts
+            .windows(2)
+            // Every single byte is a token of a byte-level table.
+            .map(|w| rank(w[0].0, w[1].0))
             .collect()
     }
 
@@ -158,11 +181,15 @@ mod tests {
     fn pairs_merge_by_rank_lowest_first() {
         // Bytes a b c, then "bc" before "ab": "abc" is a + bc, not ab + c.
         let t = table(&[b"a", b"b", b"c", b"bc", b"ab", b" ", b" a"]);
-        assert_eq!(t.encode("abc"), vec![0, 3]);
-        assert_eq!(t.encode("ab"), vec![4]);
+        assert_eq!(t.encode("abc").unwrap(), vec![0, 3]);
+        assert_eq!(t.encode("ab").unwrap(), vec![4]);
         // The pattern keeps a leading space with the word.
-        assert_eq!(t.encode("ab abc"), vec![4, 6, 3]);
+        assert_eq!(t.encode("ab abc").unwrap(), vec![4, 6, 3]);
         assert_eq!(t.decode(&[4, 6, 3]), "ab abc");
+        // Equal pairs merge leftmost first: "aaa" is aa + a.
+        let t = table(&[b"a", b"aa"]);
+        assert_eq!(t.encode("aaa").unwrap(), vec![1, 0]);
+        assert_eq!(t.encode("aaaa").unwrap(), vec![1, 1]);
     }
 
     #[test]
@@ -177,7 +204,7 @@ mod tests {
         assert_eq!(Tiktoken::builtin(false).len(), 50256);
         assert_eq!(Tiktoken::builtin(true).len(), 50257);
         let t = Tiktoken::builtin(false);
-        let ids = t.encode(" Hello, world! It's 2026.");
+        let ids = t.encode(" Hello, world! It's 2026.").unwrap();
         assert_eq!(t.decode(&ids), " Hello, world! It's 2026.");
         assert!(ids.len() < 12, "{ids:?}");
     }

@@ -221,7 +221,11 @@ impl WhisperTokenizer {
         let path = dir.join("tokenizer.json");
         let specials = Specials::for_dims(dims);
         let builtin = Tiktoken::builtin(dims.is_multilingual());
-        if builtin.len() as u32 == specials.eot {
+        // Whisper's own layouts: its text tokens, then 99 languages (100 for large-v3), the
+        // task and marker tokens and 1501 timestamps — 51864, 51865 or 51866 in all.
+        if builtin.len() as u32 == specials.eot
+            && (99..=LANGUAGES.len()).contains(&dims.num_languages())
+        {
             return Ok(WhisperTokenizer {
                 text: Text::Tiktoken(builtin),
                 specials,
@@ -321,7 +325,7 @@ impl WhisperTokenizer {
                 .map_err(|e| InferError::Tokenizer(format!("cannot encode: {e}")))?
                 .get_ids()
                 .to_vec()),
-            Text::Tiktoken(t) => Ok(t.encode(text)),
+            Text::Tiktoken(t) => t.encode(text).map_err(InferError::Tokenizer),
         }
     }
 
