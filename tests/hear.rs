@@ -241,6 +241,17 @@ fn a_cut_model_file_is_unhealthy_and_refused() {
     );
 }
 
+/// The text mlxk-hear's `transcript` record gives for short.wav on the model in `dir`.
+fn transcript_text(dir: &Path) -> String {
+    let r = Run::of(bin("mlxk-hear").arg(dir).arg(fx("short.wav")).arg("--json")).ok();
+    let t = r
+        .records()
+        .into_iter()
+        .find(|r| r["type"] == "transcript")
+        .unwrap();
+    t["text"].as_str().unwrap().to_string()
+}
+
 #[test]
 fn the_probe_knows_every_whisper_layout_and_hear_runs_them() {
     let tok = std::fs::read_dir(hub().join("models--mlxk-demo--whisper-tiny.en-ct2/snapshots"))
@@ -268,13 +279,7 @@ fn the_probe_knows_every_whisper_layout_and_hear_runs_them() {
         if let Some((bits, _)) = spec.quantized {
             assert_eq!(rec["quantization"]["bits"], bits, "{rec}");
         }
-        let r = Run::of(bin("mlxk-hear").arg(&d).arg(fx("short.wav")).arg("--json")).ok();
-        let t = r
-            .records()
-            .into_iter()
-            .find(|r| r["type"] == "transcript")
-            .unwrap();
-        texts.push((spec.name, t["text"].as_str().unwrap().to_string()));
+        texts.push((spec.name, transcript_text(&d)));
     }
     // The transformers copy holds the f32 model's values.
     let f32_text = &texts.iter().find(|t| t.0 == "whisper-f32").unwrap().1;
@@ -285,19 +290,7 @@ fn the_probe_knows_every_whisper_layout_and_hear_runs_them() {
     std::fs::remove_file(f32_dir.join("tokenizer.json")).unwrap();
     let p = Run::of(bin("mlxk-probe").arg(&f32_dir)).ok();
     assert_eq!(p.records()[0]["health"]["ok"], true, "{}", p.stdout);
-    let r = Run::of(
-        bin("mlxk-hear")
-            .arg(&f32_dir)
-            .arg(fx("short.wav"))
-            .arg("--json"),
-    )
-    .ok();
-    let t = r
-        .records()
-        .into_iter()
-        .find(|r| r["type"] == "transcript")
-        .unwrap();
-    assert_eq!(t["text"].as_str().unwrap(), f32_text.as_str());
+    assert_eq!(&transcript_text(&f32_dir), f32_text);
     // The older ones keep weights.npz instead of safetensors: the same text again.
     mlxk_infer::tiny_whisper::to_npz(&f32_dir).unwrap();
     let p = Run::of(bin("mlxk-probe").arg(&f32_dir)).ok();
@@ -308,19 +301,7 @@ fn the_probe_knows_every_whisper_layout_and_hear_runs_them() {
         "{rec}"
     );
     Run::of(bin("mlxk-gate").write_stdin(p.stdout.clone())).ok();
-    let r = Run::of(
-        bin("mlxk-hear")
-            .arg(&f32_dir)
-            .arg(fx("short.wav"))
-            .arg("--json"),
-    )
-    .ok();
-    let t = r
-        .records()
-        .into_iter()
-        .find(|r| r["type"] == "transcript")
-        .unwrap();
-    assert_eq!(t["text"].as_str().unwrap(), f32_text.as_str());
+    assert_eq!(&transcript_text(&f32_dir), f32_text);
 }
 
 #[test]

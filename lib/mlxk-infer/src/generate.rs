@@ -341,11 +341,6 @@ impl<'m> Stepper<'m> {
         })
     }
 
-    /// Tokens generated so far.
-    pub fn generated(&self) -> usize {
-        self.tokens.len()
-    }
-
     /// Stops it before its next token, as cancelled (`Interrupted`: the text is partial).
     pub fn interrupt(&mut self) {
         if !self.done {

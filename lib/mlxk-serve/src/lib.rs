@@ -246,6 +246,12 @@ impl Logged {
         self.app.log(v);
     }
 
+    /// Logs the request as refused with `e`, and answers it so.
+    fn refuse(&self, e: ApiError) -> Response {
+        self.log(self.line(e.status, None, Some(&e.message)));
+        error_response(&e)
+    }
+
     fn line(&self, status: u16, usage: Option<&Usage>, extra: Option<&str>) -> Value {
         let mut v = json!({"ts": mlxk::monitor::unix_now(), "method": self.method,
             "path": self.path, "status": status,
@@ -401,33 +407,29 @@ async fn hear(
         },
     );
     let _guard = InFlight::new(&app);
-    let answer = |l: &Logged, e: ApiError| {
-        l.log(l.line(e.status, None, Some(&e.message)));
-        error_response(&e)
-    };
     if let Err(e) = admit(&app, &headers) {
-        return answer(&l, e);
+        return l.refuse(e);
     }
     // The place first: an upload is read and decoded only when it may be served.
     let slot = match app.take_slot() {
         Ok(s) => s,
-        Err(e) => return answer(&l, e),
+        Err(e) => return l.refuse(e),
     };
     let test = match test_name(&headers) {
         Ok(t) => t,
-        Err(e) => return answer(&l, e),
+        Err(e) => return l.refuse(e),
     };
     let req = match read_form(form)
         .await
         .and_then(|f| audio::parse_transcription(f, translate))
     {
         Ok(r) => r,
-        Err(e) => return answer(&l, e),
+        Err(e) => return l.refuse(e),
     };
     l.model = Some(req.model.clone());
     let model = match app.model_for(&req.model, "audio") {
         Ok(m) => m,
-        Err(e) => return answer(&l, e),
+        Err(e) => return l.refuse(e),
     };
     // Decoded here, off the model thread: a bad upload is answered at once.
     let decoded = tokio::task::spawn_blocking(move || {
@@ -439,7 +441,7 @@ async fn hear(
             req,
             samples: a.samples,
             decode_s: t.elapsed().as_secs_f64(),
-            test: None,
+            test,
         })
     })
     .await;
@@ -447,7 +449,7 @@ async fn hear(
         Ok(Ok(w)) => w,
         Ok(Err(e)) => {
             let code = mlxk::cli::ExitStatus::code(&e);
-            return answer(&l, ApiError::bad(e.to_string()).code(code).param("file"));
+            return l.refuse(ApiError::bad(e.to_string()).code(code).param("file"));
         }
         Err(_) => {
             let e = ApiError::new(
@@ -455,11 +457,9 @@ async fn hear(
                 "server_error",
                 "decoding the upload failed unexpectedly",
             );
-            return answer(&l, e);
+            return l.refuse(e);
         }
     };
-    let mut work = work;
-    work.test = test;
     let Queued {
         mut rx,
         slot: _slot,
@@ -468,7 +468,7 @@ async fn hear(
         .await
     {
         Ok(q) => q,
-        Err(e) => return answer(&l, e),
+        Err(e) => return l.refuse(e),
     };
     match rx.recv().await {
         Some(Event::Transcribed {
@@ -481,11 +481,12 @@ async fn hear(
             l.log(line);
             ([(axum::http::header::CONTENT_TYPE, content_type)], body).into_response()
         }
-        Some(Event::Failed(e)) => answer(&l, e),
-        _ => answer(
-            &l,
-            ApiError::new(500, "server_error", "the transcription ended unfinished"),
-        ),
+        Some(Event::Failed(e)) => l.refuse(e),
+        _ => l.refuse(ApiError::new(
+            500,
+            "server_error",
+            "the transcription ended unfinished",
+        )),
     }
 }
 
@@ -507,36 +508,32 @@ async fn complete(app: Shared, headers: HeaderMap, body: Bytes, chat: bool) -> R
         },
     );
     let guard = InFlight::new(&app);
-    let answer = |l: &Logged, e: ApiError| {
-        l.log(l.line(e.status, None, Some(&e.message)));
-        error_response(&e)
-    };
     if let Err(e) = admit(&app, &headers) {
-        return answer(&l, e);
+        return l.refuse(e);
     }
     let mut req = match wire::parse_request(&body, chat) {
         Ok(r) => r,
-        Err(e) => return answer(&l, e),
+        Err(e) => return l.refuse(e),
     };
     req.test = match test_name(&headers) {
         Ok(t) => t,
-        Err(e) => return answer(&l, e),
+        Err(e) => return l.refuse(e),
     };
     l.model = Some(req.model.clone());
     let model = match app.model_for(&req.model, "text") {
         Ok(m) => m,
-        Err(e) => return answer(&l, e),
+        Err(e) => return l.refuse(e),
     };
     let model_id = app.models[model].id.clone();
     let stream = req.stream;
     let include_usage = req.include_usage;
     let slot = match app.take_slot() {
         Ok(s) => s,
-        Err(e) => return answer(&l, e),
+        Err(e) => return l.refuse(e),
     };
     let Queued { mut rx, slot } = match app.enqueue(slot, model, Request::Generate(req)).await {
         Ok(q) => q,
-        Err(e) => return answer(&l, e),
+        Err(e) => return l.refuse(e),
     };
     let n = app.next_id.fetch_add(1, Ordering::SeqCst);
     let id = format!("{}-{n}", if chat { "chatcmpl" } else { "cmpl" });
@@ -564,10 +561,10 @@ async fn complete(app: Shared, headers: HeaderMap, body: Bytes, chat: bool) -> R
                     }
                     return axum::Json(body).into_response();
                 }
-                Some(Event::Failed(e)) => return answer(&l, e),
+                Some(Event::Failed(e)) => return l.refuse(e),
                 _ => {
                     let e = ApiError::new(500, "server_error", "the generation ended unfinished");
-                    return answer(&l, e);
+                    return l.refuse(e);
                 }
             }
         }

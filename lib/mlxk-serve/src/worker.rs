@@ -219,41 +219,37 @@ fn serve(
             continue;
         };
         let events = w.events.clone();
-        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match (model, w.req) {
-            (Model::Text(m), Request::Generate(req)) => {
-                let first = Work {
-                    req: Request::Generate(req),
-                    model: w.model,
-                    events: w.events.clone(),
-                };
-                let ctx = TextContext {
-                    runner: &text,
-                    settings: &settings,
-                    job: &jobs[*i],
-                    index: *i,
-                    model: m,
-                    load_s: *load_s,
-                };
-                waiting.push_front(first);
-                serve_text(&ctx, &mut waiting, &mut pending, &rx, stop)
-            }
-            (Model::Audio(m), Request::Transcribe(req)) => {
-                hear(&audio, &settings, &jobs[*i], m, *load_s, &req, &w.events);
-            }
-            // The handler checks the model's backend before queueing; a model is loaded for
-            // the backend its gate chose, so this is a request routed wrongly.
-            _ => {
-                deliver(
-                    &w.events,
-                    Event::Failed(ApiError::new(
-                        501,
-                        "not_implemented_error",
-                        "this model does not serve this route: text models answer \
+        let ran =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match (model, &w.req) {
+                (Model::Text(m), Request::Generate(_)) => {
+                    let ctx = TextContext {
+                        runner: &text,
+                        settings: &settings,
+                        job: &jobs[*i],
+                        index: *i,
+                        model: m,
+                        load_s: *load_s,
+                    };
+                    waiting.push_front(w);
+                    serve_text(&ctx, &mut waiting, &mut pending, &rx, stop)
+                }
+                (Model::Audio(m), Request::Transcribe(t)) => {
+                    hear(&audio, &settings, &jobs[*i], m, *load_s, t, &w.events);
+                }
+                // The handler checks the model's backend before queueing; a model is loaded for
+                // the backend its gate chose, so this is a request routed wrongly.
+                _ => {
+                    deliver(
+                        &w.events,
+                        Event::Failed(ApiError::new(
+                            501,
+                            "not_implemented_error",
+                            "this model does not serve this route: text models answer \
                          /v1/chat/completions and /v1/completions, Whisper models /v1/audio/*",
-                    )),
-                );
-            }
-        }));
+                        )),
+                    );
+                }
+            }));
         match ran {
             Ok(()) => {}
             Err(_) => {
@@ -385,11 +381,8 @@ fn serve_text(
                 match a.stepper.step(&mut on_text) {
                     Ok(more) => !more,
                     Err(e) => {
-                        let f = e.failure();
                         let mut a = active.swap_remove(i);
-                        a.facts.error = Some((f.code.into(), f.message.clone()));
-                        report(ctx.settings, &mut a.facts);
-                        deliver(&a.events, Event::Failed(ApiError::from_failure(&f)));
+                        fail_run(ctx.settings, &mut a.facts, &a.events, e);
                         continue;
                     }
                 }
@@ -486,12 +479,7 @@ fn start_generation<'m>(ctx: &TextContext<'m>, w: Work) -> Option<Active<'m>> {
     if !deliver(&w.events, Event::Started) {
         return None;
     }
-    let mut facts = mlxk_infer::runner::job_facts("mlxk-serve", TextRunner::BACKEND, ctx.job);
-    if let Some(t) = &req.test {
-        facts.tool = format!("mlxk-serve::{t}");
-    }
-    facts.load_time_s = Some(ctx.load_s);
-    ctx.runner.describe(model, ctx.job, &mut facts);
+    let mut facts = request_facts(ctx.runner, model, ctx.job, ctx.load_s, req.test.as_deref());
     let opts = GenerateOptions {
         max_tokens,
         sampling: req.sampling.clone(),
@@ -518,10 +506,8 @@ fn start_generation<'m>(ctx: &TextContext<'m>, w: Work) -> Option<Active<'m>> {
             stalled_since: None,
         }),
         Err(e) => {
-            let f = e.failure();
-            facts.error = Some((f.code.into(), f.message.clone()));
-            report(ctx.settings, &mut facts);
-            fail(ApiError::from_failure(&f))
+            fail_run(ctx.settings, &mut facts, &w.events, e);
+            None
         }
     }
 }
@@ -568,12 +554,7 @@ fn end_generation(ctx: &TextContext<'_>, a: Active<'_>) {
                 );
             }
         }
-        Err(e) => {
-            let f = e.failure();
-            facts.error = Some((f.code.into(), f.message.clone()));
-            report(ctx.settings, &mut facts);
-            deliver(&events, Event::Failed(ApiError::from_failure(&f)));
-        }
+        Err(e) => fail_run(ctx.settings, &mut facts, &events, e),
     }
 }
 
@@ -593,12 +574,7 @@ fn hear(
     if !deliver(events, Event::Started) {
         return;
     }
-    let mut facts = mlxk_infer::runner::job_facts("mlxk-serve", AudioRunner::BACKEND, job);
-    if let Some(t) = &work.test {
-        facts.tool = format!("mlxk-serve::{t}");
-    }
-    facts.load_time_s = Some(load_s);
-    audio_runner.describe(model, job, &mut facts);
+    let mut facts = request_facts(audio_runner, model, job, load_s, work.test.as_deref());
     let mut progress =
         |_: usize, _: usize, _: &[mlxk_infer::transcribe::Segment]| !events.is_closed();
     let t = mlxk_infer::transcribe::transcribe(
@@ -634,13 +610,39 @@ fn hear(
                 );
             }
         }
-        Err(e) => {
-            let f = e.failure();
-            facts.error = Some((f.code.into(), f.message.clone()));
-            report(s, &mut facts);
-            deliver(events, Event::Failed(ApiError::from_failure(&f)));
-        }
+        Err(e) => fail_run(s, &mut facts, events, e),
     }
+}
+
+/// The report facts a request starts from: the job's, the model's, and its test name
+/// (`mlxk-serve::NAME` from the `X-Mlxk-Test` header).
+fn request_facts<R: Runner>(
+    runner: &R,
+    model: &R::Model,
+    job: &Job,
+    load_s: f64,
+    test: Option<&str>,
+) -> mlxk::report::run::RunFacts {
+    let mut facts = mlxk_infer::runner::job_facts("mlxk-serve", R::BACKEND, job);
+    if let Some(t) = test {
+        facts.tool = format!("mlxk-serve::{t}");
+    }
+    facts.load_time_s = Some(load_s);
+    runner.describe(model, job, &mut facts);
+    facts
+}
+
+/// A run that failed: its report record says why, then its client hears it.
+fn fail_run(
+    s: &Settings,
+    facts: &mut mlxk::report::run::RunFacts,
+    events: &tokio::sync::mpsc::Sender<Event>,
+    e: mlxk_infer::error::InferError,
+) {
+    let f = e.failure();
+    facts.error = Some((f.code.into(), f.message.clone()));
+    report(s, facts);
+    deliver(events, Event::Failed(ApiError::from_failure(&f)));
 }
 
 fn report(s: &Settings, facts: &mut mlxk::report::run::RunFacts) {

@@ -252,23 +252,12 @@ impl AudioRunner {
             }
             return Ok(());
         }
-        self.write(
-            model,
-            id,
-            &file,
-            input,
-            &transcript,
-            rtf,
-            emitted,
-            separate,
-            out,
-        )
+        self.write(id, &file, input, &transcript, rtf, emitted, separate, out)
     }
 
     #[allow(clippy::too_many_arguments)]
     fn write(
         &self,
-        _model: &AudioModel,
         id: &str,
         file: &str,
         input: &Path,
