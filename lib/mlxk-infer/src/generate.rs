@@ -208,14 +208,36 @@ pub fn prefill_from(
     model: &Decoder,
     caches: &mut [KvCache],
     prompt: &[u32],
+    done: usize,
+    step: usize,
+) -> Result<()> {
+    prefill_embedded(model, caches, prompt, None, done, step)
+}
+
+/// [`prefill_from`], reading the prompt's embeddings `[1, L, hidden]` from `embeddings` when
+/// given (a vision model's prompt: image features stand where its image tokens are) instead of
+/// looking its ids up — chunk by chunk, as mlx-vlm prefills.
+pub fn prefill_embedded(
+    model: &Decoder,
+    caches: &mut [KvCache],
+    prompt: &[u32],
+    embeddings: Option<&Array>,
     mut done: usize,
     step: usize,
 ) -> Result<()> {
     let step = step.max(1);
     while prompt.len().saturating_sub(done) > 1 {
         let n = step.min(prompt.len() - done - 1);
-        let x = Array::from_slice(&prompt[done..done + n], &[1, n as i32]);
-        model.hidden(&x, caches)?;
+        match embeddings {
+            Some(e) => {
+                let chunk = e.index((.., done as i32..(done + n) as i32, ..));
+                model.hidden_from_embeddings(&chunk, caches)?;
+            }
+            None => {
+                let x = Array::from_slice(&prompt[done..done + n], &[1, n as i32]);
+                model.hidden(&x, caches)?;
+            }
+        }
         let state: Vec<&Array> = caches.iter().flat_map(|c| c.state()).collect();
         mlx_rs::transforms::eval(state)?;
         done += n;
@@ -288,6 +310,20 @@ impl<'m> Stepper<'m> {
         tokenizer: &'m TextTokenizer,
         prompt: &[u32],
         opts: GenerateOptions,
+        caches: Vec<KvCache>,
+        cached: usize,
+    ) -> Result<Stepper<'m>> {
+        Self::start_embedded(model, tokenizer, prompt, None, opts, caches, cached)
+    }
+
+    /// [`Stepper::start`] with the prompt's embeddings given (see [`prefill_embedded`]). The
+    /// last prompt position is decoded from its id, so it must be a text token.
+    pub fn start_embedded(
+        model: &'m Decoder,
+        tokenizer: &'m TextTokenizer,
+        prompt: &[u32],
+        embeddings: Option<&Array>,
+        opts: GenerateOptions,
         mut caches: Vec<KvCache>,
         cached: usize,
     ) -> Result<Stepper<'m>> {
@@ -311,7 +347,23 @@ impl<'m> Stepper<'m> {
                 "a prompt cache must leave the last prompt token to decode".into(),
             ));
         }
-        prefill_from(model, &mut caches, prompt, cached, opts.prefill_step)?;
+        if let Some(e) = embeddings
+            && e.shape()[1] as usize != prompt.len()
+        {
+            return Err(InferError::Options(format!(
+                "{} prompt embeddings for {} prompt tokens",
+                e.shape()[1],
+                prompt.len()
+            )));
+        }
+        prefill_embedded(
+            model,
+            &mut caches,
+            prompt,
+            embeddings,
+            cached,
+            opts.prefill_step,
+        )?;
         let limit = opts
             .context_length
             .map(|c| c.saturating_sub(prompt.len()))

@@ -627,3 +627,37 @@ mod tests {
         }
     }
 }
+
+/// LayerNorm with a learned scale and shift (`mx.fast.layer_norm`).
+#[derive(Debug)]
+pub struct LayerNorm {
+    pub weight: Array,
+    pub bias: Array,
+    pub eps: f32,
+}
+
+impl LayerNorm {
+    pub fn forward(&self, x: &Array) -> Result<Array> {
+        Ok(fast::layer_norm(x, &self.weight, &self.bias, self.eps)?)
+    }
+}
+
+/// MLX's `nn.gelu`, `x·(1 + erf(x/√2))/2` (the CPU kernel where it applies, bit for bit).
+pub fn gelu(x: &Array) -> Result<Array> {
+    match kernels::gelu_f32(x)? {
+        Some(y) => Ok(y),
+        None => Ok(mlx_rs::nn::gelu(x)?),
+    }
+}
+
+/// MLX's `nn.gelu_fast_approx`, `x·σ(1.702·x)` (CLIP's `quick_gelu`). mlx-rs's own
+/// `gelu_fast_approximate` uses 1.773, which is not what the Python side computes.
+pub fn gelu_fast(x: &Array) -> Result<Array> {
+    let s = ops::sigmoid(&ops::multiply(x, Array::from_f32(1.702))?)?;
+    Ok(ops::multiply(x, &s)?)
+}
+
+/// MLX's `nn.gelu_approx`, the tanh approximation (SigLIP's `gelu_pytorch_tanh`).
+pub fn gelu_tanh(x: &Array) -> Result<Array> {
+    Ok(mlx_rs::nn::gelu_approximate(x)?)
+}

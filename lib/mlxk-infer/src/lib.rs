@@ -18,11 +18,15 @@ pub mod sampling;
 /// Tiny random models for tests and the reference scripts (feature `test-support`).
 #[cfg(any(test, feature = "test-support"))]
 pub mod tiny;
+/// Tiny random vision-language models for the parity tests (feature `test-support`).
+#[cfg(any(test, feature = "test-support"))]
+pub mod tiny_vision;
 /// Tiny random Whisper models for the parity tests (feature `test-support`).
 #[cfg(any(test, feature = "test-support"))]
 pub mod tiny_whisper;
 pub mod tokenizer;
 pub mod transcribe;
+pub mod vision;
 pub mod weights;
 
 pub use mlx_rs;

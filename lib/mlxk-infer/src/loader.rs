@@ -83,7 +83,7 @@ pub fn load(path: &Path, policy: DtypePolicy) -> Result<TextModel> {
 /// Like [`load`]; `dequantize` unpacks quantized weights to f32.
 pub fn load_with(path: &Path, policy: DtypePolicy, dequantize: bool) -> Result<TextModel> {
     let start = Instant::now();
-    let (config, mut w, tokenizer, format) = match gguf_file(path)? {
+    let (config, w, tokenizer, format) = match gguf_file(path)? {
         Some(file) => {
             let g = crate::gguf::load(&file)?;
             let dir = file.parent().unwrap_or(Path::new("."));
@@ -107,6 +107,23 @@ pub fn load_with(path: &Path, policy: DtypePolicy, dequantize: bool) -> Result<T
             (config, w, tok, WeightFormat::Safetensors)
         }
     };
+    let mut model = finish_text(path, config, w, tokenizer, policy, dequantize)?;
+    model.format = format;
+    model.load_time_s = start.elapsed().as_secs_f64();
+    Ok(model)
+}
+
+/// Builds the text model of `config` from its weights `w` (safetensors; the caller sets
+/// `format` and the load time otherwise): the dtype policy applied, everything evaluated.
+pub fn finish_text(
+    path: &Path,
+    config: ModelConfig,
+    mut w: Weights,
+    tokenizer: TextTokenizer,
+    policy: DtypePolicy,
+    dequantize: bool,
+) -> Result<TextModel> {
+    let start = Instant::now();
     w.apply_policy(policy)?;
     let mut quantization = weights::quantizations(&w);
     if dequantize {
@@ -123,7 +140,7 @@ pub fn load_with(path: &Path, policy: DtypePolicy, dequantize: bool) -> Result<T
         config,
         decoder,
         tokenizer,
-        format,
+        format: WeightFormat::Safetensors,
         policy_applied,
         quantization,
         float_dtype,

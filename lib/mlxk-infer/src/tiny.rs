@@ -268,14 +268,14 @@ fn u(c: &Value, k: &str) -> usize {
 
 /// The float tensors of `cfg` in Hugging Face naming: (name, shape, kind).
 #[derive(Clone, Copy, PartialEq)]
-enum Kind {
+pub(crate) enum Kind {
     Matrix,
     Bias,
     Norm,
     Embedding,
 }
 
-fn tensors(c: &Value) -> Vec<(String, Vec<usize>, Kind)> {
+pub(crate) fn tensors(c: &Value) -> Vec<(String, Vec<usize>, Kind)> {
     let mt = c["model_type"].as_str().unwrap_or("");
     let (d, f, v) = (
         u(c, "hidden_size"),
@@ -367,7 +367,13 @@ fn tensors(c: &Value) -> Vec<(String, Vec<usize>, Kind)> {
 
 /// Values for one tensor: matrices ~ U(±1.7/√fan_in), norms around 1 (around 0 where the
 /// architecture adds 1), biases and embeddings small.
-fn values(rng: &mut Rng, shape: &[usize], kind: Kind, one_plus: bool, gain: f32) -> Vec<f32> {
+pub(crate) fn values(
+    rng: &mut Rng,
+    shape: &[usize],
+    kind: Kind,
+    one_plus: bool,
+    gain: f32,
+) -> Vec<f32> {
     let n: usize = shape.iter().product();
     let scale = match kind {
         Kind::Matrix => gain * 1.7 / (shape[1] as f32).sqrt(),
@@ -466,7 +472,7 @@ pub(crate) fn safetensors(tensors: &BTreeMap<String, Raw>, format: Option<&str>)
 
 /// The byte-level tokenizer every tiny model ships: ids 0..256 are the bytes (GPT-2's byte to
 /// character map), then `<|bos|>`, `<|eos|>` and reserved specials.
-fn tokenizer_json() -> Value {
+pub(crate) fn tokenizer_json() -> Value {
     let mut chars = Vec::with_capacity(256);
     let printable =
         |b: u32| (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
@@ -508,7 +514,7 @@ fn tokenizer_json() -> Value {
     })
 }
 
-const CHAT_TEMPLATE: &str = "{% for m in messages %}<|bos|>{{ m.role }}\n{{ m.content }}\n{% endfor %}{% if add_generation_prompt %}<|bos|>assistant\n{% endif %}";
+pub(crate) const CHAT_TEMPLATE: &str = "{% for m in messages %}<|bos|>{{ m.role }}\n{{ m.content }}\n{% endfor %}{% if add_generation_prompt %}<|bos|>assistant\n{% endif %}";
 
 /// Writes the model of `spec` into `dir` (created if missing); returns the checksum of
 /// everything written, as 16 hex digits.

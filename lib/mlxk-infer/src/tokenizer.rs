@@ -79,7 +79,26 @@ impl TextTokenizer {
             Err(_) => Value::Null,
         };
         let template_file = dir.join("chat_template.jinja");
-        let chat_template = if template_file.is_file() {
+        let template_json = dir.join("chat_template.json");
+        // Processor-style folders (vision models) keep it in chat_template.json, which wins
+        // as in mlx-vlm.
+        let chat_template = if template_json.is_file() {
+            let text = std::fs::read_to_string(&template_json)
+                .map_err(|e| tok_err(&format!("{}", template_json.display()), e))?;
+            let v: Value = serde_json::from_str(&text)
+                .map_err(|e| tok_err(&format!("{}", template_json.display()), e))?;
+            Some(
+                v.get("chat_template")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| {
+                        InferError::Tokenizer(format!(
+                            "{}: no `chat_template` string",
+                            template_json.display()
+                        ))
+                    })?
+                    .to_string(),
+            )
+        } else if template_file.is_file() {
             Some(
                 std::fs::read_to_string(&template_file)
                     .map_err(|e| tok_err(&format!("{}", template_file.display()), e))?,
@@ -203,6 +222,16 @@ impl TextTokenizer {
         messages: &[Message],
         enable_thinking: Option<bool>,
     ) -> Result<String> {
+        self.render_chat_values(messages, enable_thinking)
+    }
+
+    /// [`TextTokenizer::render_chat`] for messages of any shape the template reads (a vision
+    /// prompt's `content` is a list of `{"type": "image"}` and `{"type": "text", …}` parts).
+    pub fn render_chat_values(
+        &self,
+        messages: &(impl serde::Serialize + ?Sized),
+        enable_thinking: Option<bool>,
+    ) -> Result<String> {
         let template = self.chat_template.as_deref().ok_or_else(|| {
             InferError::Options(
                 "the model has no chat template; pass --raw to send the prompt as is".into(),
@@ -221,7 +250,7 @@ impl TextTokenizer {
 /// Renders a Hugging Face chat template with minijinja.
 pub fn render_template(
     template: &str,
-    messages: &[Message],
+    messages: &(impl serde::Serialize + ?Sized),
     bos: Option<&str>,
     eos: Option<&str>,
     enable_thinking: Option<bool>,
@@ -244,7 +273,14 @@ pub fn render_template(
             .unwrap_or(0);
         mlxk::report::markdown::format_utc(now, &fmt)
     });
-    env.add_template("chat", template)
+    // transformers' `{% generation %}` marks the assistant's part for training masks; it
+    // renders as its content.
+    let template = template
+        .replace("{% generation %}", "")
+        .replace("{%- generation %}", "")
+        .replace("{% endgeneration %}", "")
+        .replace("{%- endgeneration %}", "");
+    env.add_template_owned("chat", template)
         .map_err(|e| InferError::Tokenizer(format!("the chat template does not parse: {e}")))?;
     let tmpl = env.get_template("chat").expect("added above");
     let mut ctx = json!({
@@ -286,16 +322,19 @@ mod tests {
     fn enable_thinking_reaches_the_template() {
         let t = "{% if enable_thinking is defined and not enable_thinking %}<think>\n\n</think>{% endif %}";
         assert_eq!(
-            render_template(t, &[], None, None, Some(false)).unwrap(),
+            render_template(t, &[] as &[Message], None, None, Some(false)).unwrap(),
             "<think>\n\n</think>"
         );
-        assert_eq!(render_template(t, &[], None, None, None).unwrap(), "");
+        assert_eq!(
+            render_template(t, &[] as &[Message], None, None, None).unwrap(),
+            ""
+        );
     }
 
     #[test]
     fn raise_exception_is_an_error_with_its_message() {
         let t = "{{ raise_exception('System role not supported') }}";
-        let e = render_template(t, &[], None, None, None)
+        let e = render_template(t, &[] as &[Message], None, None, None)
             .unwrap_err()
             .to_string();
         assert!(e.contains("System role not supported"), "{e}");

@@ -58,6 +58,11 @@ impl Weights {
         }
     }
 
+    /// The checkpoint these weights come from (named in errors).
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
     pub fn set_quantization(&mut self, q: Option<Quantization>) {
         self.quantization = q;
     }
@@ -178,6 +183,15 @@ impl Weights {
                 spec,
             }),
         }
+    }
+
+    /// A LayerNorm `prefix.{weight,bias}`.
+    pub fn layer_norm(&mut self, prefix: &str, eps: f32) -> Result<crate::layers::LayerNorm> {
+        Ok(crate::layers::LayerNorm {
+            weight: self.take(&format!("{prefix}.weight"))?,
+            bias: self.take(&format!("{prefix}.bias"))?,
+            eps,
+        })
     }
 
     /// An RMSNorm weight of `dim` values.

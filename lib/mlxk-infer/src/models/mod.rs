@@ -9,10 +9,12 @@ use crate::layers::{
 use crate::weights::Weights;
 use mlx_rs::{Array, ops};
 
+pub mod clip;
 pub mod gemma;
 pub mod gemma2;
 pub mod gemma3;
 pub mod llama;
+pub mod llava;
 pub mod mistral;
 pub mod phi3;
 pub mod qwen2;
@@ -94,11 +96,18 @@ pub struct Decoder {
 impl Decoder {
     /// Hidden states after the final norm for `ids` of shape `[1, L]`, extending `caches`.
     pub fn hidden(&self, ids: &Array, caches: &mut [KvCache]) -> Result<Array> {
-        let mut h = self.embed.forward(ids)?;
+        self.hidden_from_embeddings(&self.embed.forward(ids)?, caches)
+    }
+
+    /// Like [`Decoder::hidden`] from token embeddings `[1, L, hidden]` instead of ids (a vision
+    /// model's prompt, with image features in place of its image tokens); the embedding scale
+    /// is applied here, as for ids.
+    pub fn hidden_from_embeddings(&self, h: &Array, caches: &mut [KvCache]) -> Result<Array> {
+        let mut h = h.clone();
         if let Some(s) = &self.embed_scale {
             h = ops::multiply(&h, s)?;
         }
-        let n = ids.shape()[1] as usize;
+        let n = h.shape()[1] as usize;
         let offset = caches.first().map_or(0, |c| c.offset);
         let mut masks: Vec<(Option<usize>, Mask)> = Vec::new();
         for (block, cache) in self.blocks.iter().zip(caches.iter_mut()) {

@@ -11,9 +11,8 @@ use crate::config::Quantization;
 use crate::ct2;
 use crate::error::{Result, broken, unsupported};
 use crate::kernels;
-use crate::layers::{Embedding, Linear};
+use crate::layers::{Embedding, LayerNorm, Linear, gelu};
 use crate::weights::{DtypePolicy, WeightFormat, Weights, load_safetensors_dir};
-use mlx_rs::fast;
 use mlx_rs::ops::indexing::IndexOp;
 use mlx_rs::{Array, Dtype, ops};
 use serde_json::Value;
@@ -120,17 +119,6 @@ impl WhisperLayout {
     }
 }
 
-struct LayerNorm {
-    weight: Array,
-    bias: Array,
-}
-
-impl LayerNorm {
-    fn forward(&self, x: &Array) -> Result<Array> {
-        Ok(fast::layer_norm(x, &self.weight, &self.bias, 1e-5)?)
-    }
-}
-
 struct MultiHeadAttention {
     query: Linear,
     key: Linear,
@@ -198,14 +186,6 @@ fn softmax(x: &Array) -> Result<Array> {
     match kernels::softmax_last_axis_f32(x)? {
         Some(y) => Ok(y),
         None => Ok(ops::softmax_axis(x, -1, true)?),
-    }
-}
-
-/// MLX's `nn.gelu` (the CPU kernel where it applies, bit for bit).
-fn gelu(x: &Array) -> Result<Array> {
-    match kernels::gelu_f32(x)? {
-        Some(y) => Ok(y),
-        None => Ok(mlx_rs::nn::gelu(x)?),
     }
 }
 
@@ -452,12 +432,7 @@ fn build(
     quantization: Option<(i32, i32)>,
     policy_applied: Vec<String>,
 ) -> Result<Whisper> {
-    let ln = |w: &mut Weights, p: &str| -> Result<LayerNorm> {
-        Ok(LayerNorm {
-            weight: w.take(&format!("{p}.weight"))?,
-            bias: w.take(&format!("{p}.bias"))?,
-        })
-    };
+    let ln = |w: &mut Weights, p: &str| w.layer_norm(p, 1e-5);
     let mha = |w: &mut Weights, p: &str, d: usize, n_head: usize| -> Result<MultiHeadAttention> {
         Ok(MultiHeadAttention {
             query: w.linear(&format!("{p}.query"), d, d, true)?,

@@ -1,0 +1,329 @@
+//! Tiny random vision-language models for the parity tests: LLaVA checkpoints in the Hugging
+//! Face layout (a 64-wide llama over the tiny byte-level tokenizer with an `<image>` token, a
+//! 32-wide CLIP or SigLIP tower on 56×56 pictures), written deterministically with the
+//! processor files mlx-vlm needs. `tests/reference/vlm_goldens.py` runs mlx-vlm on the same
+//! folders; a checksum over everything written catches a drifted generator.
+use crate::error::{InferError, Result};
+use crate::tiny::{
+    self, CONTEXT, Fnv, Kind, Raw, Rng, Storage, VOCAB, float_raw, quantize, safetensors,
+};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// The id of `<image>` in the tiny tokenizer (one of its reserved specials).
+pub const IMAGE_TOKEN: u32 = 258;
+
+/// One tiny vision-language checkpoint to write.
+#[derive(Debug, Clone)]
+pub struct TinyVlm {
+    pub name: &'static str,
+    /// `clip_vision_model` or `siglip_vision_model`.
+    pub tower: &'static str,
+    /// MLX affine quantization (bits, group size) of the text model's layers.
+    pub quantized: Option<(i32, i32)>,
+    /// The processor's `resample` (Pillow's filter number).
+    pub resample: u64,
+}
+
+pub fn specs() -> Vec<TinyVlm> {
+    vec![
+        TinyVlm {
+            name: "llava-clip",
+            tower: "clip_vision_model",
+            quantized: None,
+            resample: 3,
+        },
+        TinyVlm {
+            name: "llava-siglip",
+            tower: "siglip_vision_model",
+            quantized: None,
+            resample: 2,
+        },
+        TinyVlm {
+            name: "llava-q4",
+            tower: "clip_vision_model",
+            quantized: Some((4, 32)),
+            resample: 3,
+        },
+    ]
+}
+
+pub fn spec(name: &str) -> Option<TinyVlm> {
+    specs().into_iter().find(|s| s.name == name)
+}
+
+/// LLaVA 1.5's chat template without the `{% generation %}` tags: each user turn's images,
+/// then its text.
+pub const LLAVA_TEMPLATE: &str = "{% for message in messages %}{% if message['role'] != 'system' %}{{ message['role'].upper() + ': ' }}{% endif %}{% if message['content'] is string %}{{ message['content'] + ' ' }}{% else %}{% for content in message['content'] | selectattr('type', 'equalto', 'image') %}{{ '<image>\n' }}{% endfor %}{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}{{ content['text'] + ' ' }}{% endfor %}{% endif %}{% endfor %}{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}";
+
+/// The text model's config (a llama as the tiny text models are, with its own head).
+fn text_config() -> Value {
+    json!({
+        "model_type": "llama",
+        "hidden_size": 64,
+        "num_hidden_layers": 2,
+        "intermediate_size": 128,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "head_dim": 16,
+        "rms_norm_eps": 1e-5,
+        "vocab_size": VOCAB,
+        "max_position_embeddings": CONTEXT,
+        "rope_theta": 10000.0,
+        "tie_word_embeddings": false,
+        "bos_token_id": tiny::BOS,
+        "eos_token_id": tiny::EOS,
+    })
+}
+
+fn vision_config(tower: &str) -> Value {
+    json!({
+        "model_type": tower,
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 3,
+        "num_attention_heads": 4,
+        "image_size": 56,
+        "patch_size": 14,
+        "projection_dim": 32,
+        "num_channels": 3,
+        "layer_norm_eps": 1e-5,
+    })
+}
+
+/// config.json of `spec`.
+pub fn config(spec: &TinyVlm) -> Value {
+    let mut c = json!({
+        "model_type": "llava",
+        "architectures": ["LlavaForConditionalGeneration"],
+        "image_token_index": IMAGE_TOKEN,
+        "vision_feature_layer": -2,
+        "vision_feature_select_strategy": "default",
+        "projector_hidden_act": "gelu",
+        "text_config": text_config(),
+        "vision_config": vision_config(spec.tower),
+        "eos_token_id": tiny::EOS,
+    });
+    if let Some((bits, group)) = spec.quantized {
+        c["quantization"] = json!({"group_size": group, "bits": bits});
+        c["vision_config"]["skip_vision"] = json!(true);
+    }
+    c
+}
+
+fn vision_tensors(v: &Value, text_hidden: usize) -> Vec<(String, Vec<usize>, Kind)> {
+    let n = |k: &str| v[k].as_u64().expect("tiny vision config") as usize;
+    let (d, f, p) = (n("hidden_size"), n("intermediate_size"), n("patch_size"));
+    let grid = n("image_size") / p;
+    let clip = v["model_type"] == "clip_vision_model";
+    let pre = "vision_tower.vision_model";
+    let mut out = vec![(
+        format!("{pre}.embeddings.patch_embedding.weight"),
+        // PyTorch's layout, as Hugging Face checkpoints store it.
+        vec![d, 3, p, p],
+        Kind::Matrix,
+    )];
+    if clip {
+        out.push((
+            format!("{pre}.embeddings.class_embedding"),
+            vec![d],
+            Kind::Bias,
+        ));
+        out.push((format!("{pre}.pre_layrnorm.weight"), vec![d], Kind::Norm));
+        out.push((format!("{pre}.pre_layrnorm.bias"), vec![d], Kind::Bias));
+    } else {
+        out.push((
+            format!("{pre}.embeddings.patch_embedding.bias"),
+            vec![d],
+            Kind::Bias,
+        ));
+    }
+    out.push((
+        format!("{pre}.embeddings.position_embedding.weight"),
+        vec![grid * grid + usize::from(clip), d],
+        Kind::Embedding,
+    ));
+    for i in 0..n("num_hidden_layers") {
+        let l = format!("{pre}.encoder.layers.{i}");
+        for proj in ["q_proj", "k_proj", "v_proj", "out_proj"] {
+            out.push((
+                format!("{l}.self_attn.{proj}.weight"),
+                vec![d, d],
+                Kind::Matrix,
+            ));
+            out.push((format!("{l}.self_attn.{proj}.bias"), vec![d], Kind::Bias));
+        }
+        for ln in ["layer_norm1", "layer_norm2"] {
+            out.push((format!("{l}.{ln}.weight"), vec![d], Kind::Norm));
+            out.push((format!("{l}.{ln}.bias"), vec![d], Kind::Bias));
+        }
+        out.push((format!("{l}.mlp.fc1.weight"), vec![f, d], Kind::Matrix));
+        out.push((format!("{l}.mlp.fc1.bias"), vec![f], Kind::Bias));
+        out.push((format!("{l}.mlp.fc2.weight"), vec![d, f], Kind::Matrix));
+        out.push((format!("{l}.mlp.fc2.bias"), vec![d], Kind::Bias));
+    }
+    out.push((format!("{pre}.post_layernorm.weight"), vec![d], Kind::Norm));
+    out.push((format!("{pre}.post_layernorm.bias"), vec![d], Kind::Bias));
+    let t = text_hidden;
+    out.push((
+        "multi_modal_projector.linear_1.weight".into(),
+        vec![t, d],
+        Kind::Matrix,
+    ));
+    out.push((
+        "multi_modal_projector.linear_1.bias".into(),
+        vec![t],
+        Kind::Bias,
+    ));
+    out.push((
+        "multi_modal_projector.linear_2.weight".into(),
+        vec![t, t],
+        Kind::Matrix,
+    ));
+    out.push((
+        "multi_modal_projector.linear_2.bias".into(),
+        vec![t],
+        Kind::Bias,
+    ));
+    out
+}
+
+/// Writes `spec` into `dir` (created if missing); returns the checksum of everything written.
+pub fn write(spec: &TinyVlm, dir: &Path) -> Result<String> {
+    let io = |e: std::io::Error| InferError::Options(format!("{}: {e}", dir.display()));
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let c = config(spec);
+    let mut rng = Rng(0x766c_6d00 ^ (spec.name.len() as u64) << 40);
+    for b in spec.name.bytes() {
+        rng.0 = rng.0.rotate_left(7) ^ u64::from(b);
+    }
+    let mut all: BTreeMap<String, Raw> = BTreeMap::new();
+    let text: Vec<_> = tiny::tensors(&c["text_config"])
+        .into_iter()
+        .map(|(n, s, k)| (format!("language_model.{n}"), s, k))
+        .collect();
+    let vision = vision_tensors(&c["vision_config"], 64);
+    for (name, shape, kind) in text.into_iter().chain(vision) {
+        let matrix_shape = if shape.len() == 4 {
+            vec![shape[0], shape[1..].iter().product()]
+        } else {
+            shape.clone()
+        };
+        let v = tiny::values(&mut rng, &matrix_shape, kind, false, 1.0);
+        let quantize_it = spec.quantized.is_some()
+            && name.starts_with("language_model.")
+            && matches!(kind, Kind::Matrix | Kind::Embedding);
+        match spec.quantized.filter(|_| quantize_it) {
+            Some((bits, group)) => {
+                let prefix = name.trim_end_matches(".weight");
+                let [w, s, b] = quantize(&v, &shape, group, bits, Storage::F32)?;
+                all.insert(name.clone(), w);
+                all.insert(format!("{prefix}.scales"), s);
+                all.insert(format!("{prefix}.biases"), b);
+            }
+            None => {
+                all.insert(name, float_raw(&v, shape, Storage::F32));
+            }
+        }
+    }
+    let mut sum = Fnv::new();
+    let config_text = serde_json::to_string_pretty(&c).expect("serializable");
+    sum.write(config_text.as_bytes());
+    for (name, t) in &all {
+        sum.write(name.as_bytes());
+        sum.write(t.dtype.as_bytes());
+        for d in &t.shape {
+            sum.write(&(*d as u64).to_le_bytes());
+        }
+        sum.write(&t.bytes);
+    }
+    let put = |file: &str, text: String| std::fs::write(dir.join(file), text).map_err(io);
+    let pretty = |v: &Value| serde_json::to_string_pretty(v).expect("serializable");
+    put("config.json", config_text)?;
+    std::fs::write(dir.join("model.safetensors"), safetensors(&all, Some("pt"))).map_err(io)?;
+    let mut tok = tiny::tokenizer_json();
+    for t in tok["added_tokens"].as_array_mut().expect("a list") {
+        if t["id"] == json!(IMAGE_TOKEN) {
+            t["content"] = json!("<image>");
+        }
+    }
+    put(
+        "tokenizer.json",
+        serde_json::to_string(&tok).expect("serializable"),
+    )?;
+    let tc = json!({"bos_token": "<|bos|>", "eos_token": "<|eos|>", "pad_token": "<|eos|>",
+        "add_bos_token": false, "tokenizer_class": "PreTrainedTokenizerFast",
+        "model_max_length": CONTEXT, "processor_class": "LlavaProcessor"});
+    put("tokenizer_config.json", pretty(&tc))?;
+    put(
+        "chat_template.json",
+        pretty(&json!({"chat_template": LLAVA_TEMPLATE})),
+    )?;
+    let size = c["vision_config"]["image_size"].clone();
+    let pre = json!({
+        "image_processor_type": "CLIPImageProcessor",
+        "processor_class": "LlavaProcessor",
+        "do_resize": true, "size": {"shortest_edge": size},
+        "resample": spec.resample,
+        "do_center_crop": true, "crop_size": {"height": size, "width": size},
+        "do_rescale": true, "rescale_factor": 1.0 / 255.0,
+        "do_normalize": true,
+        "image_mean": crate::vision::processor::CLIP_MEAN,
+        "image_std": crate::vision::processor::CLIP_STD,
+        "do_convert_rgb": true,
+    });
+    put("preprocessor_config.json", pretty(&pre))?;
+    let additional = usize::from(spec.tower == "clip_vision_model");
+    let proc = json!({"processor_class": "LlavaProcessor", "patch_size": 14,
+        "vision_feature_select_strategy": "default", "image_token": "<image>",
+        "num_additional_image_tokens": additional});
+    put("processor_config.json", pretty(&proc))?;
+    Ok(format!("{:016x}", sum.0))
+}
+
+/// A deterministic test picture: `w` × `h` RGB with smooth gradients and some noise, so that
+/// resampling filters differ.
+pub fn picture(seed: u64, w: usize, h: usize) -> crate::vision::image::Rgb8 {
+    let mut rng = Rng(seed);
+    let mut data = Vec::with_capacity(w * h * 3);
+    for y in 0..h {
+        for x in 0..w {
+            for c in 0..3 {
+                let base = (x * (3 + c) * 255 / w.max(1) + y * (5 - c) * 255 / h.max(1)) / 4;
+                let noise = (rng.unit() * 40.0) as i64;
+                data.push((base as i64 + noise).clamp(0, 255) as u8);
+            }
+        }
+    }
+    crate::vision::image::Rgb8::new(w, h, data)
+}
+
+/// The fixture pictures: (name, seed, width, height) — square, wide, tall, larger and smaller
+/// than the tower's 56×56, so the processor both shrinks and enlarges.
+pub const PICTURES: &[(&str, u64, usize, usize)] = &[
+    ("square", 1, 56, 56),
+    ("wide", 2, 96, 40),
+    ("tall", 3, 33, 71),
+    ("large", 4, 241, 180),
+    // 60×300 → 56×280: the height shrinks far more than the width, so Pillow 13 filters
+    // vertically first.
+    ("narrow", 5, 60, 300),
+];
+
+/// The prompt of every image case, and how many tokens each decodes.
+pub const PROMPT: &str = "Describe the picture.";
+pub const MAX_TOKENS: usize = 12;
+
+/// Writes `img` as an 8-bit RGB PNG.
+pub fn write_png(img: &crate::vision::image::Rgb8, path: &Path) -> Result<()> {
+    image::save_buffer_with_format(
+        path,
+        &img.data,
+        img.width as u32,
+        img.height as u32,
+        image::ColorType::Rgb8,
+        image::ImageFormat::Png,
+    )
+    .map_err(|e| InferError::Options(format!("{}: {e}", path.display())))
+}
