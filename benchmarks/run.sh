@@ -4,11 +4,12 @@
 #   2. run the fixed prompt set (benchmarks/fixtures/prompts.jsonl) through mlxk-gen on every
 #      text model, then over HTTP through mlxk-serve (benchmarks/suite_serve.py), and the
 #      fixture recording (benchmarks/fixtures/speech.flac) through mlxk-hear on every Whisper
-#      model, REPEAT times, all under memmon;
+#      model and the fixture picture (benchmarks/fixtures/picture.png) through mlxk-see on
+#      every vision model, REPEAT times, all under memmon;
 #   3. report-validate the report; 4. report-gen, compared with the previous run of NAME;
 #   5. memplot the memory timeline with the run's load/unload moments.
-# Vision models are listed as skipped, with why, while mlxk-see cannot run; so are Whisper
-# models when no mlxk-hear is found.
+# Whisper and vision models are listed as skipped, with why, when no mlxk-hear or mlxk-see is
+# found.
 #
 #   benchmarks/run.sh [--models PATTERN] [--name NAME] [--repeat N] [--out DIR] [--bin DIR]
 #
@@ -53,9 +54,10 @@ if [ "${MLXK_SUITE_INNER:-}" = 1 ]; then
   fi
   "$(tool mlxk-gate)" --json < "$work/probed.jsonl" > "$work/gated.jsonl" 2> "$work/gate.err"
   hear=""; [ -x "$(tool mlxk-hear)" ] && hear=1
-  python3 - "$work/gated.jsonl" "$work" "$hear" <<'PY' | while IFS= read -r l; do say "$l"; done
+  see=""; [ -x "$(tool mlxk-see)" ] && see=1
+  python3 - "$work/gated.jsonl" "$work" "$hear" "$see" <<'PY' | while IFS= read -r l; do say "$l"; done
 import json, sys
-text, audio, other = [], [], []
+text, audio, vision, other = [], [], [], []
 for line in open(sys.argv[1]):
     r = json.loads(line)
     if r.get("type") != "model":
@@ -68,15 +70,18 @@ for line in open(sys.argv[1]):
         text.append(line)
     elif g.get("backend") == "audio" and sys.argv[3]:
         audio.append(line)
+    elif g.get("backend") == "vision" and sys.argv[4]:
+        vision.append(line)
     else:
         other.append((r["id"], g.get("backend")))
 open(sys.argv[2] + "/text.jsonl", "w").writelines(text)
 open(sys.argv[2] + "/audio.jsonl", "w").writelines(audio)
+open(sys.argv[2] + "/vision.jsonl", "w").writelines(vision)
 for i, b in other:
-    why = {"vision": "mlxk-see cannot run it yet",
+    why = {"vision": "no mlxk-see was found (build it, or give --bin DIR)",
            "audio": "no mlxk-hear was found (build it, or give --bin DIR)"}.get(b, "no tool runs it")
     print(f"skipped: {i}: a {b} model; {why}")
-print(f"{len(text)} text model(s) and {len(audio)} Whisper model(s) to run")
+print(f"{len(text)} text model(s), {len(audio)} Whisper model(s) and {len(vision)} vision model(s) to run")
 PY
   # repeats LABEL TOOL RECORDS ARGS…: TOOL on the models in RECORDS, --repeat times, with its
   # records in LABEL-N.jsonl, its stderr in LABEL-N.err, and its load/unload moments kept for
@@ -97,6 +102,8 @@ PY
   }
   [ -s "$work/text.jsonl" ] && repeats gen mlxk-gen "$work/text.jsonl" --prompts "$here/fixtures/prompts.jsonl"
   [ -s "$work/audio.jsonl" ] && repeats hear mlxk-hear "$work/audio.jsonl" "$here/fixtures/speech.flac"
+  [ -s "$work/vision.jsonl" ] && repeats see mlxk-see "$work/vision.jsonl" "$here/fixtures/picture.png" \
+    -p "Describe this picture." -n 64 --temp 0
   # The same prompt set over HTTP: mlxk-serve on the text models, one server per repeat.
   if [ -s "$work/text.jsonl" ] && [ -x "$(tool mlxk-serve)" ]; then
     spid=""

@@ -270,7 +270,33 @@ pub fn generate_cached(
     cached: usize,
     on_text: &mut dyn FnMut(&str) -> Result<bool>,
 ) -> Result<(Generation, Vec<KvCache>)> {
-    let mut g = Stepper::start(model, tokenizer, prompt, opts.clone(), caches, cached)?;
+    generate_embedded(
+        model, tokenizer, prompt, None, opts, caches, cached, on_text,
+    )
+}
+
+/// [`generate_cached`] with the prompt's embeddings given (a vision model's prompt; see
+/// [`prefill_embedded`]).
+#[allow(clippy::too_many_arguments)]
+pub fn generate_embedded(
+    model: &Decoder,
+    tokenizer: &TextTokenizer,
+    prompt: &[u32],
+    embeddings: Option<&Array>,
+    opts: &GenerateOptions,
+    caches: Vec<KvCache>,
+    cached: usize,
+    on_text: &mut dyn FnMut(&str) -> Result<bool>,
+) -> Result<(Generation, Vec<KvCache>)> {
+    let mut g = Stepper::start_embedded(
+        model,
+        tokenizer,
+        prompt,
+        embeddings,
+        opts.clone(),
+        caches,
+        cached,
+    )?;
     while g.step(on_text)? {}
     g.finish(on_text)
 }

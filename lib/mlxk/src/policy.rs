@@ -23,16 +23,10 @@ pub const TEXT_MODEL_TYPES: &[&str] = &[
     "gemma2",
     "gemma3_text",
 ];
-/// Vision architectures the vision backend (mlxk-see) is built for.
-pub const VISION_MODEL_TYPES: &[&str] = &[
-    "llava",
-    "llava_next",
-    "qwen2_vl",
-    "qwen2_5_vl",
-    "pixtral",
-    "smolvlm",
-    "idefics3",
-];
+/// Vision architectures the vision backend (mlxk-see) runs: the one list of them, equal to
+/// what `mlxk_infer::vision` builds (its tests hold the two together). Other vision models
+/// are recognised by the probe and blocked here with the reason.
+pub const VISION_MODEL_TYPES: &[&str] = &["llava"];
 /// Audio architectures the audio backend (mlxk-hear) is built for.
 pub const AUDIO_MODEL_TYPES: &[&str] = &["whisper"];
 

@@ -537,6 +537,7 @@ impl Runner for ChatRunner {
                 next.reused,
                 out,
                 &mut facts,
+                &super::text::Extras::default(),
             );
             match outcome {
                 Ok(s) => {

@@ -12,6 +12,7 @@ use serde_json::json;
 pub mod audio;
 pub mod chat;
 pub mod text;
+pub mod vision;
 
 /// One kind of runner: its tool name, its backend, how it loads a model and runs it.
 pub trait Runner {

@@ -2,7 +2,7 @@
 //! template (or raw), checked against the context, generated and streamed.
 use super::{Runner, Runs};
 use crate::error::{InferError, Result};
-use crate::generate::{GenerateOptions, Generation, generate_cached};
+use crate::generate::{GenerateOptions, Generation, generate_embedded};
 use crate::layers::KvCache;
 use crate::loader::{self, TextModel};
 use crate::reasoning::{Part, ReasoningSplitter};
@@ -303,50 +303,7 @@ impl Runner for TextRunner {
     }
 
     fn describe(&self, m: &TextModel, job: &Job, facts: &mut RunFacts) {
-        facts.framework = Some(
-            match m.format {
-                WeightFormat::Gguf => "GGUF",
-                WeightFormat::Safetensors => "MLX",
-            }
-            .into(),
-        );
-        facts.quantization = Some(match m.quantization.first() {
-            Some(q) => WeightPrecision::Quantized {
-                bits: q.bits as u32,
-                group_size: q.group_size as u32,
-            },
-            None => WeightPrecision::Dense(
-                match m.float_dtype {
-                    Some(Dtype::Float16) => "f16",
-                    Some(Dtype::Bfloat16) => "bf16",
-                    _ => "f32",
-                }
-                .into(),
-            ),
-        });
-        if self.verbose {
-            let id = &job.record.id;
-            eprintln!(
-                "{}: {id}: {} {} ({} layers, hidden {}), {} weights, {:.2} GB in memory, loaded in {:.2} s",
-                Self::TOOL,
-                match m.format {
-                    WeightFormat::Gguf => "GGUF",
-                    WeightFormat::Safetensors => "safetensors",
-                },
-                m.config.model_type,
-                m.config.num_layers,
-                m.config.hidden_size,
-                m.quantization_label(),
-                m.weight_bytes as f64 / 1e9,
-                m.load_time_s
-            );
-            if m.policy_applied.is_empty() {
-                eprintln!("{}: dtype policy: stored dtypes kept", Self::TOOL);
-            }
-            for p in &m.policy_applied {
-                eprintln!("{}: dtype policy: {p}", Self::TOOL);
-            }
-        }
+        describe_text_model(Self::TOOL, self.verbose, m, job, facts);
     }
 
     fn run(
@@ -371,6 +328,63 @@ impl Runner for TextRunner {
     }
 }
 
+/// What a loaded text model says about itself into a run's facts (framework, precision), and
+/// with `verbose` what was loaded and how on stderr, as `tool`.
+pub fn describe_text_model(
+    tool: &str,
+    verbose: bool,
+    m: &TextModel,
+    job: &Job,
+    facts: &mut RunFacts,
+) {
+    {
+        facts.framework = Some(
+            match m.format {
+                WeightFormat::Gguf => "GGUF",
+                WeightFormat::Safetensors => "MLX",
+            }
+            .into(),
+        );
+        facts.quantization = Some(match m.quantization.first() {
+            Some(q) => WeightPrecision::Quantized {
+                bits: q.bits as u32,
+                group_size: q.group_size as u32,
+            },
+            None => WeightPrecision::Dense(
+                match m.float_dtype {
+                    Some(Dtype::Float16) => "f16",
+                    Some(Dtype::Bfloat16) => "bf16",
+                    _ => "f32",
+                }
+                .into(),
+            ),
+        });
+        if verbose {
+            let id = &job.record.id;
+            eprintln!(
+                "{}: {id}: {} {} ({} layers, hidden {}), {} weights, {:.2} GB in memory, loaded in {:.2} s",
+                tool,
+                match m.format {
+                    WeightFormat::Gguf => "GGUF",
+                    WeightFormat::Safetensors => "safetensors",
+                },
+                m.config.model_type,
+                m.config.num_layers,
+                m.config.hidden_size,
+                m.quantization_label(),
+                m.weight_bytes as f64 / 1e9,
+                m.load_time_s
+            );
+            if m.policy_applied.is_empty() {
+                eprintln!("{tool}: dtype policy: stored dtypes kept");
+            }
+            for p in &m.policy_applied {
+                eprintln!("{tool}: dtype policy: {p}");
+            }
+        }
+    }
+}
+
 /// What a generation measured, into its run's facts.
 pub fn generation_facts(facts: &mut RunFacts, g: &Generation) {
     facts.finish_reason = Some(g.finish_reason.as_str().into());
@@ -380,6 +394,18 @@ pub fn generation_facts(facts: &mut RunFacts, g: &Generation) {
     facts.prompt_tokens = Some(g.prompt_tokens as u64);
     facts.completion_tokens = Some(g.tokens.len() as u64);
     facts.extra = vec![("prefill_tokens_per_sec".into(), g.prefill_tok_s)];
+}
+
+/// What a runner built on the text runner adds to a generation: the prompt's embeddings (a
+/// vision model's, image features in place), the seconds spent before its prefill (counted
+/// into the time to the first token), fields for the `result` record and measurements for
+/// the report.
+#[derive(Default)]
+pub struct Extras {
+    pub embeddings: Option<mlx_rs::Array>,
+    pub lead_s: f64,
+    pub fields: Vec<(String, serde_json::Value)>,
+    pub facts: Vec<(String, f64)>,
 }
 
 /// A generation streamed to the output: what it produced, its split into reasoning and answer,
@@ -441,7 +467,17 @@ impl TextRunner {
                 prompt.ids.len()
             ));
         }
-        let mut s = self.stream(model, job, item, &prompt, caches, cached, out, facts)?;
+        let mut s = self.stream(
+            model,
+            job,
+            item,
+            &prompt,
+            caches,
+            cached,
+            out,
+            facts,
+            &Extras::default(),
+        )?;
         if let (Some(path), Some(ident)) = (&self.prompt_cache, &ident) {
             let prefill = &prompt.ids[..prompt.ids.len().saturating_sub(1)];
             crate::prompt_cache::save(path, ident, prefill, &mut s.caches)?;
@@ -463,6 +499,7 @@ impl TextRunner {
         cached: usize,
         out: &mut Output,
         facts: &mut RunFacts,
+        extras: &Extras,
     ) -> Result<Streamed, Failure> {
         let id = job.record.id.as_str();
         let context = model.context_length();
@@ -480,10 +517,11 @@ impl TextRunner {
         // On a pipe the text goes as the model wrote it, tags and all (or only the answer).
         let raw_pipe = !out.json && !dim && !self.hide_reasoning;
         let hide = self.hide_reasoning;
-        let (g, caches) = generate_cached(
+        let (mut g, caches) = generate_embedded(
             &model.decoder,
             &model.tokenizer,
             &prompt.ids,
+            extras.embeddings.as_ref(),
             &opts,
             caches,
             cached,
@@ -512,6 +550,11 @@ impl TextRunner {
         )?;
         if let Some(f) = write_err {
             return Err(f);
+        }
+        if extras.lead_s > 0.0 {
+            // Work done before the prompt's prefill (encoding its images) delays the first token.
+            g.ttft_s += extras.lead_s;
+            g.prefill_tok_s = g.prompt_tokens as f64 / g.ttft_s;
         }
         for (part, piece) in split.finish() {
             if !raw_pipe {
@@ -561,6 +604,9 @@ impl TextRunner {
             if g.context_full {
                 rec["context_full"] = json!(true);
             }
+            for (k, v) in &extras.fields {
+                rec[k.as_str()] = v.clone();
+            }
             out.record(&rec)?;
         } else {
             out.text(id, "\n")?;
@@ -592,9 +638,10 @@ impl TextRunner {
             .filter_map(|&id| model.tokenizer.decode(&[id]).ok())
             .collect();
         if let Some(n) = item.line {
-            facts.tool = format!("{}::prompts[{n}]", Self::TOOL);
+            facts.tool = format!("{}::prompts[{n}]", facts.tool);
         }
         generation_facts(facts, &g);
+        facts.extra.extend(extras.facts.iter().cloned());
         facts.reasoning_tokens = reasoning_tokens.map(|n| n as u64);
         facts.stop_configured = eos_strings
             .iter()

@@ -19,10 +19,10 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Instant;
 
-/// The vision `model_type` values this build runs (the gate's list, which the tests hold
-/// equal to this).
+/// The vision `model_type` values this build runs: the gate's list
+/// ([`mlxk::policy::VISION_MODEL_TYPES`]), which the tests hold equal to what is built here.
 pub fn supported_model_types() -> &'static [&'static str] {
-    llava::MODEL_TYPES
+    mlxk::policy::VISION_MODEL_TYPES
 }
 
 /// The vision half of a loaded model.
@@ -222,4 +222,12 @@ pub fn load(path: &Path, policy: DtypePolicy) -> Result<VisionModel> {
         model_type,
         image_token_text,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_gate_and_the_loader_know_the_same_vision_architectures() {
+        assert_eq!(super::supported_model_types(), super::llava::MODEL_TYPES);
+    }
 }

@@ -1,0 +1,169 @@
+//! The vision runner (mlxk-see): each prompt with its images — read, processed, encoded by the
+//! tower and put in place of the prompt's image tokens — generated and streamed through the
+//! text runner's path, so records, reasoning, stop strings and reports are mlxk-gen's.
+use super::text::{Extras, Prompt, PromptItem, TextRunner, describe_text_model};
+use super::{Runner, Runs};
+use crate::error::InferError;
+use crate::vision::{self, VisionModel, image};
+use crate::weights::DtypePolicy;
+use mlxk::cli::{Exit, Failure};
+use mlxk::report::run::RunFacts;
+use mlxk::runner::{Job, Output};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// One prompt and the images it is about (none: text only through the vision model).
+#[derive(Debug, Clone)]
+pub struct VisionItem {
+    pub images: Vec<PathBuf>,
+    pub prompt: PromptItem,
+}
+
+/// The vision runner: its prompts, and the text runner's settings (prefill step, verbosity,
+/// reasoning, Ctrl-C) that generation goes through.
+#[derive(Debug, Clone)]
+pub struct VisionRunner {
+    pub items: Vec<VisionItem>,
+    pub text: TextRunner,
+}
+
+impl Runner for VisionRunner {
+    type Model = VisionModel;
+    const TOOL: &'static str = "mlxk-see";
+    const BACKEND: &'static str = "vision";
+
+    fn load(&self, job: &Job) -> Result<(VisionModel, f64), Failure> {
+        let m = vision::load(
+            Path::new(&job.record.path),
+            DtypePolicy::for_default_device(),
+        )?;
+        let t = m.text.load_time_s;
+        Ok((m, t))
+    }
+
+    fn describe(&self, m: &VisionModel, job: &Job, facts: &mut RunFacts) {
+        describe_text_model(Self::TOOL, self.text.verbose, &m.text, job, facts);
+        if self.text.verbose {
+            let t = match &m.vision {
+                vision::VisionPart::Llava(l) => &l.tower.config,
+            };
+            eprintln!(
+                "{}: {}: {} over a {:?} tower ({} layers, hidden {}, {}×{} pictures, patch {}), {} image tokens per picture",
+                Self::TOOL,
+                job.record.id,
+                m.model_type,
+                t.kind,
+                t.num_layers,
+                t.hidden_size,
+                t.image_size,
+                t.image_size,
+                t.patch_size,
+                m.tokens_per_image()
+            );
+        }
+    }
+
+    fn run(
+        &self,
+        model: &VisionModel,
+        job: &Job,
+        out: &mut Output,
+        runs: &mut Runs,
+    ) -> Result<(), Failure> {
+        for item in &self.items {
+            if out.closed() || runs.interrupted() {
+                break;
+            }
+            let mut facts = runs.start();
+            let outcome = self.see_one(model, job, item, out, &mut facts);
+            runs.finish(out, facts, outcome);
+        }
+        Ok(())
+    }
+}
+
+/// The failure of an image that cannot be read: exit 1, its code, the file named.
+fn image_failure(e: image::ImageError) -> Failure {
+    Failure::new(Exit::Failure, e.code, e.message)
+}
+
+impl VisionRunner {
+    fn see_one(
+        &self,
+        model: &VisionModel,
+        job: &Job,
+        item: &VisionItem,
+        out: &mut Output,
+        facts: &mut RunFacts,
+    ) -> Result<(), Failure> {
+        let n = item.images.len();
+        if n > model.max_images() {
+            return Err(Failure::usage(format!(
+                "{n} images for one prompt, but {} takes at most {} (describe them one by one with --image-dir, or give one)",
+                model.model_type,
+                model.max_images()
+            )));
+        }
+        let start = Instant::now();
+        let images = item
+            .images
+            .iter()
+            .map(|p| image::load(p, model.processor.alpha()).map_err(image_failure))
+            .collect::<Result<Vec<_>, Failure>>()?;
+        let spec = &item.prompt.spec;
+        let ids = model.prompt_ids(spec.system.as_deref(), &spec.text, n)?;
+        if let Some(c) = model.text.context_length()
+            && ids.len() >= c
+        {
+            // Cutting the prompt could cut an image's tokens: no truncation here.
+            return Err(InferError::ContextOverflow {
+                prompt: ids.len(),
+                context: c,
+                reserved: 1,
+            }
+            .into());
+        }
+        let embeddings = if images.is_empty() {
+            None
+        } else {
+            let e = model.embeddings(&ids, &images)?;
+            e.eval().map_err(InferError::from)?;
+            Some(e)
+        };
+        let encode_s = start.elapsed().as_secs_f64();
+        let names: Vec<String> = item
+            .images
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        let image_tokens = n * model.tokens_per_image();
+        let extras = Extras {
+            embeddings,
+            lead_s: encode_s,
+            fields: vec![
+                ("images".into(), json!(names)),
+                ("image_tokens".into(), json!(image_tokens)),
+                ("image_encode_s".into(), json!(encode_s)),
+            ],
+            facts: vec![("image_encode_s".into(), encode_s)],
+        };
+        let prompt = Prompt {
+            ids,
+            truncated: 0,
+            opens_thinking: false,
+        };
+        self.text.stream(
+            &model.text,
+            job,
+            &item.prompt,
+            &prompt,
+            model.text.decoder.new_cache(),
+            0,
+            out,
+            facts,
+            &extras,
+        )?;
+        Ok(())
+    }
+}
