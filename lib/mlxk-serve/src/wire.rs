@@ -159,7 +159,7 @@ fn content(v: &Value, i: usize) -> Result<String, ApiError> {
                             501,
                             "not_implemented_error",
                             "image content needs a vision model, and this server runs text and \
-                             Whisper models only (mlxk-see's core is not in it yet); send text parts",
+                             Whisper models only (mlxk-see runs vision models); send text parts",
                         )
                         .code("vision_not_supported")
                         .param(&param));

@@ -50,6 +50,20 @@ pub fn text_config(path: &Path, root: &Value) -> Result<Value> {
             obj.entry(k).or_insert(v.clone());
         }
     }
+    // Per-layer quantization names the text model's layers as the checkpoint does
+    // (`language_model.model.…`); the text model is built with that prefix taken off.
+    for k in ["quantization", "quantization_config"] {
+        if let Some(Value::Object(q)) = obj.get_mut(k) {
+            let renamed: serde_json::Map<String, Value> = q
+                .iter()
+                .map(|(name, v)| {
+                    let name = name.strip_prefix("language_model.").unwrap_or(name);
+                    (name.to_string(), v.clone())
+                })
+                .collect();
+            *q = renamed;
+        }
+    }
     let mt = obj["model_type"].as_str().unwrap_or("");
     if !TEXT_TYPES.contains(&mt) {
         return Err(unsupported(
