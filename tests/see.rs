@@ -1,4 +1,4 @@
-//! mlxk-see end to end on the tiny random LLaVA models (lib/mlxk-infer/src/tiny_vision.rs):
+//! mlxk-see end to end on the tiny random LLaVA and SmolVLM models (lib/mlxk-infer/src/tiny_vision.rs):
 //! the text and records of a picture and a prompt equal mlx-vlm's greedy tokens, a prompt with
 //! no picture runs text-only, --image-dir runs each picture on one load with a report record
 //! each, the probe | gate | see pipe, and every bad input with its message and exit code.
@@ -79,7 +79,7 @@ const PROMPT: &str = tiny_vision::PROMPT;
 
 #[test]
 fn a_picture_and_a_prompt_give_mlx_vlms_text() {
-    for name in ["llava-clip", "llava-siglip", "llava-q4"] {
+    for name in ["llava-clip", "llava-siglip", "llava-q4", "smolvlm"] {
         let r = see(&[&model(name), &picture("wide"), "-p", PROMPT, "-n", "12"]).ok();
         assert_eq!(
             r.stdout,
@@ -122,6 +122,30 @@ fn json_records_name_the_images_and_their_tokens() {
         .map(|r| r["text"].as_str().unwrap())
         .collect();
     assert_eq!(deltas, res["text"].as_str().unwrap());
+}
+
+#[test]
+fn smolvlm_takes_two_pictures_in_one_prompt() {
+    let r = see(&[
+        &model("smolvlm"),
+        &picture("square"),
+        &picture("wide"),
+        "-p",
+        PROMPT,
+        "-n",
+        "12",
+        "--json",
+    ])
+    .ok();
+    let res = r
+        .records()
+        .into_iter()
+        .find(|r| r["type"] == "result")
+        .unwrap();
+    assert_eq!(res["text"], golden_text("smolvlm", Some("square+wide")));
+    // 2 × 2 tiles and the global view, then 1 × 2 and the global view, 9 tokens each.
+    assert_eq!(res["image_tokens"], (5 + 3) * 9);
+    assert_eq!(res["prompt_tokens"], 134);
 }
 
 #[test]

@@ -12,11 +12,15 @@ The models and pictures come from mlxk's own deterministic generator
 For every model in DIR/vlm.json, mlx-vlm 0.7.6 (mlx 0.32.2, the libmlx mlxk links) loads the
 folder with `mlx_vlm.utils.load`; each picture is read with `mlx_vlm.utils.load_image` (EXIF
 transpose, RGB) and, with the prompt rendered by `mlx_vlm.prompt_utils.apply_chat_template`
-(one image), goes through the model's processor (`processor(images=..., text=...)`: the image
-token expanded, the tokenizer's special tokens added) to `input_ids` and `pixel_values`; then
-`mlx_vlm.generate.generate_step` decodes greedily (temperature 0) for `max_tokens`. Recorded:
+(one image), goes through the model's processor to `input_ids` and `pixel_values` — LLaVA's
+`processor(images=..., text=...)` (the image token expanded, the tokenizer's special tokens
+added), SmolVLM's through `mlx_vlm.utils.prepare_inputs` (tiles, `<row_r_col_c>`/`<global-img>`
+expansion, `pixel_attention_mask`); then `mlx_vlm.generate.generate_step` decodes greedily
+(temperature 0) for `max_tokens`. transformers 5.17 without torch needs its Idefics3/SmolVLM
+PIL processors pointed at (`patch_transformers_pil_processors`). Recorded:
 the prompt ids, the tokens up to the first EOS, the first step's top-5 log-probs, and of the
-pixel values the 8-bit picture they encode (base64; exact) plus sampled floats. A text-only case
+pixel values (every tile) the 8-bit pictures they encode (base64, channels last; exact) plus
+sampled floats. A text-only case
 (no image) runs the same prompt through the vision model. The golden keeps the generator's
 checksums so a test can tell a drifted generator from a wrong model.
 """
@@ -27,6 +31,25 @@ from pathlib import Path
 
 import mlx.core as mx
 import numpy as np
+
+
+def patch_transformers_pil_processors():
+    """transformers 5.17 without torch marks the Idefics3/SmolVLM PIL image processors (and
+    AutoImageProcessor) as needing torchvision; point those names at the real PIL classes, as
+    a torch install with use_fast=False would pick. Importing image_processing_auto replaces
+    sys.modules["transformers"], so the patch goes on the module object current after it."""
+    import importlib
+    auto = importlib.import_module("transformers.models.auto.image_processing_auto")
+    reals = {}
+    for pkg, mod, cls in [("smolvlm", "image_processing_pil_smolvlm", "SmolVLMImageProcessorPil"),
+                          ("idefics3", "image_processing_pil_idefics3", "Idefics3ImageProcessorPil")]:
+        reals[(pkg, cls)] = getattr(importlib.import_module(f"transformers.models.{pkg}.{mod}"), cls)
+    import mlx_vlm  # noqa: F401  (imports more of transformers; patch after)
+    t = sys.modules["transformers"]
+    t.AutoImageProcessor = auto.AutoImageProcessor
+    for (pkg, cls), real in reals.items():
+        setattr(importlib.import_module(f"transformers.models.{pkg}"), cls, real)
+        setattr(t, cls, real)
 
 
 def versions():
@@ -44,11 +67,11 @@ def crop_bytes(pixels, mean, std):
     return np.clip(v, 0, 255).astype(np.uint8).transpose(1, 2, 0).tobytes()
 
 
-def greedy(model, input_ids, pixel_values, mask, max_tokens, eos):
+def greedy(model, input_ids, pixel_values, mask, max_tokens, eos, **kwargs):
     from mlx_vlm.generate import generate_step
     tokens, top5 = [], None
     steps = generate_step(input_ids, model, pixel_values, mask, max_tokens=max_tokens,
-                          temperature=0.0)
+                          temperature=0.0, **kwargs)
     for n, (tok, logprobs) in enumerate(steps):
         if n >= max_tokens:
             break
@@ -64,8 +87,9 @@ def greedy(model, input_ids, pixel_values, mask, max_tokens, eos):
 
 
 def main(models_dir, out_path):
+    patch_transformers_pil_processors()
     from mlx_vlm.prompt_utils import apply_chat_template
-    from mlx_vlm.utils import load, load_image
+    from mlx_vlm.utils import load, load_image, prepare_inputs
 
     root = Path(models_dir)
     manifest = json.loads((root / "vlm.json").read_text())
@@ -83,24 +107,48 @@ def main(models_dir, out_path):
         text = apply_chat_template(processor, model.config, prompt, num_images=1)
         for pic in manifest["pictures"]:
             image = load_image(str(root / pic["file"]))
-            inputs = processor(images=[image], text=text, return_tensors="np")
-            ids = mx.array(np.asarray(inputs["input_ids"]))
+            extra = {}
+            if config["model_type"] == "llava":
+                inputs = processor(images=[image], text=text, return_tensors="np")
+                ids = mx.array(np.asarray(inputs["input_ids"]))
+                tiles = np.asarray(inputs["pixel_values"])          # (1, 3, H, W)
+            else:
+                # Idefics3 / SmolVLM through mlx-vlm's own input path, as its generate does.
+                inputs = prepare_inputs(processor, images=[image], prompts=text,
+                                        image_token_index=model.config.image_token_index)
+                ids = inputs["input_ids"]
+                extra["pixel_attention_mask"] = inputs["pixel_attention_mask"]
+                tiles = np.asarray(inputs["pixel_values"])[0]       # (tiles, 3, T, T)
             pixels = mx.array(np.asarray(inputs["pixel_values"]))
-            pv = np.asarray(inputs["pixel_values"])[0]
-            tokens, top5 = greedy(model, ids, pixels, None, max_tokens, eos)
-            flat = pv.transpose(1, 2, 0).reshape(-1)
+            tokens, top5 = greedy(model, ids, pixels, None, max_tokens, eos, **extra)
+            flat = tiles.transpose(0, 2, 3, 1).reshape(-1)
             picks = list(range(0, flat.size, max(1, flat.size // 16)))[:16]
+            crops = b"".join(crop_bytes(t, ip.image_mean, ip.image_std) for t in tiles)
             cases.append({
                 "picture": pic["name"],
                 "prompt_text": text,
                 "prompt_ids": ids.reshape(-1).tolist(),
-                "pixel_shape": list(pv.shape),
-                "crop_b64": base64.b64encode(crop_bytes(pv, ip.image_mean, ip.image_std)).decode(),
+                "pixel_shape": list(tiles.shape),
+                "crop_b64": base64.b64encode(crops).decode(),
                 "pixel_samples": [[i, float(flat[i])] for i in picks],
                 "tokens": tokens,
                 "first_top5": top5,
             })
             print(m["name"], pic["name"], len(cases[-1]["prompt_ids"]), tokens)
+        if config["model_type"] != "llava":
+            # Two pictures in one prompt (LLaVA takes one): their tiles in order.
+            pair = [manifest["pictures"][0], manifest["pictures"][1]]
+            two = apply_chat_template(processor, model.config, prompt, num_images=2)
+            images = [load_image(str(root / p["file"])) for p in pair]
+            inputs = prepare_inputs(processor, images=images, prompts=two,
+                                    image_token_index=model.config.image_token_index)
+            tokens, top5 = greedy(model, inputs["input_ids"], inputs["pixel_values"], None,
+                                  max_tokens, eos,
+                                  pixel_attention_mask=inputs["pixel_attention_mask"])
+            cases.append({"picture": "+".join(p["name"] for p in pair), "prompt_text": two,
+                          "prompt_ids": inputs["input_ids"].reshape(-1).tolist(),
+                          "tokens": tokens, "first_top5": top5})
+            print(m["name"], "two pictures", len(cases[-1]["prompt_ids"]), tokens)
         plain = apply_chat_template(processor, model.config, prompt, num_images=0)
         ids = mx.array([processor.tokenizer.encode(plain, add_special_tokens=True)])
         tokens, top5 = greedy(model, ids, None, None, max_tokens, eos)

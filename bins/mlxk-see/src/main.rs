@@ -17,9 +17,10 @@ use std::process::ExitCode;
 /// prompt, in order; --image-dir DIR runs the prompt on each picture of DIR instead, one after
 /// another on the loaded model. Without images the prompt runs text-only through the vision
 /// model. Images: PNG, JPEG, WebP, GIF (first frame), BMP, TIFF; EXIF orientation applied;
-/// resized, cropped and normalised exactly as the model's preprocessor_config.json says
-/// (Pillow's filters, bit for bit). Models: LLaVA 1.5 (CLIP or SigLIP tower over llama,
-/// mistral or qwen2 text), safetensors, dense or MLX-quantized.
+/// resized, cropped (or tiled) and normalised exactly as the model's preprocessor_config.json
+/// says (Pillow's filters, bit for bit). Models: LLaVA 1.5 (CLIP or SigLIP tower over llama,
+/// mistral or qwen2 text; one picture per prompt) and SmolVLM / Idefics3 (pictures split into
+/// tiles plus a global view; several per prompt), safetensors, dense or MLX-quantized.
 ///
 /// Text streams to stdout; --json writes JSON Lines records instead (`load`, `delta` with
 /// --stream, `result` with the images and their token count, `unload`).
@@ -97,7 +98,8 @@ pub struct Cli {
 
 const EXAMPLES: &str = "Examples:
   mlxk-see llava-1.5-7b-4bit photo.jpg -p 'What is in this picture?'
-  mlxk-probe llava | mlxk-gate | mlxk-see photo.png -p 'Describe it' --json
+  mlxk-see SmolVLM-256M-Instruct a.png b.webp -p 'Compare these'
+  mlxk-probe smolvlm | mlxk-gate | mlxk-see photo.png -p 'Describe it' --json
   mlxk-see llava-1.5-7b-4bit --image-dir shots/ -p 'Describe' --report bench.jsonl
   mlxk-see llava-1.5-7b-4bit -p 'Just text, no picture'";
 

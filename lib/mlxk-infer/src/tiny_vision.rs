@@ -18,6 +18,8 @@ pub const IMAGE_TOKEN: u32 = 258;
 #[derive(Debug, Clone)]
 pub struct TinyVlm {
     pub name: &'static str,
+    /// `llava` or `smolvlm`.
+    pub arch: &'static str,
     /// `clip_vision_model` or `siglip_vision_model`.
     pub tower: &'static str,
     /// MLX affine quantization (bits, group size) of the text model's layers.
@@ -29,19 +31,29 @@ pub struct TinyVlm {
 pub fn specs() -> Vec<TinyVlm> {
     vec![
         TinyVlm {
+            name: "smolvlm",
+            arch: "smolvlm",
+            tower: "smolvlm_vision",
+            quantized: None,
+            resample: 1,
+        },
+        TinyVlm {
             name: "llava-clip",
+            arch: "llava",
             tower: "clip_vision_model",
             quantized: None,
             resample: 3,
         },
         TinyVlm {
             name: "llava-siglip",
+            arch: "llava",
             tower: "siglip_vision_model",
             quantized: None,
             resample: 2,
         },
         TinyVlm {
             name: "llava-q4",
+            arch: "llava",
             tower: "clip_vision_model",
             quantized: Some((4, 32)),
             resample: 3,
@@ -92,8 +104,111 @@ fn vision_config(tower: &str) -> Value {
     })
 }
 
+/// SmolVLM's chat template: `<|im_start|>`, `User:` with the pictures first, `Assistant:`.
+pub const SMOLVLM_TEMPLATE: &str = "<|im_start|>{% for message in messages %}{{message['role'] | capitalize}}{% if message['content'][0]['type'] == 'image' %}{{':'}}{% else %}{{': '}}{% endif %}{% for line in message['content'] %}{% if line['type'] == 'text' %}{{line['text']}}{% elif line['type'] == 'image' %}{{ '<image>' }}{% endif %}{% endfor %}<end_of_utterance>\n{% endfor %}{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}";
+
+/// The tiny SmolVLM's specials, in place of the tiny tokenizer's reserved ids 258….
+const SMOLVLM_SPECIALS: &[&str] = &[
+    "<image>",
+    "<fake_token_around_image>",
+    "<global-img>",
+    "<end_of_utterance>",
+    "<|im_start|>",
+    "<row_1_col_1>",
+    "<row_1_col_2>",
+    "<row_2_col_1>",
+    "<row_2_col_2>",
+];
+/// `<end_of_utterance>`: SmolVLM's end of an answer.
+const END_OF_UTTERANCE: u32 = 261;
+
+/// The tiny SmolVLM: 48 px tiles of 8 px patches (6 × 6, whose bucketed positions repeat one),
+/// folded 2 × 2 into 9 tokens; pictures resized to a 96 px longest edge, so 1 to 4 tiles and
+/// the global view.
+fn smolvlm_config() -> Value {
+    let mut text = text_config();
+    text["eos_token_id"] = json!(END_OF_UTTERANCE);
+    text["bos_token_id"] = json!(262);
+    // Room for two tiled pictures in one prompt.
+    text["max_position_embeddings"] = json!(512);
+    json!({
+        "model_type": "smolvlm",
+        "architectures": ["SmolVLMForConditionalGeneration"],
+        "image_token_id": IMAGE_TOKEN,
+        "scale_factor": 2,
+        "text_config": text,
+        "vision_config": {
+            "model_type": "smolvlm_vision",
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "image_size": 48,
+            "patch_size": 8,
+            "num_channels": 3,
+            "layer_norm_eps": 1e-6,
+        },
+        "eos_token_id": END_OF_UTTERANCE,
+        "tie_word_embeddings": false,
+    })
+}
+
+fn smolvlm_tensors(v: &Value, text_hidden: usize, scale: usize) -> Vec<(String, Vec<usize>, Kind)> {
+    let n = |k: &str| v[k].as_u64().expect("tiny vision config") as usize;
+    let (d, f, p) = (n("hidden_size"), n("intermediate_size"), n("patch_size"));
+    let grid = n("image_size") / p;
+    let pre = "model.vision_model";
+    let mut out = vec![
+        (
+            format!("{pre}.embeddings.patch_embedding.weight"),
+            vec![d, 3, p, p],
+            Kind::Matrix,
+        ),
+        (
+            format!("{pre}.embeddings.patch_embedding.bias"),
+            vec![d],
+            Kind::Bias,
+        ),
+        (
+            format!("{pre}.embeddings.position_embedding.weight"),
+            vec![grid * grid, d],
+            Kind::Embedding,
+        ),
+    ];
+    for i in 0..n("num_hidden_layers") {
+        let l = format!("{pre}.encoder.layers.{i}");
+        for proj in ["q_proj", "k_proj", "v_proj", "out_proj"] {
+            out.push((
+                format!("{l}.self_attn.{proj}.weight"),
+                vec![d, d],
+                Kind::Matrix,
+            ));
+            out.push((format!("{l}.self_attn.{proj}.bias"), vec![d], Kind::Bias));
+        }
+        for ln in ["layer_norm1", "layer_norm2"] {
+            out.push((format!("{l}.{ln}.weight"), vec![d], Kind::Norm));
+            out.push((format!("{l}.{ln}.bias"), vec![d], Kind::Bias));
+        }
+        out.push((format!("{l}.mlp.fc1.weight"), vec![f, d], Kind::Matrix));
+        out.push((format!("{l}.mlp.fc1.bias"), vec![f], Kind::Bias));
+        out.push((format!("{l}.mlp.fc2.weight"), vec![d, f], Kind::Matrix));
+        out.push((format!("{l}.mlp.fc2.bias"), vec![d], Kind::Bias));
+    }
+    out.push((format!("{pre}.post_layernorm.weight"), vec![d], Kind::Norm));
+    out.push((format!("{pre}.post_layernorm.bias"), vec![d], Kind::Bias));
+    out.push((
+        "model.connector.modality_projection.proj.weight".into(),
+        vec![text_hidden, d * scale * scale],
+        Kind::Matrix,
+    ));
+    out
+}
+
 /// config.json of `spec`.
 pub fn config(spec: &TinyVlm) -> Value {
+    if spec.arch == "smolvlm" {
+        return smolvlm_config();
+    }
     let mut c = json!({
         "model_type": "llava",
         "architectures": ["LlavaForConditionalGeneration"],
@@ -199,11 +314,21 @@ pub fn write(spec: &TinyVlm, dir: &Path) -> Result<String> {
         rng.0 = rng.0.rotate_left(7) ^ u64::from(b);
     }
     let mut all: BTreeMap<String, Raw> = BTreeMap::new();
+    let is_smol = spec.arch == "smolvlm";
     let text: Vec<_> = tiny::tensors(&c["text_config"])
         .into_iter()
-        .map(|(n, s, k)| (format!("language_model.{n}"), s, k))
+        .map(|(n, s, k)| match (is_smol, n.strip_prefix("model.")) {
+            // Hugging Face's Idefics3 names: model.text_model.…, lm_head.
+            (true, Some(rest)) => (format!("model.text_model.{rest}"), s, k),
+            (true, None) => (n, s, k),
+            (false, _) => (format!("language_model.{n}"), s, k),
+        })
         .collect();
-    let vision = vision_tensors(&c["vision_config"], 64);
+    let vision = if is_smol {
+        smolvlm_tensors(&c["vision_config"], 64, 2)
+    } else {
+        vision_tensors(&c["vision_config"], 64)
+    };
     for (name, shape, kind) in text.into_iter().chain(vision) {
         let matrix_shape = if shape.len() == 4 {
             vec![shape[0], shape[1..].iter().product()]
@@ -243,15 +368,25 @@ pub fn write(spec: &TinyVlm, dir: &Path) -> Result<String> {
     put("config.json", config_text)?;
     std::fs::write(dir.join("model.safetensors"), safetensors(&all, Some("pt"))).map_err(io)?;
     let mut tok = tiny::tokenizer_json();
+    let smol = spec.arch == "smolvlm";
+    let specials: &[&str] = if smol { SMOLVLM_SPECIALS } else { &["<image>"] };
     for t in tok["added_tokens"].as_array_mut().expect("a list") {
-        if t["id"] == json!(IMAGE_TOKEN) {
-            t["content"] = json!("<image>");
+        let id = t["id"].as_u64().expect("an id") as u32;
+        if let Some(name) = id
+            .checked_sub(IMAGE_TOKEN)
+            .and_then(|i| specials.get(i as usize))
+        {
+            t["content"] = json!(name);
         }
     }
     put(
         "tokenizer.json",
         serde_json::to_string(&tok).expect("serializable"),
     )?;
+    if smol {
+        write_smolvlm_processor(dir, &c)?;
+        return Ok(format!("{:016x}", sum.0));
+    }
     let tc = json!({"bos_token": "<|bos|>", "eos_token": "<|eos|>", "pad_token": "<|eos|>",
         "add_bos_token": false, "tokenizer_class": "PreTrainedTokenizerFast",
         "model_max_length": CONTEXT, "processor_class": "LlavaProcessor"});
@@ -280,6 +415,44 @@ pub fn write(spec: &TinyVlm, dir: &Path) -> Result<String> {
         "num_additional_image_tokens": additional});
     put("processor_config.json", pretty(&proc))?;
     Ok(format!("{:016x}", sum.0))
+}
+
+/// The tiny SmolVLM's tokenizer settings, chat template and processor files.
+fn write_smolvlm_processor(dir: &Path, c: &Value) -> Result<()> {
+    let io = |e: std::io::Error| InferError::Options(format!("{}: {e}", dir.display()));
+    let put = |file: &str, v: &Value| {
+        std::fs::write(
+            dir.join(file),
+            serde_json::to_string_pretty(v).expect("serializable"),
+        )
+        .map_err(io)
+    };
+    put(
+        "tokenizer_config.json",
+        &json!({"bos_token": "<|im_start|>", "eos_token": "<end_of_utterance>",
+            "pad_token": "<|eos|>", "add_bos_token": false,
+            "tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": CONTEXT,
+            "processor_class": "SmolVLMProcessor"}),
+    )?;
+    put(
+        "chat_template.json",
+        &json!({"chat_template": SMOLVLM_TEMPLATE}),
+    )?;
+    let tile = c["vision_config"]["image_size"].clone();
+    put(
+        "preprocessor_config.json",
+        &json!({"image_processor_type": "SmolVLMImageProcessor",
+            "processor_class": "SmolVLMProcessor",
+            "do_convert_rgb": true, "do_resize": true, "size": {"longest_edge": 96},
+            "resample": 1, "do_image_splitting": true, "max_image_size": {"longest_edge": tile},
+            "do_rescale": true, "rescale_factor": 1.0 / 255.0, "do_normalize": true,
+            "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5], "do_pad": true}),
+    )?;
+    put(
+        "processor_config.json",
+        &json!({"processor_class": "SmolVLMProcessor", "image_seq_len": 9}),
+    )?;
+    Ok(())
 }
 
 /// A deterministic test picture: `w` × `h` RGB with smooth gradients and some noise, so that

@@ -216,6 +216,11 @@ impl TextTokenizer {
             .map_err(|e| tok_err("decoding tokens", e))
     }
 
+    /// The id of a token given by its text (a special token), if the vocabulary has it.
+    pub fn token_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+
     /// Renders the chat template for `messages`, ending with the assistant's turn.
     pub fn render_chat(
         &self,

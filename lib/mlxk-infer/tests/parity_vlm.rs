@@ -1,14 +1,14 @@
-//! Tiny random LLaVA models (CLIP and SigLIP towers, f32 and a 4-bit text model) on pictures of
-//! several sizes and aspect ratios: the processor's pixels, the prompt ids, greedy tokens and
-//! the first step's top-5 log-probabilities equal mlx-vlm's; a text-only prompt through the
-//! same model too.
+//! Tiny random LLaVA models (CLIP and SigLIP towers, f32 and a 4-bit text model) and a tiny
+//! SmolVLM (tiled pictures, bucketed positions, pixel shuffle) on pictures of several sizes and
+//! aspect ratios: the processor's pixels, the prompt ids, greedy tokens and the first step's
+//! top-5 log-probabilities equal mlx-vlm's; a text-only prompt through the same model too.
 //! Goldens: tests/reference/goldens/vlm.json, made by tests/reference/vlm_goldens.py on the
 //! folders `cargo run -p mlxk-infer --features test-support --example tiny_vlms -- DIR` writes.
 use base64::Engine;
 use mlx_rs::{Array, ops};
 use mlxk_infer::generate::{GenerateOptions, Stepper, prefill_embedded};
 use mlxk_infer::tiny_vision;
-use mlxk_infer::vision::{self, VisionModel, image};
+use mlxk_infer::vision::{self, ImageProcessor, Prepared, VisionModel, image};
 use mlxk_infer::weights::DtypePolicy;
 use serde_json::Value;
 use std::path::Path;
@@ -64,36 +64,59 @@ fn check(name: &str) {
     for c in golden["cases"].as_array().unwrap() {
         let picture = c["picture"].as_str();
         let what = format!("{name} on {}", picture.unwrap_or("no picture"));
-        let images = match picture {
-            Some(p) => {
+        // `a+b`: two pictures in one prompt.
+        let images: Vec<_> = picture
+            .map(|p| p.split('+').collect::<Vec<_>>())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| {
                 let &(_, seed, w, h) = tiny_vision::PICTURES
                     .iter()
                     .find(|x| x.0 == p)
                     .expect("a known picture");
                 let file = dir.path().join(format!("{p}.png"));
                 tiny_vision::write_png(&tiny_vision::picture(seed, w, h), &file).unwrap();
-                vec![image::load(&file, model.processor.alpha()).unwrap()]
-            }
-            None => vec![],
-        };
-        // The processor: the 8-bit picture exactly, the floats within 1e-5.
-        if let Some(img) = images.first() {
-            let (h, w, px) = model.processor.pixels(img);
+                image::load(&file, model.processor.alpha()).unwrap()
+            })
+            .collect();
+        // The processor: the 8-bit pictures (every tile) exactly, the floats within 1e-5.
+        let prepared: Vec<Prepared> = images.iter().map(|i| model.prepare(i)).collect();
+        if let (Some(img), Some(p), Some(_)) = (images.first(), prepared.first(), c.get("crop_b64"))
+        {
             let shape = ids(&c["pixel_shape"]);
-            assert_eq!([3, h as u32, w as u32], shape[..], "{what}: pixel shape");
+            let (bytes, want_shape): (Vec<u8>, Vec<u32>) = match &model.processor {
+                ImageProcessor::Clip(clip) => {
+                    let mut crop = clip.clone();
+                    crop.normalize = None;
+                    crop.rescale = None;
+                    let (h, w, v) = crop.pixels(img);
+                    (
+                        v.iter().map(|&x| x as u8).collect(),
+                        vec![1, 3, h as u32, w as u32],
+                    )
+                }
+                ImageProcessor::Idefics3(ip) => {
+                    let (_, _, tiles) = ip.tiles_u8(img);
+                    let t = ip.tile as u32;
+                    let n = tiles.len() as u32;
+                    (
+                        tiles.into_iter().flat_map(|t| t.data).collect(),
+                        vec![n, 3, t, t],
+                    )
+                }
+            };
+            assert_eq!(shape, want_shape, "{what}: pixel shape");
             let want = base64::engine::general_purpose::STANDARD
                 .decode(c["crop_b64"].as_str().unwrap())
                 .unwrap();
-            let mut crop = model.processor.clone();
-            crop.normalize = None;
-            crop.rescale = None;
-            let (_, _, bytes) = crop.pixels(img);
-            let bytes: Vec<u8> = bytes.iter().map(|&x| x as u8).collect();
+            assert_eq!(bytes.len(), want.len(), "{what}: pixel count");
             let diff = bytes.iter().zip(&want).filter(|(a, b)| a != b).count();
             assert_eq!(
                 diff, 0,
                 "{what}: {diff} resized pixel values differ from Pillow's"
             );
+            p.pixels.eval().unwrap();
+            let px = p.pixels.as_slice::<f32>();
             for s in c["pixel_samples"].as_array().unwrap() {
                 let (i, v) = (s[0].as_u64().unwrap() as usize, s[1].as_f64().unwrap());
                 assert!(
@@ -103,12 +126,12 @@ fn check(name: &str) {
                 );
             }
         }
-        let prompt = model.prompt_ids(None, prompt_text, images.len()).unwrap();
+        let prompt = model.prompt_ids(None, prompt_text, &prepared).unwrap();
         assert_eq!(prompt, ids(&c["prompt_ids"]), "{what}: prompt ids");
         let embeddings = if images.is_empty() {
             None
         } else {
-            Some(model.embeddings(&prompt, &images).unwrap())
+            Some(model.embeddings(&prompt, &prepared).unwrap())
         };
         let lp = first_logprobs(&model, &prompt, embeddings.as_ref());
         for pair in c["first_top5"].as_array().unwrap() {
@@ -165,6 +188,11 @@ fn llava_clip_matches_mlx_vlm() {
 #[test]
 fn llava_siglip_matches_mlx_vlm() {
     check("llava-siglip");
+}
+
+#[test]
+fn smolvlm_matches_mlx_vlm() {
+    check("smolvlm");
 }
 
 #[test]

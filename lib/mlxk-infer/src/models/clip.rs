@@ -48,6 +48,17 @@ impl TowerConfig {
     /// Reads `vision_config`, with mlx-vlm's defaults (CLIP ViT-L/14 at 336) for absent keys;
     /// a key of the wrong type is an error, never the default.
     pub fn from_json(path: &Path, v: &Value) -> Result<TowerConfig> {
+        Self::from_json_with(path, v, &["siglip_vision_model"], 1e-5)
+    }
+
+    /// [`TowerConfig::from_json`] for checkpoints that name their SigLIP tower otherwise
+    /// (`siglip_names`) and default its LayerNorm eps to `eps_default`.
+    pub fn from_json_with(
+        path: &Path,
+        v: &Value,
+        siglip_names: &[&str],
+        eps_default: f64,
+    ) -> Result<TowerConfig> {
         let get = |k: &str| v.get(k).filter(|x| !x.is_null());
         let n = |k: &str, d: usize| -> Result<usize> {
             match get(k) {
@@ -66,18 +77,19 @@ impl TowerConfig {
         };
         let kind = match get("model_type").and_then(Value::as_str) {
             None | Some("clip_vision_model") => TowerKind::Clip,
-            Some("siglip_vision_model") => TowerKind::Siglip,
+            Some(s) if siglip_names.contains(&s) => TowerKind::Siglip,
             Some(other) => {
                 return Err(unsupported(
                     path,
                     format!(
-                        "vision tower `{other}` is not supported (clip_vision_model, siglip_vision_model)"
+                        "vision tower `{other}` is not supported (clip_vision_model, {})",
+                        siglip_names.join(", ")
                     ),
                 ));
             }
         };
         let eps = match get("layer_norm_eps") {
-            None => 1e-5,
+            None => eps_default as f32,
             Some(x) => x
                 .as_f64()
                 .ok_or_else(|| broken(path, "`vision_config.layer_norm_eps` is not a number"))?
@@ -157,6 +169,8 @@ pub struct VisionTower {
     patch_bias: Option<Array>,
     class_embedding: Option<Array>,
     position_embedding: Array,
+    /// Which row of the position table each patch takes (all in order when none).
+    position_ids: Option<Array>,
     pre_norm: Option<LayerNorm>,
     layers: Vec<EncoderLayer>,
     post_norm: Option<LayerNorm>,
@@ -237,10 +251,16 @@ impl VisionTower {
             patch_bias,
             class_embedding,
             position_embedding,
+            position_ids: None,
             pre_norm,
             layers,
             post_norm,
         })
+    }
+
+    /// Patches take the position table's rows `ids` (Idefics3's bucketed positions).
+    pub fn set_position_ids(&mut self, ids: Vec<i32>) {
+        self.position_ids = Some(Array::from_slice(&ids, &[ids.len() as i32]));
     }
 
     /// The hidden states after every kept encoder layer for pixels `[n, H, W, 3]` (the image
@@ -272,7 +292,10 @@ impl VisionTower {
             let cls = ops::broadcast_to(cls, &[n, 1, d])?;
             x = ops::concatenate(&[cls, x], 1)?;
         }
-        x = ops::add(&x, &self.position_embedding)?;
+        x = match &self.position_ids {
+            Some(ids) => ops::add(&x, self.position_embedding.take_axis(ids, 0)?)?,
+            None => ops::add(&x, &self.position_embedding)?,
+        };
         if let Some(norm) = &self.pre_norm {
             x = norm.forward(&x)?;
         }

@@ -13,6 +13,7 @@ pub mod clip;
 pub mod gemma;
 pub mod gemma2;
 pub mod gemma3;
+pub mod idefics3;
 pub mod llama;
 pub mod llava;
 pub mod mistral;

@@ -47,9 +47,10 @@ impl Runner for VisionRunner {
         if self.text.verbose {
             let t = match &m.vision {
                 vision::VisionPart::Llava(l) => &l.tower.config,
+                vision::VisionPart::Idefics3(i) => &i.tower.config,
             };
             eprintln!(
-                "{}: {}: {} over a {:?} tower ({} layers, hidden {}, {}×{} pictures, patch {}), {} image tokens per picture",
+                "{}: {}: {} over a {:?} tower ({} layers, hidden {}, {}×{} pictures or tiles, patch {}), {} image tokens each",
                 Self::TOOL,
                 job.record.id,
                 m.model_type,
@@ -111,8 +112,9 @@ impl VisionRunner {
             .iter()
             .map(|p| image::load(p, model.processor.alpha()).map_err(image_failure))
             .collect::<Result<Vec<_>, Failure>>()?;
+        let prepared: Vec<vision::Prepared> = images.iter().map(|i| model.prepare(i)).collect();
         let spec = &item.prompt.spec;
-        let ids = model.prompt_ids(spec.system.as_deref(), &spec.text, n)?;
+        let ids = model.prompt_ids(spec.system.as_deref(), &spec.text, &prepared)?;
         if let Some(c) = model.text.context_length()
             && ids.len() >= c
         {
@@ -127,7 +129,7 @@ impl VisionRunner {
         let embeddings = if images.is_empty() {
             None
         } else {
-            let e = model.embeddings(&ids, &images)?;
+            let e = model.embeddings(&ids, &prepared)?;
             e.eval().map_err(InferError::from)?;
             Some(e)
         };
@@ -137,7 +139,7 @@ impl VisionRunner {
             .iter()
             .map(|p| p.display().to_string())
             .collect();
-        let image_tokens = n * model.tokens_per_image();
+        let image_tokens: usize = prepared.iter().map(|p| model.image_tokens(p)).sum();
         let extras = Extras {
             embeddings,
             lead_s: encode_s,

@@ -1,6 +1,7 @@
 //! Vision-language models: images read and processed as the reference processors do, a
 //! vision tower's features put in place of the prompt's image tokens, then the text model's
 //! generation loop from those embeddings (mlxk-see, and the server's image messages).
+pub mod idefics3;
 pub mod image;
 pub mod processor;
 pub mod resample;
@@ -8,10 +9,12 @@ pub mod resample;
 use crate::config::ModelConfig;
 use crate::error::{InferError, Result, broken, unsupported};
 use crate::loader::{self, TextModel};
+use crate::models::idefics3::{self as idefics3_model, Idefics3};
 use crate::models::llava::{self, Llava};
 use crate::tokenizer::TextTokenizer;
 use crate::weights::{self, DtypePolicy, WeightFormat, Weights};
-use image::Rgb8;
+use idefics3::Idefics3Processor;
+use image::{Alpha, Rgb8};
 use mlx_rs::Array;
 use processor::ClipProcessor;
 use serde_json::{Value, json};
@@ -29,6 +32,31 @@ pub fn supported_model_types() -> &'static [&'static str] {
 #[derive(Debug)]
 pub enum VisionPart {
     Llava(Llava),
+    Idefics3(Idefics3),
+}
+
+/// A model's image processor.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ImageProcessor {
+    Clip(ClipProcessor),
+    Idefics3(Idefics3Processor),
+}
+
+impl ImageProcessor {
+    /// What the reference does with an alpha channel: both mlx-vlm's loader and these
+    /// processors' `convert_to_rgb` drop it (Pillow's `convert("RGB")`).
+    pub fn alpha(&self) -> Alpha {
+        Alpha::Drop
+    }
+}
+
+/// One picture, processed: the tower's input for each of its tiles `[n, H, W, 3]` and the grid
+/// the prompt describes (0 × 0 for a single tile).
+pub struct Prepared {
+    pub pixels: Array,
+    pub tiles: usize,
+    pub rows: usize,
+    pub cols: usize,
 }
 
 /// A vision-language model ready to run: the text model (decoder, tokenizer, facts), the
@@ -36,31 +64,37 @@ pub enum VisionPart {
 pub struct VisionModel {
     pub text: TextModel,
     pub vision: VisionPart,
-    pub processor: ClipProcessor,
-    /// The root `model_type` (`llava`).
+    pub processor: ImageProcessor,
+    /// The root `model_type` (`llava`, `smolvlm`, …).
     pub model_type: String,
-    /// The image token's text in the chat template's output (`<image>`).
-    pub image_token_text: String,
+    /// Idefics3's image tokens per tile as the processor writes them (`image_seq_len`).
+    image_seq_len: usize,
 }
+
+/// The image token's text in the chat template's output.
+const IMAGE_TOKEN: &str = "<image>";
 
 impl VisionModel {
     pub fn image_token(&self) -> u32 {
         match &self.vision {
             VisionPart::Llava(l) => l.image_token,
+            VisionPart::Idefics3(m) => m.image_token,
         }
     }
 
-    /// Image tokens each image stands for in the prompt.
+    /// Image tokens a single-tile picture stands for in the prompt (a LLaVA picture's all).
     pub fn tokens_per_image(&self) -> usize {
         match &self.vision {
             VisionPart::Llava(l) => l.tokens_per_image(),
+            VisionPart::Idefics3(m) => m.tokens_per_tile(),
         }
     }
 
-    /// Most images one prompt may carry (mlx-vlm's LLaVA takes one).
+    /// Most pictures one prompt may carry (mlx-vlm's LLaVA takes one).
     pub fn max_images(&self) -> usize {
         match &self.vision {
             VisionPart::Llava(_) => 1,
+            VisionPart::Idefics3(_) => usize::MAX,
         }
     }
 
@@ -69,37 +103,66 @@ impl VisionModel {
     pub fn images_first(&self) -> bool {
         match &self.vision {
             VisionPart::Llava(_) => false,
+            VisionPart::Idefics3(_) => true,
         }
     }
 
-    /// The vision tower's input for each image.
-    pub fn pixels(&self, images: &[Rgb8]) -> Result<Array> {
-        let arrays: Vec<Array> = images
-            .iter()
-            .map(|img| self.processor.pixel_array(img))
-            .collect();
-        Ok(mlx_rs::ops::concatenate(&arrays, 0)?)
+    /// The tower's input for `img`.
+    pub fn prepare(&self, img: &Rgb8) -> Prepared {
+        match &self.processor {
+            ImageProcessor::Clip(p) => Prepared {
+                pixels: p.pixel_array(img),
+                tiles: 1,
+                rows: 0,
+                cols: 0,
+            },
+            ImageProcessor::Idefics3(p) => {
+                let t = p.process(img);
+                let side = p.tile as i32;
+                Prepared {
+                    pixels: Array::from_slice(&t.pixels, &[t.count as i32, side, side, 3]),
+                    tiles: t.count,
+                    rows: t.rows,
+                    cols: t.cols,
+                }
+            }
+        }
     }
 
-    /// The prompt's embeddings with the images' features in place of its image tokens.
-    pub fn embeddings(&self, ids: &[u32], images: &[Rgb8]) -> Result<Array> {
+    /// Image tokens `p` stands for in the prompt.
+    pub fn image_tokens(&self, p: &Prepared) -> usize {
+        p.tiles * self.tokens_per_image()
+    }
+
+    /// The text that stands for a picture in the prompt.
+    fn image_text(&self, p: &Prepared) -> String {
+        match &self.vision {
+            VisionPart::Llava(l) => IMAGE_TOKEN.repeat(l.tokens_per_image()),
+            VisionPart::Idefics3(_) => idefics3::prompt_text(p.rows, p.cols, self.image_seq_len),
+        }
+    }
+
+    /// The prompt's embeddings with the pictures' features in place of its image tokens.
+    pub fn embeddings(&self, ids: &[u32], images: &[Prepared]) -> Result<Array> {
         let x = Array::from_slice(ids, &[1, ids.len() as i32]);
         let text = self.text.decoder.embed.forward(&x)?;
-        let pixels = self.pixels(images)?;
+        let pixels: Vec<&Array> = images.iter().map(|p| &p.pixels).collect();
+        let pixels = mlx_rs::ops::concatenate(&pixels, 0)?;
         let features = match &self.vision {
             VisionPart::Llava(l) => l.image_features(&pixels)?,
+            VisionPart::Idefics3(m) => m.image_features(&pixels)?,
         };
         llava::merge_features(&text, ids, self.image_token(), &features)
     }
 
-    /// Renders the chat for `user` text with `n_images` images (and a `system` message),
-    /// expands each image token to the tokens its features fill, and encodes it as mlx-vlm's
-    /// processor does (the tokenizer's special tokens added).
+    /// Renders the chat for `user` text with `images` (and a `system` message), puts each
+    /// picture's text in place of its image token, and encodes it as mlx-vlm's processor does
+    /// (the tokenizer's special tokens added).
     pub fn prompt_ids(
         &self,
         system: Option<&str>,
         user: &str,
-        n_images: usize,
+        images: &[Prepared],
     ) -> Result<Vec<u32>> {
         let tok: &TextTokenizer = &self.text.tokenizer;
         let mut messages = Vec::new();
@@ -107,24 +170,27 @@ impl VisionModel {
             messages.push(json!({"role": "system", "content": [{"type": "text", "text": s}]}));
         }
         let mut content = vec![json!({"type": "text", "text": user})];
-        let images = vec![json!({"type": "image"}); n_images];
+        let parts = vec![json!({"type": "image"}); images.len()];
         if self.images_first() {
-            content.splice(0..0, images);
+            content.splice(0..0, parts);
         } else {
-            content.extend(images);
+            content.extend(parts);
         }
         messages.push(json!({"role": "user", "content": content}));
         let text = tok.render_chat_values(&messages, None)?;
-        let marks = text.matches(self.image_token_text.as_str()).count();
-        if marks != n_images {
+        let pieces: Vec<&str> = text.split(IMAGE_TOKEN).collect();
+        if pieces.len() != images.len() + 1 {
             return Err(InferError::Options(format!(
-                "the chat template wrote {marks} image tokens for {n_images} images"
+                "the chat template wrote {} image tokens for {} images",
+                pieces.len() - 1,
+                images.len()
             )));
         }
-        let expanded = text.replace(
-            self.image_token_text.as_str(),
-            &self.image_token_text.repeat(self.tokens_per_image()),
-        );
+        let mut expanded = String::from(pieces[0]);
+        for (p, rest) in images.iter().zip(&pieces[1..]) {
+            expanded.push_str(&self.image_text(p));
+            expanded.push_str(rest);
+        }
         tok.encode(&expanded, true)
     }
 }
@@ -145,9 +211,18 @@ fn split_weights(map: HashMap<String, Array>) -> (HashMap<String, Array>, HashMa
     let mut text = HashMap::new();
     let mut rest = HashMap::new();
     for (k, v) in map {
+        // `language_model.model.…` (LLaVA) and `language_model.layers.…` (mlx-vlm's Idefics3)
+        // both become the text checkpoint's `model.…`; heads stay `lm_head.…`.
         if let Some(t) = k.strip_prefix("language_model.") {
-            text.insert(t.to_string(), v);
-        } else if let Some(t) = k.strip_prefix("model.language_model.") {
+            if t.starts_with("model.") || t.starts_with("lm_head.") {
+                text.insert(t.to_string(), v);
+            } else {
+                text.insert(format!("model.{t}"), v);
+            }
+        } else if let Some(t) = k
+            .strip_prefix("model.language_model.")
+            .or_else(|| k.strip_prefix("model.text_model."))
+        {
             text.insert(format!("model.{t}"), v);
         } else if k.starts_with("lm_head.") {
             text.insert(k, v);
@@ -182,10 +257,30 @@ pub fn load(path: &Path, policy: DtypePolicy) -> Result<VisionModel> {
             ),
         ));
     }
-    let text_raw = llava::text_config(&cfg_path, &root)?;
+    let is_idefics3 = idefics3_model::MODEL_TYPES.contains(&model_type.as_str());
+    let text_raw = if is_idefics3 {
+        idefics3_model::text_config(&cfg_path, &root)?
+    } else {
+        llava::text_config(&cfg_path, &root)?
+    };
     let text_cfg = ModelConfig::from_json(&cfg_path, text_raw)?;
     crate::models::architecture(&text_cfg)?;
-    let processor = ClipProcessor::load(path)?;
+    let pre_path = path.join("preprocessor_config.json");
+    let pre: Value = std::fs::read_to_string(&pre_path)
+        .map_err(|e| {
+            broken(
+                &pre_path,
+                format!("cannot read the image processor's settings: {e}"),
+            )
+        })
+        .and_then(|t| {
+            serde_json::from_str(&t).map_err(|e| broken(&pre_path, format!("not valid JSON: {e}")))
+        })?;
+    let processor = if is_idefics3 {
+        ImageProcessor::Idefics3(Idefics3Processor::from_json(&pre_path, &pre)?)
+    } else {
+        ImageProcessor::Clip(ClipProcessor::from_json(&pre_path, &pre)?)
+    };
     let map = weights::load_safetensors_dir(path)?;
     let (text_map, vision_map) = split_weights(map);
     let quant = text_cfg.quantization.clone();
@@ -194,22 +289,45 @@ pub fn load(path: &Path, policy: DtypePolicy) -> Result<VisionModel> {
     vw.apply_policy(policy)?;
     vw.materialize()?;
     let vision_bytes = vw.nbytes();
-    let llava = Llava::build(&cfg_path, &root, text_cfg.hidden_size, &mut vw)?;
+    let hidden = text_cfg.hidden_size;
+    let vision = if is_idefics3 {
+        VisionPart::Idefics3(Idefics3::build(&cfg_path, &root, hidden, &mut vw)?)
+    } else {
+        VisionPart::Llava(Llava::build(&cfg_path, &root, hidden, &mut vw)?)
+    };
     vw.finish()?;
-    let tokenizer = TextTokenizer::from_dir(path, &text_cfg.eos_token_ids)?;
-    let image_token_text = tokenizer
-        .decode(&[llava.image_token])
-        .ok()
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| {
-            broken(
+    let mut tokenizer = TextTokenizer::from_dir(path, &text_cfg.eos_token_ids)?;
+    let image_token = match &vision {
+        VisionPart::Llava(l) => l.image_token,
+        VisionPart::Idefics3(m) => m.image_token,
+    };
+    if tokenizer.decode(&[image_token]).ok().as_deref() != Some(IMAGE_TOKEN) {
+        return Err(broken(
+            path,
+            format!(
+                "the tokenizer's token {image_token} (the config's image token) is not {IMAGE_TOKEN}"
+            ),
+        ));
+    }
+    let mut image_seq_len = 0;
+    if let VisionPart::Idefics3(m) = &vision {
+        image_seq_len = processor_setting(path, "image_seq_len")?.unwrap_or(169);
+        if image_seq_len != m.tokens_per_tile() {
+            return Err(broken(
                 path,
                 format!(
-                    "the tokenizer has no token {} (the config's image_token_index)",
-                    llava.image_token
+                    "processor_config.json's image_seq_len {image_seq_len} is not the {} tokens a tile's features fill",
+                    m.tokens_per_tile()
                 ),
-            )
-        })?;
+            ));
+        }
+        // mlx-vlm's Idefics3 processor stops at the end of an utterance too (SmolVLM's does not).
+        if model_type == "idefics3"
+            && let Some(id) = tokenizer.token_id("<end_of_utterance>")
+        {
+            tokenizer.eos_ids.insert(id);
+        }
+    }
     let mut tw = Weights::new(path.to_path_buf(), text_map, WeightFormat::Safetensors);
     tw.set_quantization(quant);
     let mut text = loader::finish_text(path, text_cfg, tw, tokenizer, policy, false)?;
@@ -217,17 +335,42 @@ pub fn load(path: &Path, policy: DtypePolicy) -> Result<VisionModel> {
     text.load_time_s = start.elapsed().as_secs_f64();
     Ok(VisionModel {
         text,
-        vision: VisionPart::Llava(llava),
+        vision,
         processor,
         model_type,
-        image_token_text,
+        image_seq_len,
     })
+}
+
+/// A whole-number setting of `processor_config.json`, if the file has it.
+fn processor_setting(path: &Path, key: &str) -> Result<Option<usize>> {
+    let p = path.join("processor_config.json");
+    let Ok(text) = std::fs::read_to_string(&p) else {
+        return Ok(None);
+    };
+    let v: Value =
+        serde_json::from_str(&text).map_err(|e| broken(&p, format!("not valid JSON: {e}")))?;
+    match v.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(x) => x
+            .as_u64()
+            .map(|n| Some(n as usize))
+            .ok_or_else(|| broken(&p, format!("`{key}` is not a whole number"))),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
     fn the_gate_and_the_loader_know_the_same_vision_architectures() {
-        assert_eq!(super::supported_model_types(), super::llava::MODEL_TYPES);
+        let mut built: Vec<&str> = super::llava::MODEL_TYPES
+            .iter()
+            .chain(super::idefics3_model::MODEL_TYPES)
+            .copied()
+            .collect();
+        built.sort();
+        let mut gate = super::supported_model_types().to_vec();
+        gate.sort();
+        assert_eq!(gate, built);
     }
 }
