@@ -5,14 +5,18 @@ mlx-vlm's generate runs it), prompt_tokens, decode_tok_s."""
 import json
 import sys
 import time
+from pathlib import Path
 
 import mlx.core as mx
 
 
 def main(model_dir, image_path, prompt, n):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "reference"))
+    from vlm_goldens import patch_transformers_pil_processors
+    patch_transformers_pil_processors()
     from mlx_vlm.generate import generate_step
     from mlx_vlm.prompt_utils import apply_chat_template
-    from mlx_vlm.utils import load, load_image
+    from mlx_vlm.utils import load, load_image, prepare_inputs
     t0 = time.perf_counter()
     model, processor = load(model_dir)
     mx.eval(model.parameters())
@@ -21,12 +25,16 @@ def main(model_dir, image_path, prompt, n):
 
     def inputs():
         image = load_image(image_path)
-        x = processor(images=[image], text=text, return_tensors="np")
-        return mx.array(x["input_ids"]), mx.array(x["pixel_values"])
+        if model.config.model_type == "llava":
+            x = processor(images=[image], text=text, return_tensors="np")
+            return mx.array(x["input_ids"]), mx.array(x["pixel_values"]), {}
+        x = prepare_inputs(processor, images=[image], prompts=text,
+                           image_token_index=model.config.image_token_index)
+        return x["input_ids"], x["pixel_values"], {"pixel_attention_mask": x["pixel_attention_mask"]}
 
     t0 = time.perf_counter()
-    ids, pixels = inputs()
-    steps = generate_step(ids, model, pixels, None, max_tokens=n, temperature=0.0)
+    ids, pixels, extra = inputs()
+    steps = generate_step(ids, model, pixels, None, max_tokens=n, temperature=0.0, **extra)
     first, count = None, 0
     for i, (tok, _) in enumerate(steps):
         if i == 0:
@@ -38,8 +46,8 @@ def main(model_dir, image_path, prompt, n):
     # The encode alone, after the generation (so warm: this favours the reference's prefill,
     # which is the time to the first token less this).
     t1 = time.perf_counter()
-    ids2, pixels2 = inputs()
-    mx.eval(model.get_input_embeddings(ids2, pixels2).inputs_embeds)
+    ids2, pixels2, extra2 = inputs()
+    mx.eval(model.get_input_embeddings(ids2, pixels2, **extra2).inputs_embeds)
     encode_s = time.perf_counter() - t1
     print(json.dumps({"load_s": load_s, "encode_s": encode_s, "ttft_s": first - t0,
                       "prompt_tokens": int(ids.shape[1]),

@@ -657,7 +657,19 @@ pub fn gelu_fast(x: &Array) -> Result<Array> {
     Ok(ops::multiply(x, &s)?)
 }
 
-/// MLX's `nn.gelu_approx`, the tanh approximation (SigLIP's `gelu_pytorch_tanh`).
+/// MLX's `nn.gelu_approx`, the tanh approximation (SigLIP's `gelu_pytorch_tanh`): the CPU
+/// kernel where it applies (bit for bit what the Python side's op computes), else the same
+/// formula in MLX ops, its √(2/π) from f64 as Python's.
 pub fn gelu_tanh(x: &Array) -> Result<Array> {
-    Ok(mlx_rs::nn::gelu_approximate(x)?)
+    if let Some(y) = kernels::gelu_tanh_f32(x)? {
+        return Ok(y);
+    }
+    let c = Array::from_f32((2.0f64 / std::f64::consts::PI).sqrt() as f32);
+    let cube = ops::power(x, Array::from_f32(3.0))?;
+    let inner = ops::multiply(
+        &c,
+        ops::add(x, ops::multiply(Array::from_f32(0.044715), &cube)?)?,
+    )?;
+    let t = ops::add(Array::from_f32(1.0), ops::tanh(&inner)?)?;
+    Ok(ops::multiply(ops::multiply(Array::from_f32(0.5), x)?, &t)?)
 }

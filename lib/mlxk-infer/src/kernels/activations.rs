@@ -87,6 +87,31 @@ pub fn gelu(x: &[f32], out: &mut [f32]) {
         });
 }
 
+/// `out[i] = gelu_approx(x[i])`: MLX's `nn.gelu_approx`, `0.5·x·(1 + tanh(√(2/π)·(x +
+/// 0.044715·x³)))`, one pass instead of MLX's seven, with the libm `powf` and `tanhf` its CPU
+/// ops call (so bit for bit the same).
+pub fn gelu_tanh(x: &[f32], out: &mut [f32]) {
+    assert_eq!(x.len(), out.len());
+    out.par_chunks_mut(CHUNK)
+        .zip(x.par_chunks(CHUNK))
+        .for_each(|(o, x)| {
+            for (o, x) in o.iter_mut().zip(x) {
+                *o = gelu_tanh_one(*x);
+            }
+        });
+}
+
+/// √(2/π) as Python computes it, then made f32 (as MLX does with a Python scalar).
+#[allow(clippy::excessive_precision)]
+const SQRT_2_OVER_PI: f32 = 0.797_884_56;
+
+fn gelu_tanh_one(x: f32) -> f32 {
+    // powf(x, 3), not x·x·x: MLX's `x**3` is `std::pow`, which rounds differently.
+    let x3 = x.powf(std::hint::black_box(3.0));
+    let inner = SQRT_2_OVER_PI * (x + 0.044_715 * x3);
+    0.5 * x * (1.0 + inner.tanh())
+}
+
 /// √2 as MLX's compiled graph writes the constant into its generated C++ (`1.414214`, six
 /// decimals — not the nearest f32 to √2).
 #[allow(clippy::approx_constant)]
@@ -225,6 +250,44 @@ mod tests {
             assert!(
                 same(got[i], want[i]),
                 "gelu({}) = {} but MLX says {}",
+                x[i],
+                got[i],
+                want[i]
+            );
+        }
+    }
+
+    #[test]
+    fn tanh_gelu_equals_mlx_bit_for_bit() {
+        // MLX's `nn.gelu_approx` as the Python side writes it (√(2/π) from f64).
+        assert_eq!(
+            SQRT_2_OVER_PI,
+            (2.0f64 / std::f64::consts::PI).sqrt() as f32
+        );
+        let x = inputs(40_003, 8.0);
+        let a = Array::from_slice(&x, &[x.len() as i32]);
+        let c = Array::from_f32((2.0f64 / std::f64::consts::PI).sqrt() as f32);
+        let cube = mlx_rs::ops::power(&a, Array::from_f32(3.0)).unwrap();
+        let inner = mlx_rs::ops::multiply(
+            &c,
+            mlx_rs::ops::add(
+                &a,
+                mlx_rs::ops::multiply(Array::from_f32(0.044715), &cube).unwrap(),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let t = mlx_rs::ops::add(Array::from_f32(1.0), mlx_rs::ops::tanh(&inner).unwrap()).unwrap();
+        let want =
+            mlx_rs::ops::multiply(mlx_rs::ops::multiply(Array::from_f32(0.5), &a).unwrap(), &t)
+                .unwrap();
+        let want = want.as_slice::<f32>();
+        let mut got = vec![0f32; x.len()];
+        gelu_tanh(&x, &mut got);
+        for i in 0..x.len() {
+            assert!(
+                same(got[i], want[i]),
+                "gelu_approx({}) = {} but MLX says {}",
                 x[i],
                 got[i],
                 want[i]

@@ -149,6 +149,21 @@ pub fn softmax_last_axis_f32(x: &Array) -> Result<Option<Array>> {
     Ok(None)
 }
 
+/// tanh-GELU (`nn.gelu_approx`) of an f32 array on a CPU device (the [`activations`] kernel,
+/// bit for bit); `None` where MLX must do it.
+pub fn gelu_tanh_f32(x: &Array) -> Result<Option<Array>> {
+    if x.dtype() != Dtype::Float32 || !crate::runtime::default_device_is_cpu() {
+        return Ok(None);
+    }
+    let h = host_f32(x)?;
+    if let Ok(xs) = h.try_as_slice::<f32>() {
+        let mut out = vec![0f32; xs.len()];
+        activations::gelu_tanh(xs, &mut out);
+        return Ok(Some(Array::from_slice(&out, x.shape())));
+    }
+    Ok(None)
+}
+
 /// erf-GELU of an f32 array on a CPU device (the [`activations`] kernel, MLX's `nn.gelu`
 /// bit for bit); `None` where MLX must do it.
 pub fn gelu_f32(x: &Array) -> Result<Option<Array>> {

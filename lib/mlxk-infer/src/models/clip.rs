@@ -320,7 +320,7 @@ impl VisionTower {
         let q = heads(l.q.forward(&y)?)?;
         let k = heads(l.k.forward(&y)?)?;
         let v = heads(l.v.forward(&y)?)?;
-        let o = fast::scaled_dot_product_attention(&q, &k, &v, hd.powf(-0.5) as f32, None, None)?;
+        let o = attention(&q, &k, &v, hd.powf(-0.5) as f32)?;
         let o = o.transpose_axes(&[0, 2, 1, 3])?.reshape(&[b, len, -1])?;
         let x = ops::add(x, &l.out.forward(&o)?)?;
         let y = l.fc1.forward(&l.ln2.forward(&x)?)?;
@@ -331,6 +331,25 @@ impl VisionTower {
         };
         Ok(ops::add(&x, &l.fc2.forward(&y)?)?)
     }
+}
+
+/// Unmasked attention over every position, as MLX's `scaled_dot_product_attention` computes it
+/// on a CPU (queries scaled, `q·kᵀ`, precise softmax, `·v`) — with the softmax through the CPU
+/// kernel: MLX's scalar `exp` over a tile's thousand positions per head is most of a tower's
+/// time otherwise.
+fn attention(q: &Array, k: &Array, v: &Array, scale: f32) -> Result<Array> {
+    if !crate::runtime::default_device_is_cpu() || q.dtype() != mlx_rs::Dtype::Float32 {
+        return Ok(fast::scaled_dot_product_attention(
+            q, k, v, scale, None, None,
+        )?);
+    }
+    let q = ops::multiply(q, Array::from_f32(scale))?;
+    let scores = ops::matmul(&q, k.swap_axes(-1, -2)?)?;
+    let w = match crate::kernels::softmax_last_axis_f32(&scores)? {
+        Some(w) => w,
+        None => ops::softmax_axis(&scores, -1, true)?,
+    };
+    Ok(ops::matmul(&w, v)?)
 }
 
 /// The patch convolution's weight in MLX's layout `[out, kh, kw, in]`, from PyTorch's
