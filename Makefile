@@ -38,10 +38,13 @@ fmt:
 man:
 	MLXK_UPDATE_MAN=1 $(CARGO) test --workspace --bins man_page
 
-# The Python reference stack (mlx-lm on the same MLX) for parity goldens and benchmarks.
+# The Python reference stack (mlx-lm on the same MLX; mlx-vlm in a venv of its own, since
+# mlx-lm pulls a newer transformers) for parity goldens and benchmarks.
 reference:
 	@test -x .deps/venv-ref/bin/python || python3 -m venv .deps/venv-ref
 	.deps/venv-ref/bin/pip install -q mlx==0.32.2 mlx-cpu==0.32.2 mlx-lm==0.32.2
+	@test -x .deps/venv-vlm/bin/python || python3 -m venv .deps/venv-vlm
+	.deps/venv-vlm/bin/pip install -q mlx==0.32.2 mlx-cpu==0.32.2 mlx-vlm==0.7.6 'transformers<=5.17.0'
 
 # Benchmarks (never timed tests): the MLX matmul/bandwidth, our quantized kernel against MLX's,
 # and mlxk-gen against mlx-lm in one run (benchmarks/gen.sh prints the ratios).

@@ -53,7 +53,7 @@ def ours(line):
     return (load["load_time_s"], res["image_encode_s"], res["prompt_tokens"] / pre, res["decode_tok_s"])
 def theirs(line):
     t = json.loads(line)
-    pre = t["ttft_s"] - t["encode_s"]
+    pre = t["prefill_s"]
     return (t["load_s"], t["encode_s"], t["prompt_tokens"] / pre, t["decode_tok_s"])
 med = lambda rows: tuple(statistics.median(r[i] for r in rows) for i in range(4))
 o = med([ours(l) for l in open(ours_f) if l.strip()])

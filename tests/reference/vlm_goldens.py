@@ -135,20 +135,25 @@ def main(models_dir, out_path):
                 "first_top5": top5,
             })
             print(m["name"], pic["name"], len(cases[-1]["prompt_ids"]), tokens)
-        if config["model_type"] != "llava":
-            # Two pictures in one prompt (LLaVA takes one): their tiles in order.
-            pair = [manifest["pictures"][0], manifest["pictures"][1]]
-            two = apply_chat_template(processor, model.config, prompt, num_images=2)
-            images = [load_image(str(root / p["file"])) for p in pair]
+        # Two pictures in one prompt: each expanded, their features (tiles) in order.
+        pair = [manifest["pictures"][0], manifest["pictures"][1]]
+        two = apply_chat_template(processor, model.config, prompt, num_images=2)
+        images = [load_image(str(root / p["file"])) for p in pair]
+        if config["model_type"] == "llava":
+            inputs = processor(images=images, text=two, return_tensors="np")
+            ids = mx.array(np.asarray(inputs["input_ids"]))
+            tokens, top5 = greedy(model, ids, mx.array(np.asarray(inputs["pixel_values"])), None,
+                                  max_tokens, eos)
+        else:
             inputs = prepare_inputs(processor, images=images, prompts=two,
                                     image_token_index=model.config.image_token_index)
-            tokens, top5 = greedy(model, inputs["input_ids"], inputs["pixel_values"], None,
-                                  max_tokens, eos,
+            ids = inputs["input_ids"]
+            tokens, top5 = greedy(model, ids, inputs["pixel_values"], None, max_tokens, eos,
                                   pixel_attention_mask=inputs["pixel_attention_mask"])
-            cases.append({"picture": "+".join(p["name"] for p in pair), "prompt_text": two,
-                          "prompt_ids": inputs["input_ids"].reshape(-1).tolist(),
-                          "tokens": tokens, "first_top5": top5})
-            print(m["name"], "two pictures", len(cases[-1]["prompt_ids"]), tokens)
+        cases.append({"picture": "+".join(p["name"] for p in pair), "prompt_text": two,
+                      "prompt_ids": ids.reshape(-1).tolist(), "tokens": tokens,
+                      "first_top5": top5})
+        print(m["name"], "two pictures", len(cases[-1]["prompt_ids"]), tokens)
         plain = apply_chat_template(processor, model.config, prompt, num_images=0)
         ids = mx.array([processor.tokenizer.encode(plain, add_special_tokens=True)])
         tokens, top5 = greedy(model, ids, None, None, max_tokens, eos)

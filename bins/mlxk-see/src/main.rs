@@ -39,8 +39,8 @@ pub struct Cli {
     /// Image files, all in one prompt
     #[arg(value_name = "IMAGE")]
     pub images: Vec<PathBuf>,
-    /// Run the prompt on every image in DIR (png, jpg, jpeg, webp, gif, bmp, tif, tiff), one
-    /// at a time, in name order
+    /// Run the prompt on every image in DIR (png, jpg, jpeg, webp, gif, bmp, tif, tiff; not
+    /// hidden files), one at a time, in file-name order
     #[arg(long, value_name = "DIR", conflicts_with = "images")]
     pub image_dir: Option<PathBuf>,
     /// Prompt text; `-` reads it from stdin (default with images: "Describe this image.")
@@ -112,10 +112,10 @@ fn is_image_name(p: &Path) -> bool {
         .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
 }
 
-fn read_prompt(cli: &Cli, has_images: bool) -> Result<String, Failure> {
+fn read_prompt(cli: &Cli, model: Option<&str>, has_images: bool) -> Result<String, Failure> {
     let text = match (&cli.prompt, &cli.prompt_file) {
         (Some(p), _) if p == "-" => {
-            if cli.model.is_none() {
+            if model.is_none() {
                 return Err(Failure::usage(
                     "-p - reads the prompt from stdin, but stdin carries model records here; \
                      name the model",
@@ -142,6 +142,26 @@ fn read_prompt(cli: &Cli, has_images: bool) -> Result<String, Failure> {
         return Err(Failure::usage("the prompt is empty"));
     }
     Ok(text)
+}
+
+/// The model and the images of the command line: with records on stdin, the first word is an
+/// image when it is named like one (`mlxk-probe … | mlxk-gate | mlxk-see a.png`).
+fn model_and_images(cli: &Cli) -> Result<(Option<String>, Vec<PathBuf>), Failure> {
+    let piped = !std::io::stdin().is_terminal();
+    Ok(match &cli.model {
+        Some(m) if piped && is_image_name(Path::new(m)) => {
+            let mut v = vec![PathBuf::from(m)];
+            v.extend(cli.images.iter().cloned());
+            (None, v)
+        }
+        Some(m) if !piped && is_image_name(Path::new(m)) && Path::new(m).is_file() => {
+            return Err(Failure::usage(format!(
+                "{m} is a picture: name the model first (mlxk-see MODEL {m} -p TEXT), or pipe model records"
+            )));
+        }
+        Some(m) => (Some(m.clone()), cli.images.clone()),
+        None => (None, cli.images.clone()),
+    })
 }
 
 fn prompt_item(cli: &Cli, text: String) -> Result<PromptItem, Failure> {
@@ -174,15 +194,20 @@ fn prompt_item(cli: &Cli, text: String) -> Result<PromptItem, Failure> {
     Ok(item)
 }
 
-/// The images of --image-dir DIR, in name order.
+/// The images of --image-dir DIR, in file-name order (by bytes); hidden files left out.
 fn image_dir(dir: &Path) -> Result<Vec<PathBuf>, Failure> {
     let entries = std::fs::read_dir(dir)
         .map_err(|e| Failure::usage(format!("--image-dir {}: {e}", dir.display())))?;
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file() && is_image_name(p))
-        .collect();
-    files.sort();
+    let mut files = Vec::new();
+    for e in entries {
+        let e = e.map_err(|e| Failure::usage(format!("--image-dir {}: {e}", dir.display())))?;
+        let p = e.path();
+        let hidden = e.file_name().to_string_lossy().starts_with('.');
+        if !hidden && p.is_file() && is_image_name(&p) {
+            files.push(p);
+        }
+    }
+    files.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
     if files.is_empty() {
         return Err(Failure::usage(format!(
             "--image-dir {}: no image files in it ({})",
@@ -193,23 +218,16 @@ fn image_dir(dir: &Path) -> Result<Vec<PathBuf>, Failure> {
     Ok(files)
 }
 
-fn run(cli: &Cli, out: &mut Output) -> Result<(), Failure> {
+fn run(
+    cli: &Cli,
+    model: Option<String>,
+    images: Vec<PathBuf>,
+    out: &mut Output,
+) -> Result<(), Failure> {
     let report = cli.report.as_deref().map(ReportFile::check).transpose()?;
-    // `mlxk-see a.png b.png` with records on stdin: the first word is an image, not a model.
-    let (model, images) = match &cli.model {
-        Some(m)
-            if std::io::stdin().is_terminal()
-                || !(is_image_name(Path::new(m)) && Path::new(m).is_file()) =>
-        {
-            (Some(m.clone()), cli.images.clone())
-        }
-        Some(m) => {
-            let mut v = vec![PathBuf::from(m)];
-            v.extend(cli.images.iter().cloned());
-            (None, v)
-        }
-        None => (None, cli.images.clone()),
-    };
+    if cli.image_dir.is_some() && !images.is_empty() {
+        return Err(Failure::usage("give pictures or --image-dir DIR, not both"));
+    }
     for p in &images {
         if !p.exists() {
             return Err(Failure::new(
@@ -224,7 +242,7 @@ fn run(cli: &Cli, out: &mut Output) -> Result<(), Failure> {
         None => None,
     };
     let has_images = !images.is_empty() || batch.is_some();
-    let item = prompt_item(cli, read_prompt(cli, has_images)?)?;
+    let item = prompt_item(cli, read_prompt(cli, model.as_deref(), has_images)?)?;
     let items: Vec<VisionItem> = match batch {
         Some(files) => files
             .into_iter()
@@ -274,8 +292,16 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let mut out = Output::new("mlxk-see", cli.json, cli.stream);
     cli::main_with("mlxk-see", || {
-        if let Err(f) = run(&cli, &mut out) {
-            out.fail(&f, cli.model.as_deref());
+        let (model, images) = match model_and_images(&cli) {
+            Ok(x) => x,
+            Err(f) => {
+                out.fail(&f, None);
+                return Ok(out.tally.exit());
+            }
+        };
+        let named = model.clone();
+        if let Err(f) = run(&cli, model, images, &mut out) {
+            out.fail(&f, named.as_deref());
         }
         Ok(out.tally.exit())
     })

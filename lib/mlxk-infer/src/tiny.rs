@@ -514,7 +514,7 @@ pub(crate) fn tokenizer_json() -> Value {
     })
 }
 
-pub(crate) const CHAT_TEMPLATE: &str = "{% for m in messages %}<|bos|>{{ m.role }}\n{{ m.content }}\n{% endfor %}{% if add_generation_prompt %}<|bos|>assistant\n{% endif %}";
+const CHAT_TEMPLATE: &str = "{% for m in messages %}<|bos|>{{ m.role }}\n{{ m.content }}\n{% endfor %}{% if add_generation_prompt %}<|bos|>assistant\n{% endif %}";
 
 /// Writes the model of `spec` into `dir` (created if missing); returns the checksum of
 /// everything written, as 16 hex digits.

@@ -79,26 +79,7 @@ impl TextTokenizer {
             Err(_) => Value::Null,
         };
         let template_file = dir.join("chat_template.jinja");
-        let template_json = dir.join("chat_template.json");
-        // Processor-style folders (vision models) keep it in chat_template.json, which wins
-        // as in mlx-vlm.
-        let chat_template = if template_json.is_file() {
-            let text = std::fs::read_to_string(&template_json)
-                .map_err(|e| tok_err(&format!("{}", template_json.display()), e))?;
-            let v: Value = serde_json::from_str(&text)
-                .map_err(|e| tok_err(&format!("{}", template_json.display()), e))?;
-            Some(
-                v.get("chat_template")
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| {
-                        InferError::Tokenizer(format!(
-                            "{}: no `chat_template` string",
-                            template_json.display()
-                        ))
-                    })?
-                    .to_string(),
-            )
-        } else if template_file.is_file() {
+        let chat_template = if template_file.is_file() {
             Some(
                 std::fs::read_to_string(&template_file)
                     .map_err(|e| tok_err(&format!("{}", template_file.display()), e))?,
@@ -280,11 +261,12 @@ pub fn render_template(
     });
     // transformers' `{% generation %}` marks the assistant's part for training masks; it
     // renders as its content.
-    let template = template
-        .replace("{% generation %}", "")
-        .replace("{%- generation %}", "")
-        .replace("{% endgeneration %}", "")
-        .replace("{%- endgeneration %}", "");
+    let mut template = template.to_string();
+    for tag in ["generation", "endgeneration"] {
+        for (open, close) in [("{%", "%}"), ("{%-", "%}"), ("{%", "-%}"), ("{%-", "-%}")] {
+            template = template.replace(&format!("{open} {tag} {close}"), "");
+        }
+    }
     env.add_template_owned("chat", template)
         .map_err(|e| InferError::Tokenizer(format!("the chat template does not parse: {e}")))?;
     let tmpl = env.get_template("chat").expect("added above");

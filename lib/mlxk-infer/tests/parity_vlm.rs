@@ -76,11 +76,11 @@ fn check(name: &str) {
                     .expect("a known picture");
                 let file = dir.path().join(format!("{p}.png"));
                 tiny_vision::write_png(&tiny_vision::picture(seed, w, h), &file).unwrap();
-                image::load(&file, model.processor.alpha()).unwrap()
+                image::load(&file).unwrap()
             })
             .collect();
         // The processor: the 8-bit pictures (every tile) exactly, the floats within 1e-5.
-        let prepared: Vec<Prepared> = images.iter().map(|i| model.prepare(i)).collect();
+        let prepared: Vec<Prepared> = images.iter().map(|i| model.prepare(i).unwrap()).collect();
         if let (Some(img), Some(p), Some(_)) = (images.first(), prepared.first(), c.get("crop_b64"))
         {
             let shape = ids(&c["pixel_shape"]);

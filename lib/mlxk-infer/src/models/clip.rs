@@ -3,7 +3,7 @@
 //! a class token (CLIP), learned positions, pre-norm encoder layers — computed as mlx-vlm's
 //! `ClipVisionModel` computes them.
 use crate::error::{Result, broken, unsupported};
-use crate::layers::{LayerNorm, Linear, gelu, gelu_fast, gelu_tanh};
+use crate::layers::{LayerNorm, Linear, gelu_fast, gelu_tanh};
 use crate::weights::Weights;
 use mlx_rs::fast;
 use mlx_rs::{Array, ops};
@@ -24,10 +24,8 @@ pub enum TowerKind {
 pub enum TowerAct {
     /// `x·σ(1.702x)` (CLIP's quick_gelu; mlx-vlm's LLaVA uses it for either tower).
     Fast,
-    /// The tanh approximation.
+    /// The tanh approximation (SigLIP's `gelu_pytorch_tanh`).
     Tanh,
-    /// Exact erf GELU.
-    Exact,
 }
 
 /// `vision_config`: the tower's dimensions.
@@ -327,7 +325,6 @@ impl VisionTower {
         let y = match self.act {
             TowerAct::Fast => gelu_fast(&y)?,
             TowerAct::Tanh => gelu_tanh(&y)?,
-            TowerAct::Exact => gelu(&y)?,
         };
         Ok(ops::add(&x, &l.fc2.forward(&y)?)?)
     }

@@ -21,30 +21,85 @@ pub const TOWER_TYPES: &[&str] = &[
     "smolvlm_vision",
 ];
 
-/// The text model's config.json, as mlx-vlm reads it: `text_config` with its defaults (rope
-/// base 1e6), the head size from hidden / heads, a head of its own, the root's quantization
-/// and end tokens.
+/// The text model's config.json, as mlx-vlm reads it: `text_config` over its defaults (SmolVLM's
+/// config class fills a missing size; rope base 1e6), the head size from hidden / heads, a head
+/// of its own, the root's quantization and end tokens.
 pub fn text_config(path: &Path, root: &Value) -> Result<Value> {
-    let mut t = json!({"model_type": "llama", "rope_theta": 1_000_000.0, "vocab_size": 49152,
-        "rms_norm_eps": 1e-5, "max_position_embeddings": 8192});
     let given = root
         .get("text_config")
         .and_then(Value::as_object)
         .ok_or_else(|| broken(path, "an idefics3 config without `text_config`"))?;
-    let obj = t.as_object_mut().expect("an object");
-    for (k, v) in given {
-        obj.insert(k.clone(), v.clone());
-    }
-    obj.remove("head_dim");
-    // mlx-vlm's idefics3 text model always has its own `lm_head`.
-    obj.insert("tie_word_embeddings".into(), json!(false));
-    obj.insert("model_type".into(), json!("llama"));
-    for k in ["quantization", "quantization_config", "eos_token_id"] {
-        if let Some(v) = root.get(k).filter(|v| !v.is_null()) {
-            obj.entry(k).or_insert(v.clone());
+    let mut defaults = json!({"rope_theta": 1_000_000.0, "vocab_size": 49152,
+        "rms_norm_eps": 1e-5, "max_position_embeddings": 4096});
+    if root["model_type"] == "smolvlm" {
+        let hidden = given
+            .get("hidden_size")
+            .and_then(Value::as_u64)
+            .unwrap_or(4096);
+        let heads = match given.get("head_dim").and_then(Value::as_u64) {
+            Some(h) if h > 0 => hidden / h,
+            _ => 32,
+        };
+        for (k, v) in [
+            ("hidden_size", json!(hidden)),
+            ("intermediate_size", json!(11008)),
+            ("num_hidden_layers", json!(32)),
+            ("num_attention_heads", json!(heads)),
+        ] {
+            defaults[k] = v;
         }
     }
-    Ok(t)
+    // The head size is hidden / heads; mlx-vlm's idefics3 text model has its own `lm_head`.
+    let fixed = json!({"model_type": "llama", "tie_word_embeddings": false});
+    super::llava::merge_text_config(path, root, defaults, given, &fixed)
+}
+
+/// `vision_config` with the sizes mlx-vlm's config classes fill in when a checkpoint leaves
+/// them out (SmolVLM's from the hidden size; Idefics3's fixed), so real exports load.
+fn vision_config(path: &Path, root: &Value) -> Result<Value> {
+    let mut v = root.get("vision_config").cloned().unwrap_or(json!({}));
+    let Some(obj) = v.as_object_mut() else {
+        return Err(broken(path, "`vision_config` is not an object"));
+    };
+    let get = |o: &serde_json::Map<String, Value>, k: &str| o.get(k).and_then(Value::as_u64);
+    if root["model_type"] == "smolvlm" {
+        let hidden = get(obj, "hidden_size").unwrap_or(1152);
+        let defaults = [
+            ("hidden_size", hidden),
+            (
+                "num_attention_heads",
+                if hidden % 64 == 0 { hidden / 64 } else { 16 },
+            ),
+            ("num_hidden_layers", if hidden <= 768 { 12 } else { 27 }),
+            (
+                "intermediate_size",
+                match hidden {
+                    768 => 3072,
+                    1152 => 4304,
+                    h => 4 * h,
+                },
+            ),
+            ("image_size", 384),
+            ("patch_size", 14),
+        ];
+        for (k, d) in defaults {
+            obj.entry(k).or_insert(json!(d));
+        }
+    } else {
+        for k in ["hidden_size", "num_attention_heads", "patch_size"] {
+            if get(obj, k).is_none() {
+                return Err(broken(path, format!("`vision_config.{k}` is missing")));
+            }
+        }
+        for (k, d) in [
+            ("num_hidden_layers", 12),
+            ("intermediate_size", 3072),
+            ("image_size", 224),
+        ] {
+            obj.entry(k).or_insert(json!(d));
+        }
+    }
+    Ok(v)
 }
 
 /// Position ids of a full tile's `n × n` patches as mlx-vlm computes them: each row and column
@@ -91,7 +146,7 @@ impl Idefics3 {
         text_hidden: usize,
         w: &mut Weights,
     ) -> Result<Idefics3> {
-        let vc = root.get("vision_config").cloned().unwrap_or(json!({}));
+        let vc = vision_config(path, root)?;
         let mut tower_cfg = TowerConfig::from_json_with(path, &vc, TOWER_TYPES, 1e-6)?;
         tower_cfg.kind = TowerKind::Siglip;
         let scale_factor = match root.get("scale_factor") {
@@ -109,7 +164,12 @@ impl Idefics3 {
                 format!("{grid} patches per side do not fold by `scale_factor` {scale_factor}"),
             ));
         }
-        let image_token = match root.get("image_token_id").or(root.get("image_token_index")) {
+        // mlx-vlm: `image_token_index` when set, else `image_token_id`.
+        let image_token = match root
+            .get("image_token_index")
+            .filter(|v| !v.is_null())
+            .or(root.get("image_token_id"))
+        {
             None => 49153,
             Some(v) => v
                 .as_u64()

@@ -1,5 +1,5 @@
-//! LLaVA 1.5: a CLIP (or SigLIP) tower, a two-layer GELU projector, and one of the text
-//! models (llama, mistral, qwen2) whose prompt carries one `<image>` token per image feature —
+//! LLaVA 1.5: a CLIP (or SigLIP) tower, a two-layer GELU projector, and a llama or qwen2 text
+//! model whose prompt carries one `<image>` token per image feature —
 //! as mlx-vlm's `llava` computes it.
 use super::clip::{TowerAct, TowerConfig, VisionTower};
 use crate::error::{Result, broken, unsupported};
@@ -12,8 +12,9 @@ use std::path::Path;
 /// The `model_type` values this file runs.
 pub const MODEL_TYPES: &[&str] = &["llava"];
 
-/// The text architectures a LLaVA checkpoint may wrap here.
-const TEXT_TYPES: &[&str] = &["llama", "mistral", "qwen2"];
+/// The text architectures a LLaVA checkpoint may wrap here (mlx-vlm's LLaVA text model is a
+/// llama, with qwen2's attention biases).
+const TEXT_TYPES: &[&str] = &["llama", "qwen2"];
 
 /// mlx-vlm's `llava.TextConfig` defaults (Vicuna-7B's, which llava-hf configs leave out).
 fn text_defaults() -> Value {
@@ -34,37 +35,12 @@ fn text_defaults() -> Value {
 /// The text model's config.json, as mlx-vlm reads it from a LLaVA config: `text_config` over
 /// the defaults, the head size from hidden / heads, the root's quantization and end tokens.
 pub fn text_config(path: &Path, root: &Value) -> Result<Value> {
-    let mut t = text_defaults();
     let given = root
         .get("text_config")
         .and_then(Value::as_object)
         .ok_or_else(|| broken(path, "a llava config without `text_config`"))?;
-    let obj = t.as_object_mut().expect("an object");
-    for (k, v) in given {
-        obj.insert(k.clone(), v.clone());
-    }
-    // mlx-vlm's llava computes the head size; a stored `head_dim` is not read.
-    obj.remove("head_dim");
-    for k in ["quantization", "quantization_config", "eos_token_id"] {
-        if let Some(v) = root.get(k).filter(|v| !v.is_null()) {
-            obj.entry(k).or_insert(v.clone());
-        }
-    }
-    // Per-layer quantization names the text model's layers as the checkpoint does
-    // (`language_model.model.…`); the text model is built with that prefix taken off.
-    for k in ["quantization", "quantization_config"] {
-        if let Some(Value::Object(q)) = obj.get_mut(k) {
-            let renamed: serde_json::Map<String, Value> = q
-                .iter()
-                .map(|(name, v)| {
-                    let name = name.strip_prefix("language_model.").unwrap_or(name);
-                    (name.to_string(), v.clone())
-                })
-                .collect();
-            *q = renamed;
-        }
-    }
-    let mt = obj["model_type"].as_str().unwrap_or("");
+    let t = merge_text_config(path, root, text_defaults(), given, &json!({}))?;
+    let mt = t["model_type"].as_str().unwrap_or("");
     if !TEXT_TYPES.contains(&mt) {
         return Err(unsupported(
             path,
@@ -75,6 +51,59 @@ pub fn text_config(path: &Path, root: &Value) -> Result<Value> {
         ));
     }
     Ok(t)
+}
+
+/// A vision model's text config as a text checkpoint's: `given` over `defaults`, then `fixed`;
+/// no `head_dim` (mlx-vlm computes hidden / heads); the root's quantization and end tokens,
+/// per-layer quantization entries renamed from the checkpoint's `language_model.[model.]…` to
+/// the text model's `model.…` / `lm_head`.
+pub fn merge_text_config(
+    path: &Path,
+    root: &Value,
+    mut defaults: Value,
+    given: &serde_json::Map<String, Value>,
+    fixed: &Value,
+) -> Result<Value> {
+    let obj = defaults
+        .as_object_mut()
+        .ok_or_else(|| broken(path, "text defaults are not an object"))?;
+    for (k, v) in given {
+        obj.insert(k.clone(), v.clone());
+    }
+    if let Some(f) = fixed.as_object() {
+        for (k, v) in f {
+            obj.insert(k.clone(), v.clone());
+        }
+    }
+    obj.remove("head_dim");
+    for k in ["quantization", "quantization_config", "eos_token_id"] {
+        if let Some(v) = root.get(k).filter(|v| !v.is_null()) {
+            obj.entry(k).or_insert(v.clone());
+        }
+    }
+    for k in ["quantization", "quantization_config"] {
+        if let Some(Value::Object(q)) = obj.get_mut(k) {
+            let renamed: serde_json::Map<String, Value> = q
+                .iter()
+                .map(|(name, v)| (text_layer_name(name), v.clone()))
+                .collect();
+            *q = renamed;
+        }
+    }
+    Ok(defaults)
+}
+
+/// A checkpoint's name for a text-model layer as the text model names it:
+/// `language_model.model.x` and `language_model.x` → `model.x`, `language_model.lm_head` →
+/// `lm_head`; other names as they are.
+pub fn text_layer_name(name: &str) -> String {
+    match name.strip_prefix("language_model.") {
+        Some(t) if t.starts_with("model.") || t == "lm_head" || t.starts_with("lm_head.") => {
+            t.to_string()
+        }
+        Some(t) => format!("model.{t}"),
+        None => name.to_string(),
+    }
 }
 
 /// The vision half of a LLaVA model: tower, projector, and how image tokens are counted.

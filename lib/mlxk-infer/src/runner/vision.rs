@@ -98,33 +98,37 @@ impl VisionRunner {
         out: &mut Output,
         facts: &mut RunFacts,
     ) -> Result<(), Failure> {
-        let n = item.images.len();
-        if n > model.max_images() {
-            return Err(Failure::usage(format!(
-                "{n} images for one prompt, but {} takes at most {} (describe them one by one with --image-dir, or give one)",
-                model.model_type,
-                model.max_images()
-            )));
-        }
         let start = Instant::now();
         let images = item
             .images
             .iter()
-            .map(|p| image::load(p, model.processor.alpha()).map_err(image_failure))
+            .map(|p| image::load(p).map_err(image_failure))
             .collect::<Result<Vec<_>, Failure>>()?;
-        let prepared: Vec<vision::Prepared> = images.iter().map(|i| model.prepare(i)).collect();
+        let prepared = item
+            .images
+            .iter()
+            .zip(&images)
+            .map(|(p, i)| {
+                model.prepare(i).map_err(|why| {
+                    Failure::new(
+                        Exit::Failure,
+                        "too_large",
+                        format!("{}: {why}", p.display()),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, Failure>>()?;
         let spec = &item.prompt.spec;
         let ids = model.prompt_ids(spec.system.as_deref(), &spec.text, &prepared)?;
+        let image_tokens: usize = prepared.iter().map(|p| model.image_tokens(p)).sum();
         if let Some(c) = model.text.context_length()
             && ids.len() >= c
         {
-            // Cutting the prompt could cut an image's tokens: no truncation here.
-            return Err(InferError::ContextOverflow {
-                prompt: ids.len(),
-                context: c,
-                reserved: 1,
-            }
-            .into());
+            // Cutting the prompt could cut a picture's tokens: no truncation here.
+            return Err(Failure::usage(format!(
+                "the prompt is {} tokens ({image_tokens} of them the pictures') but the model's context is {c}; shorten the prompt or give fewer or smaller pictures",
+                ids.len()
+            )));
         }
         let embeddings = if images.is_empty() {
             None
@@ -139,7 +143,6 @@ impl VisionRunner {
             .iter()
             .map(|p| p.display().to_string())
             .collect();
-        let image_tokens: usize = prepared.iter().map(|p| model.image_tokens(p)).sum();
         let extras = Extras {
             embeddings,
             lead_s: encode_s,

@@ -1,7 +1,6 @@
-//! Reading an image file into 8-bit RGB, as the reference processors see it: EXIF orientation
-//! applied, the first frame of an animation, alpha dropped (Pillow's `convert("RGB")`, what
-//! mlx-vlm's loader and transformers' CLIP processors do) or composited on white with Pillow's
-//! integer arithmetic (the processors that do that: Idefics). A file that is not an image, is empty, is cut short, or would decode to more
+//! Reading an image file into 8-bit RGB, as mlx-vlm's loader hands it to the processors: EXIF
+//! orientation applied, the first frame of an animation, alpha dropped (Pillow's
+//! `convert("RGB")`; the LLaVA and Idefics3 processors composite nothing on white). A file that is not an image, is empty, is cut short, or would decode to more
 //! pixels than Pillow allows (a decompression bomb) is an error naming the file — nothing is
 //! ever run on a half-decoded picture.
 use image::{DynamicImage, ImageDecoder, ImageReader};
@@ -31,15 +30,6 @@ impl Rgb8 {
     }
 }
 
-/// What becomes of an alpha channel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Alpha {
-    /// Dropped: the stored colours as they are (`convert("RGB")`).
-    Drop,
-    /// Composited on white (`alpha_composite` over an opaque white picture).
-    OnWhite,
-}
-
 /// Why an image could not be read: a code for records and a message for people.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageError {
@@ -55,7 +45,7 @@ fn err(code: &'static str, what: &str, message: impl Into<String>) -> ImageError
 }
 
 /// Reads and decodes the image file at `path`.
-pub fn load(path: &Path, alpha: Alpha) -> Result<Rgb8, ImageError> {
+pub fn load(path: &Path) -> Result<Rgb8, ImageError> {
     let what = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|e| {
         let code = if e.kind() == std::io::ErrorKind::NotFound {
@@ -65,11 +55,11 @@ pub fn load(path: &Path, alpha: Alpha) -> Result<Rgb8, ImageError> {
         };
         err(code, &what, format!("cannot read: {e}"))
     })?;
-    decode(&bytes, &what, alpha)
+    decode(&bytes, &what)
 }
 
 /// Decodes an image held in memory; `what` names it in errors.
-pub fn decode(bytes: &[u8], what: &str, alpha: Alpha) -> Result<Rgb8, ImageError> {
+pub fn decode(bytes: &[u8], what: &str) -> Result<Rgb8, ImageError> {
     if bytes.is_empty() {
         return Err(err("empty", what, "the file is empty (0 bytes)"));
     }
@@ -114,7 +104,11 @@ pub fn decode(bytes: &[u8], what: &str, alpha: Alpha) -> Result<Rgb8, ImageError
         .map_err(|e| decode_error(what, &name, e))?;
     let mut img = DynamicImage::from_decoder(decoder).map_err(|e| decode_error(what, &name, e))?;
     img.apply_orientation(orientation);
-    Ok(to_rgb(img, alpha))
+    Ok(Rgb8::new(
+        img.width() as usize,
+        img.height() as usize,
+        img.into_rgb8().into_raw(),
+    ))
 }
 
 fn decode_error(what: &str, format: &str, e: image::ImageError) -> ImageError {
@@ -139,36 +133,6 @@ fn decode_error(what: &str, format: &str, e: image::ImageError) -> ImageError {
     }
 }
 
-/// Pillow's `Image.alpha_composite(white, image)` for one channel value `c` with alpha `a`.
-fn over_white(c: u8, a: u8) -> u8 {
-    // AlphaComposite.c with a fully opaque white destination, PRECISION_BITS 7.
-    const PRECISION_BITS: u32 = 7;
-    let (c, a) = (u32::from(c), u32::from(a));
-    let blend = 255 * (255 - a);
-    let outa255 = a * 255 + blend;
-    let coef1 = a * 255 * 255 * (1 << PRECISION_BITS) / outa255;
-    let coef2 = 255 * (1 << PRECISION_BITS) - coef1;
-    let tmp = c * coef1 + 255 * coef2 + (0x80 << PRECISION_BITS);
-    let shifted = ((tmp >> 8) + tmp) >> 8;
-    (shifted >> PRECISION_BITS) as u8
-}
-
-/// The image as 8-bit RGB: deeper samples scaled down, grey replicated, alpha as `alpha` says.
-fn to_rgb(img: DynamicImage, alpha: Alpha) -> Rgb8 {
-    let (w, h) = (img.width() as usize, img.height() as usize);
-    if img.color().has_alpha() && alpha == Alpha::OnWhite {
-        let rgba = img.into_rgba8();
-        let mut data = Vec::with_capacity(w * h * 3);
-        for p in rgba.pixels() {
-            let [r, g, b, a] = p.0;
-            data.extend_from_slice(&[over_white(r, a), over_white(g, a), over_white(b, a)]);
-        }
-        Rgb8::new(w, h, data)
-    } else {
-        Rgb8::new(w, h, img.into_rgb8().into_raw())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,42 +152,87 @@ mod tests {
     }
 
     #[test]
-    fn alpha_is_composited_on_white_like_pillow() {
-        // Opaque keeps the colour, transparent is white; values checked against Pillow 13.
-        assert_eq!(over_white(10, 255), 10);
-        assert_eq!(over_white(10, 0), 255);
-        assert_eq!(over_white(0, 128), 127);
-        assert_eq!(over_white(200, 100), 233);
-        assert_eq!(over_white(128, 77), 217);
+    fn grey_and_rgba_become_rgb() {
+        let g = decode(&png(2, 1, image::ColorType::L8, &[0, 200]), "g.png").unwrap();
+        assert_eq!(g.data, vec![0, 0, 0, 200, 200, 200]);
+        // Alpha dropped, the stored colour kept (Pillow's convert("RGB")).
+        let rgba = png(1, 1, image::ColorType::Rgba8, &[10, 20, 30, 0]);
+        let a = decode(&rgba, "a.png").unwrap();
+        assert_eq!(a.data, vec![10, 20, 30]);
+    }
+
+    fn encode(img: &image::RgbImage, format: image::ImageFormat) -> Vec<u8> {
+        let mut out = Vec::new();
+        image::DynamicImage::ImageRgb8(img.clone())
+            .write_to(&mut Cursor::new(&mut out), format)
+            .unwrap();
+        out
     }
 
     #[test]
-    fn grey_and_rgba_become_rgb() {
-        let g = decode(
-            &png(2, 1, image::ColorType::L8, &[0, 200]),
-            "g.png",
-            Alpha::Drop,
-        )
-        .unwrap();
-        assert_eq!(g.data, vec![0, 0, 0, 200, 200, 200]);
-        let rgba = png(1, 1, image::ColorType::Rgba8, &[10, 20, 30, 0]);
-        let a = decode(&rgba, "a.png", Alpha::OnWhite).unwrap();
-        assert_eq!(a.data, vec![255, 255, 255]);
-        let a = decode(&rgba, "a.png", Alpha::Drop).unwrap();
-        assert_eq!(a.data, vec![10, 20, 30]);
+    fn every_format_decodes_to_the_same_pixels() {
+        let img = image::RgbImage::from_fn(7, 5, |x, y| {
+            image::Rgb([(x * 30) as u8, (y * 50) as u8, ((x + y) * 10) as u8])
+        });
+        let want = img.clone().into_raw();
+        for f in [
+            image::ImageFormat::Png,
+            image::ImageFormat::Bmp,
+            image::ImageFormat::Tiff,
+            image::ImageFormat::WebP,
+        ] {
+            let got = decode(&encode(&img, f), "x").unwrap();
+            assert_eq!((got.width, got.height), (7, 5), "{f:?}");
+            assert_eq!(got.data, want, "{f:?} is lossless");
+        }
+        // Lossy or palette formats: the size, and colours close to the original.
+        for f in [image::ImageFormat::Jpeg, image::ImageFormat::Gif] {
+            let got = decode(&encode(&img, f), "x").unwrap();
+            assert_eq!((got.width, got.height), (7, 5), "{f:?}");
+            let worst = got
+                .data
+                .iter()
+                .zip(&want)
+                .map(|(a, b)| (i16::from(*a) - i16::from(*b)).abs())
+                .max()
+                .unwrap();
+            assert!(worst < 48, "{f:?}: off by {worst}");
+        }
+    }
+
+    #[test]
+    fn exif_orientation_is_applied() {
+        // 3 × 2, each pixel's red its index; EXIF orientation 6 (rotate 90° clockwise).
+        let img = image::RgbImage::from_fn(3, 2, |x, y| image::Rgb([(y * 3 + x) as u8, 0, 0]));
+        let exif = vec![
+            b'M', b'M', 0, 42, 0, 0, 0, 8, // TIFF header, first IFD at 8
+            0, 1, // one entry
+            0x01, 0x12, 0, 3, 0, 0, 0, 1, 0, 6, 0, 0, // Orientation, SHORT, 1, value 6
+            0, 0, 0, 0, // no next IFD
+        ];
+        let mut out = Vec::new();
+        {
+            use image::ImageEncoder;
+            let mut enc = image::codecs::png::PngEncoder::new(&mut out);
+            enc.set_exif_metadata(exif).unwrap();
+            enc.write_image(img.as_raw(), 3, 2, image::ExtendedColorType::Rgb8)
+                .unwrap();
+        }
+        let got = decode(&out, "turned.png").unwrap();
+        assert_eq!((got.width, got.height), (2, 3));
+        let reds: Vec<u8> = got.data.chunks(3).map(|p| p[0]).collect();
+        // Turned clockwise: the bottom row (3 4 5) becomes the left column.
+        assert_eq!(reds, vec![3, 0, 4, 1, 5, 2]);
     }
 
     #[test]
     fn bad_files_are_named_errors() {
-        assert_eq!(decode(b"", "e.png", Alpha::Drop).unwrap_err().code, "empty");
-        let e = decode(b"hello, this is text", "t.png", Alpha::Drop).unwrap_err();
+        assert_eq!(decode(b"", "e.png").unwrap_err().code, "empty");
+        let e = decode(b"hello, this is text", "t.png").unwrap_err();
         assert_eq!(e.code, "not_image");
         assert!(e.message.starts_with("t.png: "), "{}", e.message);
         let full = png(8, 8, image::ColorType::Rgb8, &[7; 8 * 8 * 3]);
-        let cut = decode(&full[..full.len() / 2], "cut.png", Alpha::Drop).unwrap_err();
-        assert!(
-            ["truncated", "corrupt_image"].contains(&cut.code),
-            "{cut:?}"
-        );
+        let cut = decode(&full[..full.len() / 2], "cut.png").unwrap_err();
+        assert_eq!(cut.code, "truncated", "{cut:?}");
     }
 }

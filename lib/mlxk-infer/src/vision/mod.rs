@@ -14,7 +14,7 @@ use crate::models::llava::{self, Llava};
 use crate::tokenizer::TextTokenizer;
 use crate::weights::{self, DtypePolicy, WeightFormat, Weights};
 use idefics3::Idefics3Processor;
-use image::{Alpha, Rgb8};
+use image::Rgb8;
 use mlx_rs::Array;
 use processor::ClipProcessor;
 use serde_json::{Value, json};
@@ -40,14 +40,6 @@ pub enum VisionPart {
 pub enum ImageProcessor {
     Clip(ClipProcessor),
     Idefics3(Idefics3Processor),
-}
-
-impl ImageProcessor {
-    /// What the reference does with an alpha channel: both mlx-vlm's loader and these
-    /// processors' `convert_to_rgb` drop it (Pillow's `convert("RGB")`).
-    pub fn alpha(&self) -> Alpha {
-        Alpha::Drop
-    }
 }
 
 /// One picture, processed: the tower's input for each of its tiles `[n, H, W, 3]` and the grid
@@ -90,14 +82,6 @@ impl VisionModel {
         }
     }
 
-    /// Most pictures one prompt may carry (mlx-vlm's LLaVA takes one).
-    pub fn max_images(&self) -> usize {
-        match &self.vision {
-            VisionPart::Llava(_) => 1,
-            VisionPart::Idefics3(_) => usize::MAX,
-        }
-    }
-
     /// Whether the model's chat messages list their images before their text (mlx-vlm's
     /// message format for the architecture).
     pub fn images_first(&self) -> bool {
@@ -107,24 +91,34 @@ impl VisionModel {
         }
     }
 
-    /// The tower's input for `img`.
-    pub fn prepare(&self, img: &Rgb8) -> Prepared {
+    /// The tower's input for `img`; `Err` (why, for people) when the processor would make a
+    /// picture too large to hold (a very long and thin one, resized by its short side).
+    pub fn prepare(&self, img: &Rgb8) -> std::result::Result<Prepared, String> {
         match &self.processor {
-            ImageProcessor::Clip(p) => Prepared {
-                pixels: p.pixel_array(img),
-                tiles: 1,
-                rows: 0,
-                cols: 0,
-            },
+            ImageProcessor::Clip(p) => {
+                let (w, h) = p.resized_size(img.width, img.height);
+                if (w as u64) * (h as u64) > image::MAX_PIXELS {
+                    return Err(format!(
+                        "{}×{} pixels would be resized to {w}×{h} before the crop; crop it closer to square first",
+                        img.width, img.height
+                    ));
+                }
+                Ok(Prepared {
+                    pixels: p.pixel_array(img),
+                    tiles: 1,
+                    rows: 0,
+                    cols: 0,
+                })
+            }
             ImageProcessor::Idefics3(p) => {
                 let t = p.process(img);
                 let side = p.tile as i32;
-                Prepared {
+                Ok(Prepared {
                     pixels: Array::from_slice(&t.pixels, &[t.count as i32, side, side, 3]),
                     tiles: t.count,
                     rows: t.rows,
                     cols: t.cols,
-                }
+                })
             }
         }
     }
@@ -165,11 +159,25 @@ impl VisionModel {
         images: &[Prepared],
     ) -> Result<Vec<u32>> {
         let tok: &TextTokenizer = &self.text.tokenizer;
+        for (what, text) in [("the prompt", Some(user)), ("the system message", system)] {
+            if text.is_some_and(|t| t.contains(IMAGE_TOKEN)) {
+                return Err(InferError::Options(format!(
+                    "{what} contains {IMAGE_TOKEN}, which marks where a picture goes; give pictures as files"
+                )));
+            }
+        }
+        if tok.chat_template.is_none() {
+            return Err(InferError::Options(
+                "the model has no chat template (chat_template.json, chat_template.jinja or tokenizer_config.json), and its pictures need one to find their place".into(),
+            ));
+        }
+        // mlx-vlm's message parts: text under both keys, images as {"type": "image"}.
+        let part = |t: &str| json!({"type": "text", "text": t, "content": t});
         let mut messages = Vec::new();
         if let Some(s) = system {
-            messages.push(json!({"role": "system", "content": [{"type": "text", "text": s}]}));
+            messages.push(json!({"role": "system", "content": [part(s)]}));
         }
-        let mut content = vec![json!({"type": "text", "text": user})];
+        let mut content = vec![part(user)];
         let parts = vec![json!({"type": "image"}); images.len()];
         if self.images_first() {
             content.splice(0..0, parts);
@@ -177,7 +185,8 @@ impl VisionModel {
             content.extend(parts);
         }
         messages.push(json!({"role": "user", "content": content}));
-        let text = tok.render_chat_values(&messages, None)?;
+        // mlx-vlm renders every template with enable_thinking=False.
+        let text = tok.render_chat_values(&messages, Some(false))?;
         let pieces: Vec<&str> = text.split(IMAGE_TOKEN).collect();
         if pieces.len() != images.len() + 1 {
             return Err(InferError::Options(format!(
@@ -191,17 +200,16 @@ impl VisionModel {
             expanded.push_str(&self.image_text(p));
             expanded.push_str(rest);
         }
-        tok.encode(&expanded, true)
+        let ids = tok.encode(&expanded, true)?;
+        if ids.last() == Some(&self.image_token()) {
+            // The last prompt position is decoded from its id, not its embedding.
+            return Err(InferError::Options(
+                "the chat template ends the prompt with a picture; its features would be lost"
+                    .into(),
+            ));
+        }
+        Ok(ids)
     }
-}
-
-/// Whether the folder holds a vision-language model this build knows (by config.json).
-pub fn is_vision_folder(path: &Path) -> bool {
-    std::fs::read_to_string(path.join("config.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
-        .and_then(|v| v.get("model_type")?.as_str().map(String::from))
-        .is_some_and(|mt| supported_model_types().contains(&mt.as_str()))
 }
 
 /// The checkpoint's tensors split into the text model's (named as a text checkpoint names
@@ -213,12 +221,8 @@ fn split_weights(map: HashMap<String, Array>) -> (HashMap<String, Array>, HashMa
     for (k, v) in map {
         // `language_model.model.…` (LLaVA) and `language_model.layers.…` (mlx-vlm's Idefics3)
         // both become the text checkpoint's `model.…`; heads stay `lm_head.…`.
-        if let Some(t) = k.strip_prefix("language_model.") {
-            if t.starts_with("model.") || t.starts_with("lm_head.") {
-                text.insert(t.to_string(), v);
-            } else {
-                text.insert(format!("model.{t}"), v);
-            }
+        if k.starts_with("language_model.") {
+            text.insert(llava::text_layer_name(&k), v);
         } else if let Some(t) = k
             .strip_prefix("model.language_model.")
             .or_else(|| k.strip_prefix("model.text_model."))
@@ -266,7 +270,7 @@ pub fn load(path: &Path, policy: DtypePolicy) -> Result<VisionModel> {
     let text_cfg = ModelConfig::from_json(&cfg_path, text_raw)?;
     crate::models::architecture(&text_cfg)?;
     let pre_path = path.join("preprocessor_config.json");
-    let pre: Value = std::fs::read_to_string(&pre_path)
+    let mut pre: Value = std::fs::read_to_string(&pre_path)
         .map_err(|e| {
             broken(
                 &pre_path,
@@ -276,6 +280,14 @@ pub fn load(path: &Path, policy: DtypePolicy) -> Result<VisionModel> {
         .and_then(|t| {
             serde_json::from_str(&t).map_err(|e| broken(&pre_path, format!("not valid JSON: {e}")))
         })?;
+    // transformers reads processor_config.json's `image_processor` over it.
+    if let Some(Value::Object(over)) = processor_json(path)?.get("image_processor")
+        && let Some(obj) = pre.as_object_mut()
+    {
+        for (k, v) in over {
+            obj.insert(k.clone(), v.clone());
+        }
+    }
     let processor = if is_idefics3 {
         ImageProcessor::Idefics3(Idefics3Processor::from_json(&pre_path, &pre)?)
     } else {
@@ -297,15 +309,29 @@ pub fn load(path: &Path, policy: DtypePolicy) -> Result<VisionModel> {
     };
     vw.finish()?;
     let mut tokenizer = TextTokenizer::from_dir(path, &text_cfg.eos_token_ids)?;
+    // Processor folders keep the template in chat_template.json, which wins as in mlx-vlm.
+    let template_json = path.join("chat_template.json");
+    if template_json.is_file() {
+        let v: Value = std::fs::read_to_string(&template_json)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .ok_or_else(|| broken(&template_json, "not valid JSON"))?;
+        tokenizer.chat_template = Some(
+            v.get("chat_template")
+                .and_then(Value::as_str)
+                .ok_or_else(|| broken(&template_json, "no `chat_template` string"))?
+                .to_string(),
+        );
+    }
     let image_token = match &vision {
         VisionPart::Llava(l) => l.image_token,
         VisionPart::Idefics3(m) => m.image_token,
     };
-    if tokenizer.decode(&[image_token]).ok().as_deref() != Some(IMAGE_TOKEN) {
+    if tokenizer.encode(IMAGE_TOKEN, false).ok().as_deref() != Some(&[image_token][..]) {
         return Err(broken(
             path,
             format!(
-                "the tokenizer's token {image_token} (the config's image token) is not {IMAGE_TOKEN}"
+                "the tokenizer does not read {IMAGE_TOKEN} as the one token {image_token} the config names (image_token_index)"
             ),
         ));
     }
@@ -342,14 +368,19 @@ pub fn load(path: &Path, policy: DtypePolicy) -> Result<VisionModel> {
     })
 }
 
+/// `processor_config.json` (`{}` when the folder has none).
+fn processor_json(path: &Path) -> Result<Value> {
+    let p = path.join("processor_config.json");
+    let Ok(text) = std::fs::read_to_string(&p) else {
+        return Ok(json!({}));
+    };
+    serde_json::from_str(&text).map_err(|e| broken(&p, format!("not valid JSON: {e}")))
+}
+
 /// A whole-number setting of `processor_config.json`, if the file has it.
 fn processor_setting(path: &Path, key: &str) -> Result<Option<usize>> {
     let p = path.join("processor_config.json");
-    let Ok(text) = std::fs::read_to_string(&p) else {
-        return Ok(None);
-    };
-    let v: Value =
-        serde_json::from_str(&text).map_err(|e| broken(&p, format!("not valid JSON: {e}")))?;
+    let v = processor_json(path)?;
     match v.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(x) => x

@@ -31,6 +31,15 @@ pub struct ClipProcessor {
 pub const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
 pub const CLIP_STD: [f32; 3] = [0.268_629_55, 0.261_302_6, 0.275_777_1];
 
+/// The `image_processor_type` values this processor computes (LLaVA's `do_pad` is refused
+/// when on).
+const CLIP_TYPES: &[&str] = &[
+    "CLIPImageProcessor",
+    "CLIPImageProcessorFast",
+    "LlavaImageProcessor",
+    "LlavaImageProcessorFast",
+];
+
 /// Keys of `preprocessor_config.json` that change nothing in the pixels (names, classes,
 /// processor-level settings read elsewhere).
 const INERT_KEYS: &[&str] = &[
@@ -49,32 +58,25 @@ const INERT_KEYS: &[&str] = &[
 ];
 
 impl ClipProcessor {
-    /// What the reference does with an alpha channel before this processor (mlx-vlm's loader
-    /// and transformers' CLIP `convert_to_rgb`: `convert("RGB")`, alpha dropped).
-    pub fn alpha(&self) -> super::image::Alpha {
-        super::image::Alpha::Drop
-    }
-
-    /// Reads the processor of the model folder `dir` (`preprocessor_config.json`).
-    pub fn load(dir: &Path) -> Result<ClipProcessor> {
-        let path = dir.join("preprocessor_config.json");
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            broken(
-                &path,
-                format!("cannot read the image processor's settings: {e}"),
-            )
-        })?;
-        let v: Value = serde_json::from_str(&text)
-            .map_err(|e| broken(&path, format!("not valid JSON: {e}")))?;
-        Self::from_json(&path, &v)
-    }
-
     /// Builds the processor from the parsed settings; `path` names them in errors. A setting
     /// that would change the pixels in a way not implemented here is refused, never ignored.
     pub fn from_json(path: &Path, v: &Value) -> Result<ClipProcessor> {
         let obj = v
             .as_object()
             .ok_or_else(|| broken(path, "not a JSON object"))?;
+        // The processors whose defaults and steps these are; SigLIP's (no crop, 0.5 mean/std)
+        // and others differ.
+        if let Some(t) = obj.get("image_processor_type").and_then(Value::as_str)
+            && !CLIP_TYPES.contains(&t)
+        {
+            return Err(unsupported(
+                path,
+                format!(
+                    "image processor `{t}` is not supported for this model ({})",
+                    CLIP_TYPES.join(", ")
+                ),
+            ));
+        }
         let known = [
             "do_resize",
             "size",
@@ -225,16 +227,12 @@ impl ClipProcessor {
         })
     }
 
-    /// The output's height and width for an input of `w` × `h`.
-    pub fn output_size(&self, w: usize, h: usize) -> (usize, usize) {
-        let (mut w, mut h) = match self.resize {
+    /// The size `w` × `h` is resized to before the crop (itself without a resize).
+    pub fn resized_size(&self, w: usize, h: usize) -> (usize, usize) {
+        match self.resize {
             Some((size, _)) => resized(size, w, h),
             None => (w, h),
-        };
-        if let Some((ch, cw)) = self.crop {
-            (w, h) = (cw, ch);
         }
-        (h, w)
     }
 
     /// The pixel values of `img`, channels last: `[height, width, 3]` as f32.
@@ -342,6 +340,10 @@ mod tests {
     #[test]
     fn settings_that_would_change_pixels_unseen_are_refused() {
         let p = Path::new("preprocessor_config.json");
+        let e =
+            ClipProcessor::from_json(p, &json!({"image_processor_type": "SiglipImageProcessor"}))
+                .unwrap_err();
+        assert!(e.to_string().contains("SiglipImageProcessor"), "{e}");
         let ok = ClipProcessor::from_json(
             p,
             &json!({"crop_size": 336, "size": {"shortest_edge": 336}, "do_pad": false,
