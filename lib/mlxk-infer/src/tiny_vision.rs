@@ -175,27 +175,7 @@ fn smolvlm_tensors(v: &Value, text_hidden: usize, scale: usize) -> Vec<(String, 
             Kind::Embedding,
         ),
     ];
-    for i in 0..n("num_hidden_layers") {
-        let l = format!("{pre}.encoder.layers.{i}");
-        for proj in ["q_proj", "k_proj", "v_proj", "out_proj"] {
-            out.push((
-                format!("{l}.self_attn.{proj}.weight"),
-                vec![d, d],
-                Kind::Matrix,
-            ));
-            out.push((format!("{l}.self_attn.{proj}.bias"), vec![d], Kind::Bias));
-        }
-        for ln in ["layer_norm1", "layer_norm2"] {
-            out.push((format!("{l}.{ln}.weight"), vec![d], Kind::Norm));
-            out.push((format!("{l}.{ln}.bias"), vec![d], Kind::Bias));
-        }
-        out.push((format!("{l}.mlp.fc1.weight"), vec![f, d], Kind::Matrix));
-        out.push((format!("{l}.mlp.fc1.bias"), vec![f], Kind::Bias));
-        out.push((format!("{l}.mlp.fc2.weight"), vec![d, f], Kind::Matrix));
-        out.push((format!("{l}.mlp.fc2.bias"), vec![d], Kind::Bias));
-    }
-    out.push((format!("{pre}.post_layernorm.weight"), vec![d], Kind::Norm));
-    out.push((format!("{pre}.post_layernorm.bias"), vec![d], Kind::Bias));
+    out.extend(encoder_tensors(pre, n("num_hidden_layers"), d, f));
     out.push((
         "model.connector.modality_projection.proj.weight".into(),
         vec![text_hidden, d * scale * scale],
@@ -259,27 +239,7 @@ fn vision_tensors(v: &Value, text_hidden: usize) -> Vec<(String, Vec<usize>, Kin
         vec![grid * grid + usize::from(clip), d],
         Kind::Embedding,
     ));
-    for i in 0..n("num_hidden_layers") {
-        let l = format!("{pre}.encoder.layers.{i}");
-        for proj in ["q_proj", "k_proj", "v_proj", "out_proj"] {
-            out.push((
-                format!("{l}.self_attn.{proj}.weight"),
-                vec![d, d],
-                Kind::Matrix,
-            ));
-            out.push((format!("{l}.self_attn.{proj}.bias"), vec![d], Kind::Bias));
-        }
-        for ln in ["layer_norm1", "layer_norm2"] {
-            out.push((format!("{l}.{ln}.weight"), vec![d], Kind::Norm));
-            out.push((format!("{l}.{ln}.bias"), vec![d], Kind::Bias));
-        }
-        out.push((format!("{l}.mlp.fc1.weight"), vec![f, d], Kind::Matrix));
-        out.push((format!("{l}.mlp.fc1.bias"), vec![f], Kind::Bias));
-        out.push((format!("{l}.mlp.fc2.weight"), vec![d, f], Kind::Matrix));
-        out.push((format!("{l}.mlp.fc2.bias"), vec![d], Kind::Bias));
-    }
-    out.push((format!("{pre}.post_layernorm.weight"), vec![d], Kind::Norm));
-    out.push((format!("{pre}.post_layernorm.bias"), vec![d], Kind::Bias));
+    out.extend(encoder_tensors(pre, n("num_hidden_layers"), d, f));
     let t = text_hidden;
     out.push((
         "multi_modal_projector.linear_1.weight".into(),
@@ -301,6 +261,39 @@ fn vision_tensors(v: &Value, text_hidden: usize) -> Vec<(String, Vec<usize>, Kin
         vec![t],
         Kind::Bias,
     ));
+    out
+}
+
+/// The tensors of a CLIP/SigLIP encoder of `layers` pre-norm layers under `pre`, then its
+/// final norm.
+fn encoder_tensors(
+    pre: &str,
+    layers: usize,
+    d: usize,
+    f: usize,
+) -> Vec<(String, Vec<usize>, Kind)> {
+    let mut out = Vec::new();
+    for i in 0..layers {
+        let l = format!("{pre}.encoder.layers.{i}");
+        for proj in ["q_proj", "k_proj", "v_proj", "out_proj"] {
+            out.push((
+                format!("{l}.self_attn.{proj}.weight"),
+                vec![d, d],
+                Kind::Matrix,
+            ));
+            out.push((format!("{l}.self_attn.{proj}.bias"), vec![d], Kind::Bias));
+        }
+        for ln in ["layer_norm1", "layer_norm2"] {
+            out.push((format!("{l}.{ln}.weight"), vec![d], Kind::Norm));
+            out.push((format!("{l}.{ln}.bias"), vec![d], Kind::Bias));
+        }
+        out.push((format!("{l}.mlp.fc1.weight"), vec![f, d], Kind::Matrix));
+        out.push((format!("{l}.mlp.fc1.bias"), vec![f], Kind::Bias));
+        out.push((format!("{l}.mlp.fc2.weight"), vec![d, f], Kind::Matrix));
+        out.push((format!("{l}.mlp.fc2.bias"), vec![d], Kind::Bias));
+    }
+    out.push((format!("{pre}.post_layernorm.weight"), vec![d], Kind::Norm));
+    out.push((format!("{pre}.post_layernorm.bias"), vec![d], Kind::Bias));
     out
 }
 

@@ -87,8 +87,8 @@ fn check(name: &str) {
             let (bytes, want_shape): (Vec<u8>, Vec<u32>) = match &model.processor {
                 ImageProcessor::Clip(clip) => {
                     let mut crop = clip.clone();
-                    crop.normalize = None;
-                    crop.rescale = None;
+                    crop.normalize.rescale = None;
+                    crop.normalize.mean_std = None;
                     let (h, w, v) = crop.pixels(img);
                     (
                         v.iter().map(|&x| x as u8).collect(),

@@ -4,6 +4,7 @@
 //! and normalised — and the prompt text that stands for it (`<row_r_col_c>` tiles, the
 //! `<global-img>` view, `image_seq_len` image tokens each).
 use super::image::Rgb8;
+use super::processor::Normalize;
 use super::resample::{Filter, resize};
 use crate::error::{Result, broken, unsupported};
 use serde_json::Value;
@@ -18,8 +19,7 @@ pub struct Idefics3Processor {
     pub tile: usize,
     pub split: bool,
     pub filter: Filter,
-    pub rescale: Option<f64>,
-    pub normalize: Option<([f32; 3], [f32; 3])>,
+    pub normalize: Normalize,
 }
 
 /// One processed picture: its tiles (the global view last), each `tile × tile × 3` f32
@@ -93,32 +93,7 @@ impl Idefics3Processor {
                 broken(path, format!("`resample` {r} is not a Pillow filter (0–5)"))
             })?,
         };
-        let triple = |k: &str| -> Result<[f32; 3]> {
-            match obj.get(k) {
-                None | Some(Value::Null) => Ok([0.5; 3]),
-                Some(Value::Number(n)) => Ok([n.as_f64().unwrap_or(0.0) as f32; 3]),
-                Some(Value::Array(a)) if a.len() == 3 => {
-                    let mut out = [0f32; 3];
-                    for (o, x) in out.iter_mut().zip(a) {
-                        *o = x
-                            .as_f64()
-                            .ok_or_else(|| broken(path, format!("`{k}` holds a non-number")))?
-                            as f32;
-                    }
-                    Ok(out)
-                }
-                Some(o) => Err(broken(path, format!("`{k}` must be three numbers: {o}"))),
-            }
-        };
-        let normalize = if flag("do_normalize")? {
-            let std = triple("image_std")?;
-            if std.contains(&0.0) {
-                return Err(broken(path, "`image_std` has a 0"));
-            }
-            Some((triple("image_mean")?, std))
-        } else {
-            None
-        };
+        let normalize = Normalize::from_json(path, obj, ([0.5; 3], [0.5; 3]))?;
         Ok(Idefics3Processor {
             longest_edge: if flag("do_resize")? {
                 Some(edge("size", 1456)?)
@@ -128,16 +103,6 @@ impl Idefics3Processor {
             tile: edge("max_image_size", 364)?,
             split: flag("do_image_splitting")?,
             filter,
-            rescale: if flag("do_rescale")? {
-                Some(match obj.get("rescale_factor") {
-                    None => 1.0 / 255.0,
-                    Some(r) => r
-                        .as_f64()
-                        .ok_or_else(|| broken(path, "`rescale_factor` is not a number"))?,
-                })
-            } else {
-                None
-            },
             normalize,
         })
     }
@@ -191,17 +156,7 @@ impl Idefics3Processor {
         let (rows, cols, tiles) = self.tiles_u8(img);
         let mut pixels = Vec::with_capacity(tiles.len() * self.tile * self.tile * 3);
         for tile in &tiles {
-            for (i, &v) in tile.data.iter().enumerate() {
-                let mut x = match self.rescale {
-                    Some(s) => (f64::from(v) * s) as f32,
-                    None => f32::from(v),
-                };
-                if let Some((mean, std)) = &self.normalize {
-                    let c = i % 3;
-                    x = (x - mean[c]) / std[c];
-                }
-                pixels.push(x);
-            }
+            self.normalize.apply(&tile.data, &mut pixels);
         }
         Tiles {
             rows,
@@ -280,8 +235,10 @@ mod tests {
             tile: 48,
             split: true,
             filter: Filter::Lanczos,
-            rescale: None,
-            normalize: None,
+            normalize: Normalize {
+                rescale: None,
+                mean_std: None,
+            },
         };
         let img = Rgb8::new(96, 40, (0..96 * 40 * 3).map(|i| (i % 251) as u8).collect());
         let (rows, cols, tiles) = p.tiles_u8(&img);

@@ -9,6 +9,84 @@ use mlx_rs::Array;
 use serde_json::Value;
 use std::path::Path;
 
+/// The last two steps of every processor here: rescale (transformers: `f64(v) × factor`, stored
+/// as f32), then normalise (`(x − mean) / std` in f32).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Normalize {
+    pub rescale: Option<f64>,
+    pub mean_std: Option<([f32; 3], [f32; 3])>,
+}
+
+impl Normalize {
+    /// Reads `do_rescale`, `rescale_factor`, `do_normalize`, `image_mean` and `image_std`,
+    /// with `default_mean_std` when the means or deviations are not given.
+    pub fn from_json(
+        path: &Path,
+        obj: &serde_json::Map<String, Value>,
+        default_mean_std: ([f32; 3], [f32; 3]),
+    ) -> Result<Normalize> {
+        let flag = |k: &str| -> Result<bool> {
+            match obj.get(k) {
+                None | Some(Value::Null) => Ok(true),
+                Some(Value::Bool(b)) => Ok(*b),
+                Some(o) => Err(broken(path, format!("`{k}` is not true/false: {o}"))),
+            }
+        };
+        let triple = |k: &str, default: [f32; 3]| -> Result<[f32; 3]> {
+            match obj.get(k) {
+                None | Some(Value::Null) => Ok(default),
+                Some(Value::Number(n)) => Ok([n.as_f64().unwrap_or(0.0) as f32; 3]),
+                Some(Value::Array(a)) if a.len() == 3 => {
+                    let mut out = [0f32; 3];
+                    for (o, x) in out.iter_mut().zip(a) {
+                        *o = x
+                            .as_f64()
+                            .ok_or_else(|| broken(path, format!("`{k}` holds a non-number")))?
+                            as f32;
+                    }
+                    Ok(out)
+                }
+                Some(o) => Err(broken(path, format!("`{k}` must be three numbers: {o}"))),
+            }
+        };
+        let rescale = if flag("do_rescale")? {
+            Some(match obj.get("rescale_factor") {
+                None => 1.0 / 255.0,
+                Some(r) => r
+                    .as_f64()
+                    .ok_or_else(|| broken(path, "`rescale_factor` is not a number"))?,
+            })
+        } else {
+            None
+        };
+        let mean_std = if flag("do_normalize")? {
+            let std = triple("image_std", default_mean_std.1)?;
+            if std.contains(&0.0) {
+                return Err(broken(path, "`image_std` has a 0"));
+            }
+            Some((triple("image_mean", default_mean_std.0)?, std))
+        } else {
+            None
+        };
+        Ok(Normalize { rescale, mean_std })
+    }
+
+    /// Appends the values of an 8-bit RGB picture's bytes to `out`.
+    pub fn apply(&self, bytes: &[u8], out: &mut Vec<f32>) {
+        for (i, &v) in bytes.iter().enumerate() {
+            let mut x = match self.rescale {
+                Some(s) => (f64::from(v) * s) as f32,
+                None => f32::from(v),
+            };
+            if let Some((mean, std)) = &self.mean_std {
+                let c = i % 3;
+                x = (x - mean[c]) / std[c];
+            }
+            out.push(x);
+        }
+    }
+}
+
 /// How the image is sized before cropping.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Size {
@@ -23,8 +101,7 @@ pub enum Size {
 pub struct ClipProcessor {
     pub resize: Option<(Size, Filter)>,
     pub crop: Option<(usize, usize)>,
-    pub rescale: Option<f64>,
-    pub normalize: Option<([f32; 3], [f32; 3])>,
+    pub normalize: Normalize,
 }
 
 /// OpenAI CLIP's mean and std, transformers' defaults for CLIP processors.
@@ -177,52 +254,10 @@ impl ClipProcessor {
         } else {
             None
         };
-        let rescale = if flag("do_rescale", true)? {
-            Some(match obj.get("rescale_factor") {
-                None => 1.0 / 255.0,
-                Some(r) => r
-                    .as_f64()
-                    .ok_or_else(|| broken(path, "`rescale_factor` is not a number"))?,
-            })
-        } else {
-            None
-        };
-        let triple = |k: &str, default: [f32; 3]| -> Result<[f32; 3]> {
-            match obj.get(k) {
-                None | Some(Value::Null) => Ok(default),
-                Some(Value::Number(n)) => {
-                    let x = n.as_f64().unwrap_or(0.0) as f32;
-                    Ok([x; 3])
-                }
-                Some(Value::Array(a)) if a.len() == 3 => {
-                    let mut out = [0f32; 3];
-                    for (o, x) in out.iter_mut().zip(a) {
-                        *o = x
-                            .as_f64()
-                            .ok_or_else(|| broken(path, format!("`{k}` holds a non-number")))?
-                            as f32;
-                    }
-                    Ok(out)
-                }
-                Some(other) => Err(broken(
-                    path,
-                    format!("`{k}` must be three numbers: {other}"),
-                )),
-            }
-        };
-        let normalize = if flag("do_normalize", true)? {
-            let std = triple("image_std", CLIP_STD)?;
-            if std.contains(&0.0) {
-                return Err(broken(path, "`image_std` has a 0"));
-            }
-            Some((triple("image_mean", CLIP_MEAN)?, std))
-        } else {
-            None
-        };
+        let normalize = Normalize::from_json(path, obj, (CLIP_MEAN, CLIP_STD))?;
         Ok(ClipProcessor {
             resize,
             crop,
-            rescale,
             normalize,
         })
     }
@@ -248,18 +283,7 @@ impl ClipProcessor {
             img = center_crop(&img, ch, cw);
         }
         let mut out = Vec::with_capacity(img.data.len());
-        for (i, &v) in img.data.iter().enumerate() {
-            // transformers: float64 × scale, stored as float32; then (x − mean) / std in f32.
-            let mut x = match self.rescale {
-                Some(s) => (f64::from(v) * s) as f32,
-                None => f32::from(v),
-            };
-            if let Some((mean, std)) = &self.normalize {
-                let c = i % 3;
-                x = (x - mean[c]) / std[c];
-            }
-            out.push(x);
-        }
+        self.normalize.apply(&img.data, &mut out);
         (img.height, img.width, out)
     }
 
