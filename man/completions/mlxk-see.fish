@@ -1,4 +1,4 @@
-complete -c mlxk-see -l image-dir -d 'Run the prompt on every image in DIR (png, jpg, jpeg, webp, gif, bmp, tif, tiff), one at a time, in name order' -r -F
+complete -c mlxk-see -l image-dir -d 'Run the prompt on every image in DIR (png, jpg, jpeg, webp, gif, bmp, tif, tiff; not hidden files), one at a time, in file-name order' -r -F
 complete -c mlxk-see -s p -l prompt -d 'Prompt text; `-` reads it from stdin (default with images: "Describe this image.")' -r
 complete -c mlxk-see -l prompt-file -d 'Read the prompt from a file' -r -F
 complete -c mlxk-see -l system -d 'System message for the chat template' -r
