@@ -4,8 +4,9 @@ use mlxk::cli::{self, Failure};
 use mlxk::runner::{self, Output, ReportFile};
 use mlxk_infer::runner::run_jobs;
 use mlxk_infer::runner::text::{PromptItem, PromptSpec, TextRunner};
-use mlxk_infer::runner::vision::{VisionItem, VisionRunner};
+use mlxk_infer::runner::vision::{VisionItem, VisionRunner, image_dir};
 use mlxk_infer::sampling::Sampling;
+use mlxk_infer::vision::image::is_image_name;
 use std::io::{IsTerminal, Read};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -103,15 +104,6 @@ const EXAMPLES: &str = "Examples:
   mlxk-see llava-1.5-7b-4bit --image-dir shots/ -p 'Describe' --report bench.jsonl
   mlxk-see llava-1.5-7b-4bit -p 'Just text, no picture'";
 
-/// The file extensions read as images.
-const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "webp", "gif", "bmp", "tif", "tiff"];
-
-fn is_image_name(p: &Path) -> bool {
-    p.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
-}
-
 fn read_prompt(cli: &Cli, model: Option<&str>, has_images: bool) -> Result<String, Failure> {
     let text = match (&cli.prompt, &cli.prompt_file) {
         (Some(p), _) if p == "-" => {
@@ -194,30 +186,6 @@ fn prompt_item(cli: &Cli, text: String) -> Result<PromptItem, Failure> {
     Ok(item)
 }
 
-/// The images of --image-dir DIR, in file-name order (by bytes); hidden files left out.
-fn image_dir(dir: &Path) -> Result<Vec<PathBuf>, Failure> {
-    let entries = std::fs::read_dir(dir)
-        .map_err(|e| Failure::usage(format!("--image-dir {}: {e}", dir.display())))?;
-    let mut files = Vec::new();
-    for e in entries {
-        let e = e.map_err(|e| Failure::usage(format!("--image-dir {}: {e}", dir.display())))?;
-        let p = e.path();
-        let hidden = e.file_name().to_string_lossy().starts_with('.');
-        if !hidden && p.is_file() && is_image_name(&p) {
-            files.push(p);
-        }
-    }
-    files.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
-    if files.is_empty() {
-        return Err(Failure::usage(format!(
-            "--image-dir {}: no image files in it ({})",
-            dir.display(),
-            IMAGE_EXTENSIONS.join(", ")
-        )));
-    }
-    Ok(files)
-}
-
 fn run(
     cli: &Cli,
     model: Option<String>,
@@ -228,19 +196,15 @@ fn run(
     if cli.image_dir.is_some() && !images.is_empty() {
         return Err(Failure::usage("give pictures or --image-dir DIR, not both"));
     }
-    for p in &images {
-        if !p.exists() {
-            return Err(Failure::new(
-                mlxk::cli::Exit::Failure,
-                "not_found",
-                format!("{}: no such file", p.display()),
-            ));
-        }
+    // A missing picture fails before the model is loaded.
+    if let Some(p) = images.iter().find(|p| !p.exists()) {
+        return Err(Failure::new(
+            mlxk::cli::Exit::Failure,
+            "not_found",
+            format!("{}: no such file", p.display()),
+        ));
     }
-    let batch = match &cli.image_dir {
-        Some(d) => Some(image_dir(d)?),
-        None => None,
-    };
+    let batch = cli.image_dir.as_deref().map(image_dir).transpose()?;
     let has_images = !images.is_empty() || batch.is_some();
     let item = prompt_item(cli, read_prompt(cli, model.as_deref(), has_images)?)?;
     let items: Vec<VisionItem> = match batch {

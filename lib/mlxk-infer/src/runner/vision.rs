@@ -172,3 +172,27 @@ impl VisionRunner {
         Ok(())
     }
 }
+
+/// The images of --image-dir DIR, in file-name order (by bytes); hidden files left out.
+pub fn image_dir(dir: &Path) -> Result<Vec<PathBuf>, Failure> {
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| Failure::usage(format!("--image-dir {}: {e}", dir.display())))?;
+    let mut files = Vec::new();
+    for e in entries {
+        let e = e.map_err(|e| Failure::usage(format!("--image-dir {}: {e}", dir.display())))?;
+        let p = e.path();
+        let hidden = e.file_name().to_string_lossy().starts_with('.');
+        if !hidden && p.is_file() && image::is_image_name(&p) {
+            files.push(p);
+        }
+    }
+    files.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
+    if files.is_empty() {
+        return Err(Failure::usage(format!(
+            "--image-dir {}: no image files in it ({})",
+            dir.display(),
+            image::EXTENSIONS.join(", ")
+        )));
+    }
+    Ok(files)
+}

@@ -11,6 +11,16 @@ use std::path::Path;
 /// bombs; so do we, before decoding.
 pub const MAX_PIXELS: u64 = 2 * 89_478_485;
 
+/// The file extensions read as images (`--image-dir`, and telling a picture from a model name).
+pub const EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "webp", "gif", "bmp", "tif", "tiff"];
+
+/// Whether `p` is named like an image file (by its extension, any case).
+pub fn is_image_name(p: &Path) -> bool {
+    p.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+}
+
 /// An 8-bit RGB image, rows top to bottom, pixels interleaved (`[r, g, b, r, g, b, …]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rgb8 {
