@@ -416,6 +416,9 @@ fn every_error_has_its_status_and_an_openai_error_body() {
     assert!(b.contains("\"error\""), "{b}");
     let (st, _, b) = s.call("GET", "/v2/nothing", &[key], "");
     assert_eq!(st, 404, "{b}");
+    // The server writes a request's line before it answers, but the test reads stderr on a
+    // thread of its own: wait for the last request's line, and the earlier ones are in too.
+    s.wait_log(|l| l["path"] == "/v2/nothing");
     let log = s.log();
     for (path, status) in [
         ("/v1/chat/completions", 405),
