@@ -4,7 +4,7 @@
 //! Run: `cargo bench -p mlxk-infer --bench qmatmul`.
 use mlx_rs::{Array, ops};
 use mlxk_infer::config::QuantSpec;
-use mlxk_infer::kernels::quantized_matmul;
+use mlxk_infer::kernels::{pack_quantized, packed_matmul};
 use std::time::Instant;
 
 fn median_ms(reps: usize, mut f: impl FnMut()) -> f64 {
@@ -46,6 +46,9 @@ fn main() {
             t.eval().unwrap();
         }
         let bytes = (wq.nbytes() + s.nbytes() + b.nbytes()) as f64;
+        let packed = pack_quantized(&wq, &s, &b, spec)
+            .unwrap()
+            .expect("the kernel computes this layout");
         for m in [1, 128] {
             let x = mlx_rs::random::normal::<f32>(&[1, m, k], None, None, None).unwrap();
             x.eval().unwrap();
@@ -56,12 +59,7 @@ fn main() {
                     .eval()
                     .unwrap()
             });
-            let ours = median_ms(reps, || {
-                quantized_matmul(&x, &wq, &s, &b, spec)
-                    .unwrap()
-                    .eval()
-                    .unwrap()
-            });
+            let ours = median_ms(reps, || packed_matmul(&x, &packed).unwrap().eval().unwrap());
             println!(
                 "{name:<10} {m:>5} {n:>6} {k:>6} {bits:>5} {theirs:>10.3} {ours:>10.3} {:>7.1}x {:>8.1}",
                 theirs / ours,

@@ -3,7 +3,7 @@
 //! the operations mlx-lm computes, in the same order, so greedy tokens match it bit for bit.
 use crate::config::QuantSpec;
 use crate::error::Result;
-use crate::kernels::{self, dense_matmul, quantized_matmul};
+use crate::kernels::{self, PackedQuant, dense_matmul, packed_matmul, quantized_matmul};
 use mlx_rs::fast::{self, ScaledDotProductAttentionMask};
 use mlx_rs::ops::indexing::{IndexOp, TryIndexMutOp};
 use mlx_rs::{Array, Dtype, ops};
@@ -22,12 +22,50 @@ pub enum Linear {
         bias: Option<Array>,
         spec: QuantSpec,
     },
+    /// Quantized, repacked at load for the CPU kernel (which computes MLX's bits).
+    Packed {
+        weight: Box<PackedQuant>,
+        bias: Option<Array>,
+    },
 }
 
 impl Linear {
+    /// A quantized layer: repacked for the CPU kernel where it computes the layout, else kept
+    /// in MLX's arrays for MLX's op.
+    pub fn quantized(
+        weight: Array,
+        scales: Array,
+        biases: Array,
+        bias: Option<Array>,
+        spec: QuantSpec,
+    ) -> Result<Linear> {
+        Ok(
+            match kernels::pack_quantized(&weight, &scales, &biases, spec)? {
+                Some(weight) => Linear::Packed {
+                    weight: Box::new(weight),
+                    bias,
+                },
+                None => Linear::Quantized {
+                    weight,
+                    scales,
+                    biases,
+                    bias,
+                    spec,
+                },
+            },
+        )
+    }
+
     pub fn forward(&self, x: &Array) -> Result<Array> {
         Ok(match self {
             Linear::Dense { weight, bias } => dense_matmul(x, weight, bias.as_ref())?,
+            Linear::Packed { weight, bias } => {
+                let y = packed_matmul(x, weight)?;
+                match bias {
+                    Some(b) => ops::add(&y, b)?,
+                    None => y,
+                }
+            }
             Linear::Quantized {
                 weight,
                 scales,
@@ -55,12 +93,34 @@ pub enum Embedding {
         biases: Array,
         spec: QuantSpec,
     },
+    /// Quantized, repacked for the CPU kernel; rows are looked up and dequantized from it.
+    Packed(Box<PackedQuant>),
 }
 
 impl Embedding {
     pub fn forward(&self, ids: &Array) -> Result<Array> {
         Ok(match self {
             Embedding::Dense(w) => w.take_axis(ids, 0)?,
+            Embedding::Packed(w) => {
+                let ids = ids.as_dtype(Dtype::Int64)?;
+                ids.eval()?;
+                let rows = ids.try_as_slice::<i64>().map_err(|e| {
+                    crate::error::InferError::Mlx(format!("token ids unreadable: {e:?}"))
+                })?;
+                let mut out = vec![0f32; rows.len() * w.k];
+                for (&r, o) in rows.iter().zip(out.chunks_exact_mut(w.k)) {
+                    if r < 0 || r as usize >= w.n {
+                        return Err(crate::error::InferError::Mlx(format!(
+                            "token id {r} is outside the embedding's {} rows",
+                            w.n
+                        )));
+                    }
+                    w.dequantize_row(r as usize, o);
+                }
+                let mut dims = ids.shape().to_vec();
+                dims.push(w.k as i32);
+                Array::from_slice(&out, &dims)
+            }
             Embedding::Quantized {
                 weight,
                 scales,
@@ -80,6 +140,7 @@ impl Embedding {
     pub fn as_linear(&self, x: &Array) -> Result<Array> {
         Ok(match self {
             Embedding::Dense(w) => dense_matmul(x, w, None)?,
+            Embedding::Packed(w) => packed_matmul(x, w)?,
             Embedding::Quantized {
                 weight,
                 scales,
@@ -93,6 +154,7 @@ impl Embedding {
     pub fn dtype(&self) -> Dtype {
         match self {
             Embedding::Dense(w) => w.dtype(),
+            Embedding::Packed(_) => Dtype::Float32,
             Embedding::Quantized { scales, .. } => scales.dtype(),
         }
     }
@@ -118,6 +180,9 @@ impl RmsNorm {
     }
 
     pub fn forward(&self, x: &Array) -> Result<Array> {
+        if let Some(y) = kernels::rms_norm_f32(x, &self.weight, self.eps)? {
+            return Ok(y);
+        }
         Ok(fast::rms_norm(x, Some(&self.weight), self.eps)?)
     }
 }
@@ -556,6 +621,15 @@ pub enum BlockNorms {
     },
 }
 
+/// `x + r`: the CPU kernel for f32 (MLX's add bit for bit, without an MLX evaluation), else
+/// MLX's op.
+fn residual(x: &Array, r: &Array) -> Result<Array> {
+    match kernels::add_f32(x, r)? {
+        Some(y) => Ok(y),
+        None => Ok(ops::add(x, r)?),
+    }
+}
+
 /// One transformer block.
 #[derive(Debug)]
 pub struct Block {
@@ -571,9 +645,9 @@ impl Block {
                 input,
                 post_attention,
             } => {
-                let h = ops::add(x, &self.attn.forward(&input.forward(x)?, mask, cache)?)?;
+                let h = residual(x, &self.attn.forward(&input.forward(x)?, mask, cache)?)?;
                 let r = self.mlp.forward(&post_attention.forward(&h)?)?;
-                Ok(ops::add(&h, &r)?)
+                residual(&h, &r)
             }
             BlockNorms::Sandwich {
                 input,
@@ -582,9 +656,9 @@ impl Block {
                 post_feedforward,
             } => {
                 let r = self.attn.forward(&input.forward(x)?, mask, cache)?;
-                let h = ops::add(x, &post_attention.forward(&r)?)?;
+                let h = residual(x, &post_attention.forward(&r)?)?;
                 let r = self.mlp.forward(&pre_feedforward.forward(&h)?)?;
-                Ok(ops::add(&h, &post_feedforward.forward(&r)?)?)
+                residual(&h, &post_feedforward.forward(&r)?)
             }
         }
     }

@@ -155,13 +155,7 @@ impl Weights {
                 let spec = self.quant_spec(prefix, &weight, &scales)?;
                 let (rows, groups) = (scales.shape()[0], *scales.shape().last().unwrap_or(&0));
                 self.check_dims(prefix, (rows, groups * spec.group_size), (out_dim, in_dim))?;
-                Ok(Linear::Quantized {
-                    weight,
-                    scales,
-                    biases,
-                    bias: b,
-                    spec,
-                })
+                Linear::quantized(weight, scales, biases, b, spec)
             }
         }
     }
@@ -170,6 +164,7 @@ impl Weights {
     pub fn embedding(&mut self, prefix: &str, vocab: usize, dim: usize) -> Result<Embedding> {
         match self.linear(prefix, dim, vocab, false)? {
             Linear::Dense { weight, .. } => Ok(Embedding::Dense(weight)),
+            Linear::Packed { weight, .. } => Ok(Embedding::Packed(weight)),
             Linear::Quantized {
                 weight,
                 scales,

@@ -7,8 +7,8 @@
 //! sum added up in order, then every value times `1 / sum`. Only the exponentials are
 //! vectorized (eight at a time); the sum stays sequential so it rounds as MLX's does.
 //! GELU, as `nn.gelu` writes it: `x · (1 + erf(x / √2)) / 2` with MLX's `simd::erf`.
+use super::pool;
 use super::swiglu::exp;
-use rayon::prelude::*;
 
 /// Rows per parallel task are at least this many values.
 const CHUNK: usize = 16 * 1024;
@@ -20,13 +20,13 @@ pub fn softmax_rows(x: &[f32], out: &mut [f32], m: usize) {
         return;
     }
     let rows_per_task = CHUNK.div_ceil(m).max(1);
-    out.par_chunks_mut(rows_per_task * m)
-        .zip(x.par_chunks(rows_per_task * m))
-        .for_each(|(o, x)| {
-            for (o, x) in o.chunks_mut(m).zip(x.chunks(m)) {
-                softmax_row(x, o);
-            }
-        });
+    let piece = rows_per_task * m;
+    pool::chunks_mut(out, piece, |i, o| {
+        let x = &x[i * piece..i * piece + o.len()];
+        for (o, x) in o.chunks_mut(m).zip(x.chunks(m)) {
+            softmax_row(x, o);
+        }
+    });
 }
 
 fn softmax_row(x: &[f32], o: &mut [f32]) {
@@ -67,24 +67,22 @@ fn exp_shifted(x: &[f32], shift: f32, o: &mut [f32]) {
 /// `out[i] = gelu(x[i])`.
 pub fn gelu(x: &[f32], out: &mut [f32]) {
     assert_eq!(x.len(), out.len());
-    out.par_chunks_mut(CHUNK)
-        .zip(x.par_chunks(CHUNK))
-        .for_each(|(o, x)| {
-            #[cfg(target_arch = "x86_64")]
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
-                // SAFETY: the CPU has AVX2 and FMA.
-                let done = unsafe { avx2::gelu(x, o) };
-                for i in done..x.len() {
-                    o[i] = gelu_one(x[i]);
-                }
-                return;
+    pool::chunks_mut(out, CHUNK, |i, o| {
+        let x = &x[i * CHUNK..i * CHUNK + o.len()];
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the CPU has AVX2 and FMA.
+            let done = unsafe { avx2::gelu(x, o) };
+            for i in done..x.len() {
+                o[i] = gelu_one(x[i]);
             }
-            for (o, x) in o.iter_mut().zip(x) {
-                *o = gelu_one(*x);
-            }
-        });
+            return;
+        }
+        for (o, x) in o.iter_mut().zip(x) {
+            *o = gelu_one(*x);
+        }
+    });
 }
 
 /// `out[i] = gelu_approx(x[i])`: MLX's `nn.gelu_approx`, `0.5·x·(1 + tanh(√(2/π)·(x +
@@ -92,13 +90,12 @@ pub fn gelu(x: &[f32], out: &mut [f32]) {
 /// ops call (so bit for bit the same).
 pub fn gelu_tanh(x: &[f32], out: &mut [f32]) {
     assert_eq!(x.len(), out.len());
-    out.par_chunks_mut(CHUNK)
-        .zip(x.par_chunks(CHUNK))
-        .for_each(|(o, x)| {
-            for (o, x) in o.iter_mut().zip(x) {
-                *o = gelu_tanh_one(*x);
-            }
-        });
+    pool::chunks_mut(out, CHUNK, |i, o| {
+        let x = &x[i * CHUNK..i * CHUNK + o.len()];
+        for (o, x) in o.iter_mut().zip(x) {
+            *o = gelu_tanh_one(*x);
+        }
+    });
 }
 
 /// √(2/π) as Python computes it, then made f32 (as MLX does with a Python scalar).

@@ -9,7 +9,7 @@
 //!
 //! The sums are not rounded in sgemm's order, so logits differ from mlx-lm's in the last bits
 //! (relative ~1e-6); the parity tests hold greedy tokens and log-probabilities to mlx-lm's.
-use rayon::prelude::*;
+use super::pool;
 
 /// Weight rows one task computes.
 const BLOCK: usize = 64;
@@ -54,7 +54,7 @@ pub fn matmul_t(
     }
     let ptr = Out(out.as_mut_ptr());
     let blocks = n.div_ceil(BLOCK);
-    (0..blocks).into_par_iter().for_each(|b| {
+    pool::run(blocks, |b| {
         let (r0, r1) = (b * BLOCK, ((b + 1) * BLOCK).min(n));
         for i in 0..m {
             let xi = &x[i * k..(i + 1) * k];

@@ -4,10 +4,12 @@
 use crate::config::QuantSpec;
 use crate::error::Result;
 use mlx_rs::{Array, Dtype, ops};
-use qmatmul::QuantMatrix;
+pub use qmatmul::PackedQuant;
 
 pub mod activations;
 pub mod matvec;
+pub mod norm;
+pub mod pool;
 pub mod qmatmul;
 pub mod swiglu;
 
@@ -61,8 +63,88 @@ pub fn dense_matmul(x: &Array, weight: &Array, bias: Option<&Array>) -> Result<A
     })
 }
 
-/// `x Wᵀ` for a packed `W`: the [`qmatmul`](qmatmul) kernel (same bits as MLX's CPU op,
-/// several times faster) for f32 activations and scales in a layout it handles, else MLX's op.
+/// `W` repacked for the [`qmatmul`] kernel, when the kernel computes its layout exactly as MLX
+/// would (f32 scales and biases, a supported width and group, a CPU device); `None` leaves it
+/// to MLX's own op. The arrays are evaluated here, so the caller can drop them.
+pub fn pack_quantized(
+    weight: &Array,
+    scales: &Array,
+    biases: &Array,
+    spec: QuantSpec,
+) -> Result<Option<PackedQuant>> {
+    let shape = scales.shape();
+    if shape.len() != 2
+        || weight.ndim() != 2
+        || weight.dtype() != Dtype::Uint32
+        || scales.dtype() != Dtype::Float32
+        || biases.dtype() != Dtype::Float32
+        || !crate::runtime::default_device_is_cpu()
+    {
+        return Ok(None);
+    }
+    let (n, k) = (shape[0] as usize, (shape[1] * spec.group_size) as usize);
+    if n == 0 || !PackedQuant::supported(spec.bits, spec.group_size, k) {
+        return Ok(None);
+    }
+    let (w, s, b) = (host_u32(weight)?, host_f32(scales)?, host_f32(biases)?);
+    let (Ok(ws), Ok(ss), Ok(bs)) = (
+        w.try_as_slice::<u32>(),
+        s.try_as_slice::<f32>(),
+        b.try_as_slice::<f32>(),
+    ) else {
+        return Ok(None);
+    };
+    if ws.len() != n * k * spec.bits as usize / 32 || bs.len() != ss.len() {
+        return Ok(None);
+    }
+    Ok(Some(PackedQuant::pack(
+        ws,
+        ss,
+        bs,
+        n,
+        k,
+        spec.group_size as usize,
+        spec.bits as u32,
+    )))
+}
+
+/// `a` (u32) evaluated and row-contiguous.
+fn host_u32(a: &Array) -> Result<Array> {
+    Ok(if a.try_as_slice::<u32>().is_ok() {
+        a.clone()
+    } else {
+        a.contiguous()?
+    })
+}
+
+/// `x Wᵀ` for a repacked `W`: the [`qmatmul`] kernel, the same bits as MLX's CPU op, several
+/// times faster. Activations that are not f32 are computed in f32, as MLX promotes them
+/// against f32 scales.
+pub fn packed_matmul(x: &Array, w: &PackedQuant) -> Result<Array> {
+    let shape = x.shape();
+    let k = *shape.last().unwrap_or(&0) as usize;
+    if k != w.k {
+        return Err(crate::error::InferError::Mlx(format!(
+            "a quantized matrix of {} inputs was given {k}",
+            w.k
+        )));
+    }
+    let x = if x.dtype() == Dtype::Float32 {
+        x.clone()
+    } else {
+        x.as_dtype(Dtype::Float32)?
+    };
+    let x = host_f32(&x)?;
+    let xs = x
+        .try_as_slice::<f32>()
+        .map_err(|e| crate::error::InferError::Mlx(format!("activations unreadable: {e:?}")))?;
+    let m = xs.len() / k;
+    let mut out = vec![0f32; m * w.n];
+    qmatmul::qmatmul_t(xs, m, w, &mut out);
+    Ok(with_last_axis(&out, shape, w.n))
+}
+
+/// `x Wᵀ` for `W` in MLX's packed layout (one the kernel does not compute): MLX's op.
 pub fn quantized_matmul(
     x: &Array,
     weight: &Array,
@@ -70,39 +152,6 @@ pub fn quantized_matmul(
     biases: &Array,
     spec: QuantSpec,
 ) -> Result<Array> {
-    let shape = x.shape();
-    let k = *shape.last().unwrap_or(&0) as usize;
-    let f32s = [x, scales, biases]
-        .iter()
-        .all(|a| a.dtype() == Dtype::Float32);
-    if f32s
-        && weight.ndim() == 2
-        && QuantMatrix::supported(spec.bits, spec.group_size, k)
-        && crate::runtime::default_device_is_cpu()
-    {
-        let n = weight.shape()[0] as usize;
-        let x = host_f32(x)?;
-        if let (Ok(xs), Ok(words), Ok(sc), Ok(bi)) = (
-            x.try_as_slice::<f32>(),
-            weight.try_as_slice::<u32>(),
-            scales.try_as_slice::<f32>(),
-            biases.try_as_slice::<f32>(),
-        ) {
-            let m = xs.len() / k.max(1);
-            let q = QuantMatrix {
-                words,
-                scales: sc,
-                biases: bi,
-                n,
-                k,
-                group: spec.group_size as usize,
-                bits: spec.bits as u32,
-            };
-            let mut out = vec![0f32; m * n];
-            qmatmul::qmatmul_t(xs, m, &q, &mut out);
-            return Ok(with_last_axis(&out, shape, n));
-        }
-    }
     Ok(ops::quantized_matmul(
         x,
         weight,
@@ -175,6 +224,46 @@ pub fn gelu_f32(x: &Array) -> Result<Option<Array>> {
         let mut out = vec![0f32; xs.len()];
         activations::gelu(xs, &mut out);
         return Ok(Some(Array::from_slice(&out, x.shape())));
+    }
+    Ok(None)
+}
+
+/// `fast::rms_norm(x, w, eps)` for f32 on a CPU device through the [`norm`] kernel (MLX's
+/// arithmetic bit for bit); `None` where MLX must do it.
+pub fn rms_norm_f32(x: &Array, w: &Array, eps: f32) -> Result<Option<Array>> {
+    let width = *x.shape().last().unwrap_or(&0) as usize;
+    if x.dtype() != Dtype::Float32
+        || w.dtype() != Dtype::Float32
+        || w.shape() != [width as i32]
+        || width == 0
+        || !crate::runtime::default_device_is_cpu()
+    {
+        return Ok(None);
+    }
+    let (h, wh) = (host_f32(x)?, host_f32(w)?);
+    if let (Ok(xs), Ok(ws)) = (h.try_as_slice::<f32>(), wh.try_as_slice::<f32>()) {
+        let mut out = vec![0f32; xs.len()];
+        norm::rms_norm_rows(xs, ws, eps, &mut out);
+        return Ok(Some(Array::from_slice(&out, x.shape())));
+    }
+    Ok(None)
+}
+
+/// `a + b` for two f32 arrays of one shape on a CPU device through the [`norm`] kernel (the
+/// residual adds); `None` where MLX must do it.
+pub fn add_f32(a: &Array, b: &Array) -> Result<Option<Array>> {
+    if a.dtype() != Dtype::Float32
+        || b.dtype() != Dtype::Float32
+        || a.shape() != b.shape()
+        || !crate::runtime::default_device_is_cpu()
+    {
+        return Ok(None);
+    }
+    let (ha, hb) = (host_f32(a)?, host_f32(b)?);
+    if let (Ok(xs), Ok(ys)) = (ha.try_as_slice::<f32>(), hb.try_as_slice::<f32>()) {
+        let mut out = vec![0f32; xs.len()];
+        norm::add(xs, ys, &mut out);
+        return Ok(Some(Array::from_slice(&out, a.shape())));
     }
     Ok(None)
 }

@@ -8,7 +8,7 @@
 //! fused-multiply-add polynomial, exponent bits by shifting, the same NaN/overflow selects, then
 //! `σ = 1 / (1 + exp|x|)` mirrored for `x ≥ 0`, then `(g · σ) · u` — eight values per AVX2+FMA
 //! instruction, each operation rounded exactly as the scalar one.
-use rayon::prelude::*;
+use super::pool;
 
 /// Values per parallel task: big enough to amortize scheduling.
 const CHUNK: usize = 16 * 1024;
@@ -17,9 +17,10 @@ const CHUNK: usize = 16 * 1024;
 pub fn swiglu(gate: &[f32], up: &[f32], out: &mut [f32]) {
     assert_eq!(gate.len(), up.len());
     assert_eq!(gate.len(), out.len());
-    out.par_chunks_mut(CHUNK)
-        .zip(gate.par_chunks(CHUNK).zip(up.par_chunks(CHUNK)))
-        .for_each(|(o, (g, u))| chunk(g, u, o));
+    pool::chunks_mut(out, CHUNK, |i, o| {
+        let at = i * CHUNK..i * CHUNK + o.len();
+        chunk(&gate[at.clone()], &up[at], o)
+    });
 }
 
 fn chunk(g: &[f32], u: &[f32], o: &mut [f32]) {
