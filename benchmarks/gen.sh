@@ -63,3 +63,36 @@ print(f"{'':12} {'mlx-lm':<8} {t[0]:9.2f} {t[1]:12.1f} {t[2]:12.1f}   {t[2]/boun
 print(f"{'':12} {'ratio':<8} {t[0]/o[0]:8.2f}x {o[1]/t[1]:11.2f}x {o[2]/t[2]:11.2f}x   (load: theirs/ours; speed: ours/theirs)")
 PY
 done
+# The GGUF itself through mlxk-gen and through llama.cpp's llama-bench (built by
+# benchmarks/build_llama_cpp.sh; its row is left out until then), same file, same threads, the
+# same prompt length and token budget: mean ± stddev over RUNS repetitions, as llama-bench
+# prints them. llama-bench times its generation from an empty context, ours after the prompt.
+lb=.deps/llama.cpp/build/bin/llama-bench
+if [ -x "$lb" ]; then
+  threads=$(nproc)
+  : > "$out/gguf"
+  for r in $(seq 1 "$runs"); do
+    target/release/mlxk-gen "$gguf" --prompt-file "$prompt" --raw -n "$n" --json 2>/dev/null \
+      | grep '"type":"result"' >> "$out/gguf"
+  done
+  np=$(python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["prompt_tokens"])' "$out/gguf")
+  "$lb" -m "$gguf" -p "$np" -n "$n" -t "$threads" -r "$runs" -o json 2>/dev/null > "$out/llama.json"
+  python3 - "$out/gguf" "$out/llama.json" "$threads" <<'PY'
+import json, statistics, sys
+ours = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+runs = json.load(open(sys.argv[2]))
+ms = lambda v: (statistics.mean(v), statistics.stdev(v) if len(v) > 1 else 0.0)
+o_pp, o_tg = ms([r["prefill_tok_s"] for r in ours]), ms([r["decode_tok_s"] for r in ours])
+o_ttft = ms([r["ttft_s"] for r in ours])
+pp = next(r for r in runs if r["n_prompt"] > 0 and r["n_gen"] == 0)
+tg = next(r for r in runs if r["n_gen"] > 0 and r["n_prompt"] == 0)
+t_pp, t_tg = (pp["avg_ts"], pp["stddev_ts"]), (tg["avg_ts"], tg["stddev_ts"])
+print(f"\nthe GGUF itself ({pp['n_prompt']}-token prompt, {tg['n_gen']} new tokens, {sys.argv[3]} threads; mean ± stddev)")
+print(f"{'tool':<10} {'prefill_t/s':>16} {'decode_t/s':>16} {'ttft_s':>14}")
+print(f"{'mlxk-gen':<10} {o_pp[0]:9.1f} ± {o_pp[1]:4.1f} {o_tg[0]:9.1f} ± {o_tg[1]:4.1f} {o_ttft[0]:7.3f} ± {o_ttft[1]:.3f}")
+print(f"{'llama.cpp':<10} {t_pp[0]:9.1f} ± {t_pp[1]:4.1f} {t_tg[0]:9.1f} ± {t_tg[1]:4.1f} {pp['n_prompt'] / t_pp[0]:7.3f} (prompt ÷ pp)")
+print(f"{'ratio':<10} {o_pp[0] / t_pp[0]:15.2f}x {o_tg[0] / t_tg[0]:15.2f}x   (ours/theirs)")
+PY
+else
+  echo "(llama.cpp not built: benchmarks/build_llama_cpp.sh builds it; its comparison is left out)"
+fi
