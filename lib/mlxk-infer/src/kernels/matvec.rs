@@ -9,7 +9,7 @@
 //!
 //! The sums are not rounded in sgemm's order, so logits differ from mlx-lm's in the last bits
 //! (relative ~1e-6); the parity tests hold greedy tokens and log-probabilities to mlx-lm's.
-use super::pool;
+use super::pool::{self, Out};
 
 /// Weight rows one task computes.
 const BLOCK: usize = 64;
@@ -18,20 +18,6 @@ const ROWS: usize = 4;
 
 /// Up to this many rows of `x` go through this kernel; more are a real matrix product for BLAS.
 pub const MAX_ROWS: usize = 4;
-
-/// Output columns that blocks write through, each its own.
-#[derive(Clone, Copy)]
-struct Out(*mut f32);
-// SAFETY: every block writes only its own columns of the output.
-unsafe impl Send for Out {}
-unsafe impl Sync for Out {}
-
-impl Out {
-    /// A method, so closures capture the whole `Send` wrapper rather than its raw field.
-    fn at(self, i: usize) -> *mut f32 {
-        self.0.wrapping_add(i)
-    }
-}
 
 /// `out[m, n] = x[m, k] · w[n, k]ᵀ (+ bias[n])`, all contiguous row-major.
 pub fn matmul_t(

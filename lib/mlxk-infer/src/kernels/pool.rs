@@ -214,7 +214,7 @@ fn run_dyn(tasks: usize, f: &(dyn Fn(usize) + Sync)) {
 /// as a task of [`run`].
 pub fn chunks_mut(out: &mut [f32], chunk: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
     let chunk = chunk.max(1);
-    let (len, ptr) = (out.len(), Ptr(out.as_mut_ptr()));
+    let (len, ptr) = (out.len(), Out(out.as_mut_ptr()));
     run(len.div_ceil(chunk), |i| {
         let start = i * chunk;
         let n = chunk.min(len - start);
@@ -226,15 +226,18 @@ pub fn chunks_mut(out: &mut [f32], chunk: usize, f: impl Fn(usize, &mut [f32]) +
     });
 }
 
-/// A raw output pointer tasks write through, each to its own part.
+/// A raw output pointer the tasks of one job write through, each to its own part (the
+/// kernels' outputs).
 #[derive(Clone, Copy)]
-struct Ptr(*mut f32);
+pub(crate) struct Out(pub(crate) *mut f32);
 // SAFETY: every task writes only its own part of the output.
-unsafe impl Send for Ptr {}
-unsafe impl Sync for Ptr {}
+unsafe impl Send for Out {}
+unsafe impl Sync for Out {}
 
-impl Ptr {
-    fn at(self, i: usize) -> *mut f32 {
+impl Out {
+    /// Element `i`; a method, so closures capture the whole `Send` wrapper rather than its
+    /// raw field.
+    pub(crate) fn at(self, i: usize) -> *mut f32 {
         self.0.wrapping_add(i)
     }
 }

@@ -12,7 +12,7 @@
 //! words, scales and biases are interleaved row by row, so a block streams from one contiguous
 //! run of memory with vector loads (MLX's layout would make every lane gather its word from
 //! another row). The repacked matrix replaces MLX's arrays: it costs no extra memory.
-use super::pool;
+use super::pool::{self, Out};
 
 /// Rows of `W` one block interleaves (four 256-bit vectors of f32 outputs).
 pub const ROWS: usize = 32;
@@ -126,13 +126,6 @@ impl PackedQuant {
         }
     }
 }
-
-/// A pointer to the output that blocks of disjoint columns write through.
-#[derive(Clone, Copy)]
-struct Out(*mut f32);
-// SAFETY: every block writes only its own columns of the output.
-unsafe impl Send for Out {}
-unsafe impl Sync for Out {}
 
 /// `out[m, n] = x[m, k] · Wᵀ`, all rows of `x` contiguous.
 pub fn qmatmul_t(x: &[f32], m: usize, w: &PackedQuant, out: &mut [f32]) {
@@ -249,7 +242,7 @@ fn block<const BITS: u32, const PER: usize>(
             for (j, v) in a.iter().enumerate().take(live) {
                 // SAFETY: row `mt + mi` < m and column `n0 + j` < n are inside `out`, and no
                 // other block writes column `n0 + j`.
-                unsafe { *out.0.add((mt + mi) * w.n + n0 + j) = *v };
+                unsafe { *out.at((mt + mi) * w.n + n0 + j) = *v };
             }
         }
     }
@@ -322,7 +315,7 @@ mod avx2 {
         let n0 = b * ROWS;
         for (j, val) in res.iter().enumerate().take((w.n - n0).min(ROWS)) {
             // SAFETY: column `n0 + j` < n is inside `out`, and no other block writes it.
-            unsafe { *out.0.add(n0 + j) = *val };
+            unsafe { *out.at(n0 + j) = *val };
         }
     }
 }
