@@ -101,6 +101,11 @@ impl Embedding {
     pub fn forward(&self, ids: &Array) -> Result<Array> {
         Ok(match self {
             Embedding::Dense(w) => w.take_axis(ids, 0)?,
+            Embedding::Packed(w) if ids.size() == 0 => {
+                let mut dims = ids.shape().to_vec();
+                dims.push(w.k as i32);
+                Array::from_slice::<f32>(&[], &dims)
+            }
             Embedding::Packed(w) => {
                 let ids = ids.as_dtype(Dtype::Int64)?;
                 ids.eval()?;

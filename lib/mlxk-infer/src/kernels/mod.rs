@@ -83,7 +83,10 @@ pub fn pack_quantized(
         return Ok(None);
     }
     let (n, k) = (shape[0] as usize, (shape[1] * spec.group_size) as usize);
-    if n == 0 || !PackedQuant::supported(spec.bits, spec.group_size, k) {
+    if n == 0
+        || !PackedQuant::supported(spec.bits, spec.group_size, k)
+        || weight.shape() != [n as i32, (k * spec.bits as usize / 32) as i32]
+    {
         return Ok(None);
     }
     let (w, s, b) = (host_u32(weight)?, host_f32(scales)?, host_f32(biases)?);
@@ -128,6 +131,9 @@ pub fn packed_matmul(x: &Array, w: &PackedQuant) -> Result<Array> {
             "a quantized matrix of {} inputs was given {k}",
             w.k
         )));
+    }
+    if x.size() == 0 {
+        return Ok(with_last_axis(&[], shape, w.n));
     }
     let x = if x.dtype() == Dtype::Float32 {
         x.clone()

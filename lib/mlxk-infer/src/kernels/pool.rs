@@ -42,7 +42,8 @@ struct Pool {
     sleepers: AtomicUsize,
     sleep: Mutex<()>,
     wake: Condvar,
-    threads: usize,
+    /// Threads a job runs on, the caller included (those actually started).
+    threads: AtomicUsize,
 }
 
 // SAFETY: `job` is written only by the caller holding `submit`, before the ticket that makes
@@ -67,7 +68,7 @@ fn pool() -> &'static Pool {
             sleepers: AtomicUsize::new(0),
             sleep: Mutex::new(()),
             wake: Condvar::new(),
-            threads,
+            threads: AtomicUsize::new(1),
         }));
         for i in 1..threads {
             let spawned = std::thread::Builder::new()
@@ -78,6 +79,7 @@ fn pool() -> &'static Pool {
                 // finds unclaimed.
                 break;
             }
+            p.threads.fetch_add(1, Ordering::Relaxed);
         }
         p
     })
@@ -85,7 +87,7 @@ fn pool() -> &'static Pool {
 
 /// Threads a job runs on (the caller included).
 pub fn threads() -> usize {
-    pool().threads
+    pool().threads.load(Ordering::Relaxed)
 }
 
 impl Pool {
@@ -171,7 +173,7 @@ fn run_dyn(tasks: usize, f: &(dyn Fn(usize) + Sync)) {
         });
     }
     let p = pool();
-    let guard = (tasks > 1 && p.threads > 1)
+    let guard = (tasks > 1 && p.threads.load(Ordering::Relaxed) > 1)
         .then(|| p.submit.try_lock().ok())
         .flatten();
     let Some(mut epoch) = guard else {

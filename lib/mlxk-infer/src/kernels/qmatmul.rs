@@ -25,7 +25,6 @@ const ROW_TILE: usize = 32;
 /// word `i` of the group and row `j` of the block, the word is at
 /// `((b · groups + g) · words_per_group + i) · ROWS + j`, and the scale and bias at
 /// `(b · groups + g) · ROWS + j`. A last, short block repeats its last row.
-#[derive(Debug)]
 pub struct PackedQuant {
     words: Vec<u32>,
     scales: Vec<f32>,
@@ -34,6 +33,18 @@ pub struct PackedQuant {
     pub k: usize,
     pub group: usize,
     pub bits: u32,
+}
+
+impl std::fmt::Debug for PackedQuant {
+    /// The shape and format, not the hundreds of megabytes of weights.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PackedQuant")
+            .field("n", &self.n)
+            .field("k", &self.k)
+            .field("group", &self.group)
+            .field("bits", &self.bits)
+            .finish_non_exhaustive()
+    }
 }
 
 impl PackedQuant {
