@@ -59,28 +59,24 @@ impl Linear {
     pub fn forward(&self, x: &Array) -> Result<Array> {
         Ok(match self {
             Linear::Dense { weight, bias } => dense_matmul(x, weight, bias.as_ref())?,
-            Linear::Packed { weight, bias } => {
-                let y = packed_matmul(x, weight)?;
-                match bias {
-                    Some(b) => ops::add(&y, b)?,
-                    None => y,
-                }
-            }
+            Linear::Packed { weight, bias } => plus_bias(packed_matmul(x, weight)?, bias)?,
             Linear::Quantized {
                 weight,
                 scales,
                 biases,
                 bias,
                 spec,
-            } => {
-                let y = quantized_matmul(x, weight, scales, biases, *spec)?;
-                match bias {
-                    Some(b) => ops::add(&y, b)?,
-                    None => y,
-                }
-            }
+            } => plus_bias(quantized_matmul(x, weight, scales, biases, *spec)?, bias)?,
         })
     }
+}
+
+/// `y + b` for a layer with a bias, `y` for one without.
+fn plus_bias(y: Array, bias: &Option<Array>) -> Result<Array> {
+    Ok(match bias {
+        Some(b) => ops::add(&y, b)?,
+        None => y,
+    })
 }
 
 /// Token embedding table, dense or quantized; also usable as the output projection (tied).
@@ -101,29 +97,27 @@ impl Embedding {
     pub fn forward(&self, ids: &Array) -> Result<Array> {
         Ok(match self {
             Embedding::Dense(w) => w.take_axis(ids, 0)?,
-            Embedding::Packed(w) if ids.size() == 0 => {
-                let mut dims = ids.shape().to_vec();
-                dims.push(w.k as i32);
-                Array::from_slice::<f32>(&[], &dims)
-            }
             Embedding::Packed(w) => {
-                let ids = ids.as_dtype(Dtype::Int64)?;
-                ids.eval()?;
-                let rows = ids.try_as_slice::<i64>().map_err(|e| {
-                    crate::error::InferError::Mlx(format!("token ids unreadable: {e:?}"))
-                })?;
-                let mut out = vec![0f32; rows.len() * w.k];
-                for (&r, o) in rows.iter().zip(out.chunks_exact_mut(w.k)) {
-                    if r < 0 || r as usize >= w.n {
-                        return Err(crate::error::InferError::Mlx(format!(
-                            "token id {r} is outside the embedding's {} rows",
-                            w.n
-                        )));
-                    }
-                    w.dequantize_row(r as usize, o);
-                }
                 let mut dims = ids.shape().to_vec();
                 dims.push(w.k as i32);
+                let mut out = vec![0f32; ids.size() * w.k];
+                // An empty lookup reads no ids (MLX has no buffer to show for them).
+                if ids.size() > 0 {
+                    let ids = ids.as_dtype(Dtype::Int64)?;
+                    ids.eval()?;
+                    let rows = ids.try_as_slice::<i64>().map_err(|e| {
+                        crate::error::InferError::Mlx(format!("token ids unreadable: {e:?}"))
+                    })?;
+                    for (&r, o) in rows.iter().zip(out.chunks_exact_mut(w.k)) {
+                        if r < 0 || r as usize >= w.n {
+                            return Err(crate::error::InferError::Mlx(format!(
+                                "token id {r} is outside the embedding's {} rows",
+                                w.n
+                            )));
+                        }
+                        w.dequantize_row(r as usize, o);
+                    }
+                }
                 Array::from_slice(&out, &dims)
             }
             Embedding::Quantized {

@@ -21,8 +21,8 @@ pub fn softmax_rows(x: &[f32], out: &mut [f32], m: usize) {
     }
     let rows_per_task = CHUNK.div_ceil(m).max(1);
     let piece = rows_per_task * m;
-    pool::chunks_mut(out, piece, |i, o| {
-        let x = &x[i * piece..i * piece + o.len()];
+    pool::chunks_mut(out, piece, |at, o| {
+        let x = &x[at];
         for (o, x) in o.chunks_mut(m).zip(x.chunks(m)) {
             softmax_row(x, o);
         }
@@ -67,8 +67,8 @@ fn exp_shifted(x: &[f32], shift: f32, o: &mut [f32]) {
 /// `out[i] = gelu(x[i])`.
 pub fn gelu(x: &[f32], out: &mut [f32]) {
     assert_eq!(x.len(), out.len());
-    pool::chunks_mut(out, CHUNK, |i, o| {
-        let x = &x[i * CHUNK..i * CHUNK + o.len()];
+    pool::chunks_mut(out, CHUNK, |at, o| {
+        let x = &x[at];
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
         {
@@ -90,8 +90,8 @@ pub fn gelu(x: &[f32], out: &mut [f32]) {
 /// ops call (so bit for bit the same).
 pub fn gelu_tanh(x: &[f32], out: &mut [f32]) {
     assert_eq!(x.len(), out.len());
-    pool::chunks_mut(out, CHUNK, |i, o| {
-        let x = &x[i * CHUNK..i * CHUNK + o.len()];
+    pool::chunks_mut(out, CHUNK, |at, o| {
+        let x = &x[at];
         for (o, x) in o.iter_mut().zip(x) {
             *o = gelu_tanh_one(*x);
         }

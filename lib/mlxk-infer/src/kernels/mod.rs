@@ -13,14 +13,44 @@ pub mod pool;
 pub mod qmatmul;
 pub mod swiglu;
 
-/// `a` evaluated and row-contiguous, so a CPU kernel can read it as one f32 slice (a copy only
-/// when `a` is a strided view).
-fn host_f32(a: &Array) -> Result<Array> {
-    Ok(if a.try_as_slice::<f32>().is_ok() {
+/// `a` evaluated and row-contiguous, so a CPU kernel can read it as one slice of `T` (a copy
+/// only when `a` is a strided view).
+fn host<T: mlx_rs::ArrayElement>(a: &Array) -> Result<Array> {
+    Ok(if a.try_as_slice::<T>().is_ok() {
         a.clone()
     } else {
         a.contiguous()?
     })
+}
+
+/// Runs a CPU kernel `f(inputs, out)` on the values of f32 `inputs` into a new f32 array
+/// shaped `shape`; `None` where MLX must compute it instead (an input of another dtype, or a
+/// device that is not the CPU).
+fn on_host<const N: usize>(
+    inputs: [&Array; N],
+    shape: &[i32],
+    f: impl FnOnce([&[f32]; N], &mut [f32]),
+) -> Result<Option<Array>> {
+    if inputs.iter().any(|a| a.dtype() != Dtype::Float32)
+        || !crate::runtime::default_device_is_cpu()
+    {
+        return Ok(None);
+    }
+    let hosts = inputs
+        .iter()
+        .map(|a| host::<f32>(a))
+        .collect::<Result<Vec<_>>>()?;
+    let Ok(values) = hosts
+        .iter()
+        .map(|h| h.try_as_slice::<f32>())
+        .collect::<std::result::Result<Vec<_>, _>>()
+    else {
+        return Ok(None);
+    };
+    let values: [&[f32]; N] = values.try_into().expect("one slice per input");
+    let mut out = vec![0f32; shape.iter().map(|&d| d as usize).product()];
+    f(values, &mut out);
+    Ok(Some(Array::from_slice(&out, shape)))
 }
 
 /// A kernel's output as an array shaped like its input `shape` with the last axis `n` long.
@@ -46,7 +76,7 @@ pub fn dense_matmul(x: &Array, weight: &Array, bias: Option<&Array>) -> Result<A
         && crate::runtime::default_device_is_cpu()
     {
         let n = weight.shape()[0] as usize;
-        let x = host_f32(x)?;
+        let x = host::<f32>(x)?;
         let b = bias.map(|b| b.try_as_slice::<f32>());
         if let (Ok(xs), Ok(ws), None | Some(Ok(_))) =
             (x.try_as_slice::<f32>(), weight.try_as_slice::<f32>(), &b)
@@ -78,6 +108,7 @@ pub fn pack_quantized(
         || weight.dtype() != Dtype::Uint32
         || scales.dtype() != Dtype::Float32
         || biases.dtype() != Dtype::Float32
+        || biases.shape() != shape
         || !crate::runtime::default_device_is_cpu()
     {
         return Ok(None);
@@ -89,7 +120,11 @@ pub fn pack_quantized(
     {
         return Ok(None);
     }
-    let (w, s, b) = (host_u32(weight)?, host_f32(scales)?, host_f32(biases)?);
+    let (w, s, b) = (
+        host::<u32>(weight)?,
+        host::<f32>(scales)?,
+        host::<f32>(biases)?,
+    );
     let (Ok(ws), Ok(ss), Ok(bs)) = (
         w.try_as_slice::<u32>(),
         s.try_as_slice::<f32>(),
@@ -97,9 +132,6 @@ pub fn pack_quantized(
     ) else {
         return Ok(None);
     };
-    if ws.len() != n * k * spec.bits as usize / 32 || bs.len() != ss.len() {
-        return Ok(None);
-    }
     Ok(Some(PackedQuant::pack(
         ws,
         ss,
@@ -109,15 +141,6 @@ pub fn pack_quantized(
         spec.group_size as usize,
         spec.bits as u32,
     )))
-}
-
-/// `a` (u32) evaluated and row-contiguous.
-fn host_u32(a: &Array) -> Result<Array> {
-    Ok(if a.try_as_slice::<u32>().is_ok() {
-        a.clone()
-    } else {
-        a.contiguous()?
-    })
 }
 
 /// `x Wᵀ` for a repacked `W`: the [`qmatmul`] kernel, the same bits as MLX's CPU op, several
@@ -140,7 +163,7 @@ pub fn packed_matmul(x: &Array, w: &PackedQuant) -> Result<Array> {
     } else {
         x.as_dtype(Dtype::Float32)?
     };
-    let x = host_f32(&x)?;
+    let x = host::<f32>(&x)?;
     let xs = x
         .try_as_slice::<f32>()
         .map_err(|e| crate::error::InferError::Mlx(format!("activations unreadable: {e:?}")))?;
@@ -172,104 +195,55 @@ pub fn quantized_matmul(
 /// `silu(gate) · up` through the [`swiglu`] kernel when both are f32 of one shape on a CPU
 /// device; `None` when MLX's ops must compute it.
 pub fn swiglu_f32(gate: &Array, up: &Array) -> Result<Option<Array>> {
-    if gate.dtype() != Dtype::Float32
-        || up.dtype() != Dtype::Float32
-        || gate.shape() != up.shape()
-        || !crate::runtime::default_device_is_cpu()
-    {
+    if gate.shape() != up.shape() {
         return Ok(None);
     }
-    let (g, u) = (host_f32(gate)?, host_f32(up)?);
-    if let (Ok(gs), Ok(us)) = (g.try_as_slice::<f32>(), u.try_as_slice::<f32>()) {
-        let mut out = vec![0f32; gs.len()];
-        swiglu::swiglu(gs, us, &mut out);
-        return Ok(Some(Array::from_slice(&out, gate.shape())));
-    }
-    Ok(None)
+    on_host([gate, up], gate.shape(), |[g, u], out| {
+        swiglu::swiglu(g, u, out)
+    })
 }
 
 /// Softmax over the last axis of an f32 array on a CPU device (the
 /// [`activations`] kernel, MLX's precise softmax bit for bit); `None` where MLX must do it.
 pub fn softmax_last_axis_f32(x: &Array) -> Result<Option<Array>> {
-    if x.dtype() != Dtype::Float32 || x.ndim() == 0 || !crate::runtime::default_device_is_cpu() {
+    if x.ndim() == 0 {
         return Ok(None);
     }
     let m = *x.shape().last().unwrap_or(&0) as usize;
-    let h = host_f32(x)?;
-    if let Ok(xs) = h.try_as_slice::<f32>() {
-        let mut out = vec![0f32; xs.len()];
-        activations::softmax_rows(xs, &mut out, m);
-        return Ok(Some(Array::from_slice(&out, x.shape())));
-    }
-    Ok(None)
+    on_host([x], x.shape(), |[xs], out| {
+        activations::softmax_rows(xs, out, m)
+    })
 }
 
 /// tanh-GELU (`nn.gelu_approx`) of an f32 array on a CPU device (the [`activations`] kernel,
 /// bit for bit); `None` where MLX must do it.
 pub fn gelu_tanh_f32(x: &Array) -> Result<Option<Array>> {
-    if x.dtype() != Dtype::Float32 || !crate::runtime::default_device_is_cpu() {
-        return Ok(None);
-    }
-    let h = host_f32(x)?;
-    if let Ok(xs) = h.try_as_slice::<f32>() {
-        let mut out = vec![0f32; xs.len()];
-        activations::gelu_tanh(xs, &mut out);
-        return Ok(Some(Array::from_slice(&out, x.shape())));
-    }
-    Ok(None)
+    on_host([x], x.shape(), |[xs], out| activations::gelu_tanh(xs, out))
 }
 
 /// erf-GELU of an f32 array on a CPU device (the [`activations`] kernel, MLX's `nn.gelu`
 /// bit for bit); `None` where MLX must do it.
 pub fn gelu_f32(x: &Array) -> Result<Option<Array>> {
-    if x.dtype() != Dtype::Float32 || !crate::runtime::default_device_is_cpu() {
-        return Ok(None);
-    }
-    let h = host_f32(x)?;
-    if let Ok(xs) = h.try_as_slice::<f32>() {
-        let mut out = vec![0f32; xs.len()];
-        activations::gelu(xs, &mut out);
-        return Ok(Some(Array::from_slice(&out, x.shape())));
-    }
-    Ok(None)
+    on_host([x], x.shape(), |[xs], out| activations::gelu(xs, out))
 }
 
 /// `fast::rms_norm(x, w, eps)` for f32 on a CPU device through the [`norm`] kernel (MLX's
 /// arithmetic bit for bit); `None` where MLX must do it.
 pub fn rms_norm_f32(x: &Array, w: &Array, eps: f32) -> Result<Option<Array>> {
-    let width = *x.shape().last().unwrap_or(&0) as usize;
-    if x.dtype() != Dtype::Float32
-        || w.dtype() != Dtype::Float32
-        || w.shape() != [width as i32]
-        || width == 0
-        || !crate::runtime::default_device_is_cpu()
-    {
+    let width = *x.shape().last().unwrap_or(&0);
+    if width == 0 || w.shape() != [width] {
         return Ok(None);
     }
-    let (h, wh) = (host_f32(x)?, host_f32(w)?);
-    if let (Ok(xs), Ok(ws)) = (h.try_as_slice::<f32>(), wh.try_as_slice::<f32>()) {
-        let mut out = vec![0f32; xs.len()];
-        norm::rms_norm_rows(xs, ws, eps, &mut out);
-        return Ok(Some(Array::from_slice(&out, x.shape())));
-    }
-    Ok(None)
+    on_host([x, w], x.shape(), |[xs, ws], out| {
+        norm::rms_norm_rows(xs, ws, eps, out)
+    })
 }
 
 /// `a + b` for two f32 arrays of one shape on a CPU device through the [`norm`] kernel (the
 /// residual adds); `None` where MLX must do it.
 pub fn add_f32(a: &Array, b: &Array) -> Result<Option<Array>> {
-    if a.dtype() != Dtype::Float32
-        || b.dtype() != Dtype::Float32
-        || a.shape() != b.shape()
-        || !crate::runtime::default_device_is_cpu()
-    {
+    if a.shape() != b.shape() {
         return Ok(None);
     }
-    let (ha, hb) = (host_f32(a)?, host_f32(b)?);
-    if let (Ok(xs), Ok(ys)) = (ha.try_as_slice::<f32>(), hb.try_as_slice::<f32>()) {
-        let mut out = vec![0f32; xs.len()];
-        norm::add(xs, ys, &mut out);
-        return Ok(Some(Array::from_slice(&out, a.shape())));
-    }
-    Ok(None)
+    on_host([a, b], a.shape(), |[x, y], out| norm::add(x, y, out))
 }

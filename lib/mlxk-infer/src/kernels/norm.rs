@@ -18,8 +18,8 @@ pub fn rms_norm_rows(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
     assert!(width > 0 && x.len() == out.len() && x.len().is_multiple_of(width));
     let rows_per_task = CHUNK.div_ceil(width).max(1);
     let piece = rows_per_task * width;
-    pool::chunks_mut(out, piece, |i, o| {
-        let x = &x[i * piece..i * piece + o.len()];
+    pool::chunks_mut(out, piece, |at, o| {
+        let x = &x[at];
         for (o, x) in o.chunks_exact_mut(width).zip(x.chunks_exact(width)) {
             rms_norm_row(x, w, eps, o);
         }
@@ -42,8 +42,7 @@ fn rms_norm_row(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
 /// `out = a + b`, elementwise.
 pub fn add(a: &[f32], b: &[f32], out: &mut [f32]) {
     assert!(a.len() == b.len() && a.len() == out.len());
-    pool::chunks_mut(out, CHUNK, |i, o| {
-        let at = i * CHUNK..i * CHUNK + o.len();
+    pool::chunks_mut(out, CHUNK, |at, o| {
         for ((o, &x), &y) in o.iter_mut().zip(&a[at.clone()]).zip(&b[at]) {
             *o = x + y;
         }

@@ -212,9 +212,13 @@ fn run_dyn(tasks: usize, f: &(dyn Fn(usize) + Sync)) {
     unsafe { *p.job.get() = None };
 }
 
-/// `out` in `chunk`-long pieces (the last may be shorter), `f(piece index, piece)` run for each
-/// as a task of [`run`].
-pub fn chunks_mut(out: &mut [f32], chunk: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
+/// `out` in `chunk`-long pieces (the last may be shorter), `f(where the piece is in out,
+/// piece)` run for each as a task of [`run`] (the range indexes the kernel's inputs alike).
+pub fn chunks_mut(
+    out: &mut [f32],
+    chunk: usize,
+    f: impl Fn(std::ops::Range<usize>, &mut [f32]) + Sync,
+) {
     let chunk = chunk.max(1);
     let (len, ptr) = (out.len(), Out(out.as_mut_ptr()));
     run(len.div_ceil(chunk), |i| {
@@ -222,7 +226,7 @@ pub fn chunks_mut(out: &mut [f32], chunk: usize, f: impl Fn(usize, &mut [f32]) +
         let n = chunk.min(len - start);
         // SAFETY: pieces are disjoint and inside `out`, which the caller borrows mutably for
         // the whole of `run`.
-        f(i, unsafe {
+        f(start..start + n, unsafe {
             std::slice::from_raw_parts_mut(ptr.at(start), n)
         })
     });
@@ -273,9 +277,10 @@ mod tests {
     #[test]
     fn chunks_cover_the_output_exactly() {
         let mut out = vec![0f32; 1001];
-        chunks_mut(&mut out, 100, |i, o| {
-            for (j, v) in o.iter_mut().enumerate() {
-                *v = (i * 100 + j) as f32;
+        chunks_mut(&mut out, 100, |at, o| {
+            assert_eq!(at.len(), o.len());
+            for (j, v) in at.zip(o.iter_mut()) {
+                *v = j as f32;
             }
         });
         assert!(out.iter().enumerate().all(|(i, v)| *v == i as f32));

@@ -17,10 +17,7 @@ const CHUNK: usize = 16 * 1024;
 pub fn swiglu(gate: &[f32], up: &[f32], out: &mut [f32]) {
     assert_eq!(gate.len(), up.len());
     assert_eq!(gate.len(), out.len());
-    pool::chunks_mut(out, CHUNK, |i, o| {
-        let at = i * CHUNK..i * CHUNK + o.len();
-        chunk(&gate[at.clone()], &up[at], o)
-    });
+    pool::chunks_mut(out, CHUNK, |at, o| chunk(&gate[at.clone()], &up[at], o));
 }
 
 fn chunk(g: &[f32], u: &[f32], o: &mut [f32]) {
