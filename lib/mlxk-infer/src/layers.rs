@@ -71,6 +71,60 @@ impl Linear {
     }
 }
 
+impl Linear {
+    /// The weight and bias as host slices, where [`Linear::forward_rows`] computes this layer:
+    /// dense f32 (the [`matvec`](crate::kernels::matvec) kernel) or repacked (the
+    /// [`qmatmul`](crate::kernels::qmatmul) kernel), with an f32 bias, on a CPU device.
+    pub fn runs_on_host(&self) -> bool {
+        let bias_ok = |b: &Option<Array>| {
+            b.as_ref()
+                .is_none_or(|b| b.ndim() == 1 && b.try_as_slice::<f32>().is_ok())
+        };
+        crate::runtime::default_device_is_cpu()
+            && match self {
+                Linear::Dense { weight, bias } => {
+                    weight.ndim() == 2 && weight.try_as_slice::<f32>().is_ok() && bias_ok(bias)
+                }
+                Linear::Packed { bias, .. } => bias_ok(bias),
+                Linear::Quantized { .. } => false,
+            }
+    }
+
+    /// `x Wᵀ (+ b)` for `m` rows of `x` held on the host, computed as [`Linear::forward`]
+    /// computes a few rows; an error for a layer that does not [`Linear::runs_on_host`].
+    pub fn forward_rows(&self, x: &[f32], m: usize) -> Result<Vec<f32>> {
+        let not_host = || crate::error::InferError::Mlx("a layer the CPU path cannot run".into());
+        if !self.runs_on_host() {
+            return Err(not_host());
+        }
+        fn bias(b: &Option<Array>) -> Option<&[f32]> {
+            b.as_ref().and_then(|b| b.try_as_slice::<f32>().ok())
+        }
+        match self {
+            Linear::Dense { weight, bias: b } => {
+                let (n, k) = (weight.shape()[0] as usize, weight.shape()[1] as usize);
+                let w = weight.try_as_slice::<f32>().map_err(|_| not_host())?;
+                let mut out = vec![0f32; m * n];
+                crate::kernels::matvec::matmul_t(x, m, k, w, n, bias(b), &mut out);
+                Ok(out)
+            }
+            Linear::Packed { weight, bias: b } => {
+                let mut out = vec![0f32; m * weight.n];
+                crate::kernels::qmatmul::qmatmul_t(x, m, weight, &mut out);
+                if let Some(b) = bias(b) {
+                    for row in out.chunks_exact_mut(weight.n) {
+                        for (o, &bv) in row.iter_mut().zip(b) {
+                            *o += bv;
+                        }
+                    }
+                }
+                Ok(out)
+            }
+            Linear::Quantized { .. } => Err(not_host()),
+        }
+    }
+}
+
 /// `y + b` for a layer with a bias, `y` for one without.
 fn plus_bias(y: Array, bias: &Option<Array>) -> Result<Array> {
     Ok(match bias {
@@ -147,6 +201,67 @@ impl Embedding {
                 spec,
             } => quantized_matmul(x, weight, scales, biases, *spec)?,
         })
+    }
+
+    /// Whether [`Embedding::rows`] and [`Embedding::logits_rows`] compute this table on the
+    /// host (dense f32 or repacked, on a CPU device).
+    pub fn runs_on_host(&self) -> bool {
+        crate::runtime::default_device_is_cpu()
+            && match self {
+                Embedding::Dense(w) => w.ndim() == 2 && w.try_as_slice::<f32>().is_ok(),
+                Embedding::Packed(_) => true,
+                Embedding::Quantized { .. } => false,
+            }
+    }
+
+    /// The rows of `ids`, one after another, as [`Embedding::forward`] gives them.
+    pub fn rows(&self, ids: &[u32]) -> Result<Vec<f32>> {
+        let not_host = || crate::error::InferError::Mlx("a table the CPU path cannot read".into());
+        let (n, k) = match self {
+            Embedding::Dense(w) if self.runs_on_host() => {
+                (w.shape()[0] as usize, w.shape()[1] as usize)
+            }
+            Embedding::Packed(w) => (w.n, w.k),
+            _ => return Err(not_host()),
+        };
+        let mut out = vec![0f32; ids.len() * k];
+        for (&id, o) in ids.iter().zip(out.chunks_exact_mut(k)) {
+            let r = id as usize;
+            if r >= n {
+                return Err(crate::error::InferError::Mlx(format!(
+                    "token id {r} is outside the embedding's {n} rows"
+                )));
+            }
+            match self {
+                Embedding::Dense(w) => {
+                    let w = w.try_as_slice::<f32>().map_err(|_| not_host())?;
+                    o.copy_from_slice(&w[r * k..(r + 1) * k]);
+                }
+                Embedding::Packed(w) => w.dequantize_row(r, o),
+                Embedding::Quantized { .. } => return Err(not_host()),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Logits for `m` host rows of `x`, as [`Embedding::as_linear`] computes a few rows.
+    pub fn logits_rows(&self, x: &[f32], m: usize) -> Result<Vec<f32>> {
+        let not_host = || crate::error::InferError::Mlx("a table the CPU path cannot read".into());
+        match self {
+            Embedding::Dense(w) if self.runs_on_host() => {
+                let (n, k) = (w.shape()[0] as usize, w.shape()[1] as usize);
+                let w = w.try_as_slice::<f32>().map_err(|_| not_host())?;
+                let mut out = vec![0f32; m * n];
+                crate::kernels::matvec::matmul_t(x, m, k, w, n, None, &mut out);
+                Ok(out)
+            }
+            Embedding::Packed(w) => {
+                let mut out = vec![0f32; m * w.n];
+                crate::kernels::qmatmul::qmatmul_t(x, m, w, &mut out);
+                Ok(out)
+            }
+            _ => Err(not_host()),
+        }
     }
 
     /// The data type activations get from this table.
@@ -710,7 +825,32 @@ pub struct LayerNorm {
 }
 
 impl LayerNorm {
+    /// The weight and bias as host slices, where [`LayerNorm::forward_rows`] can compute it.
+    pub fn host_params(&self) -> Option<(&[f32], &[f32])> {
+        match (
+            self.weight.try_as_slice::<f32>(),
+            self.bias.try_as_slice::<f32>(),
+        ) {
+            (Ok(w), Ok(b)) if w.len() == b.len() && !w.is_empty() => Some((w, b)),
+            _ => None,
+        }
+    }
+
+    /// This norm of host rows `x` (as [`LayerNorm::forward`] computes it on a CPU).
+    pub fn forward_rows(&self, x: &[f32]) -> Result<Vec<f32>> {
+        let (w, b) = self.host_params().ok_or_else(|| {
+            crate::error::InferError::Mlx("a norm the CPU path cannot read".into())
+        })?;
+        let mut out = vec![0f32; x.len()];
+        kernels::norm::layer_norm_rows(x, w, b, self.eps, &mut out);
+        Ok(out)
+    }
+
+    /// The CPU kernel where it applies (bit for bit), else MLX's op.
     pub fn forward(&self, x: &Array) -> Result<Array> {
+        if let Some(y) = kernels::layer_norm_f32(x, &self.weight, &self.bias, self.eps)? {
+            return Ok(y);
+        }
         Ok(fast::layer_norm(x, &self.weight, &self.bias, self.eps)?)
     }
 }

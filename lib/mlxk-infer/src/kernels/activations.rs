@@ -29,7 +29,8 @@ pub fn softmax_rows(x: &[f32], out: &mut [f32], m: usize) {
     });
 }
 
-fn softmax_row(x: &[f32], o: &mut [f32]) {
+/// One row of [`softmax_rows`].
+pub fn softmax_row(x: &[f32], o: &mut [f32]) {
     let mut max = f32::NEG_INFINITY;
     for &v in x {
         // std::max(maximum, v): keeps `maximum` unless v is larger.

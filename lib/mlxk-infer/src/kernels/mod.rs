@@ -7,6 +7,7 @@ use mlx_rs::{Array, Dtype, ops};
 pub use qmatmul::PackedQuant;
 
 pub mod activations;
+pub mod attention;
 pub mod matvec;
 pub mod norm;
 pub mod pool;
@@ -236,6 +237,18 @@ pub fn rms_norm_f32(x: &Array, w: &Array, eps: f32) -> Result<Option<Array>> {
     }
     on_host([x, w], x.shape(), |[xs, ws], out| {
         norm::rms_norm_rows(xs, ws, eps, out)
+    })
+}
+
+/// `fast::layer_norm(x, w, b, eps)` for f32 on a CPU device through the [`norm`] kernel
+/// (MLX's arithmetic bit for bit); `None` where MLX must do it.
+pub fn layer_norm_f32(x: &Array, w: &Array, b: &Array, eps: f32) -> Result<Option<Array>> {
+    let width = *x.shape().last().unwrap_or(&0);
+    if width == 0 || w.shape() != [width] || b.shape() != [width] {
+        return Ok(None);
+    }
+    on_host([x, w, b], x.shape(), |[xs, ws, bs], out| {
+        norm::layer_norm_rows(xs, ws, bs, eps, out)
     })
 }
 

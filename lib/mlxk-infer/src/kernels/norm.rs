@@ -1,4 +1,4 @@
-//! RMSNorm and the residual add on the CPU, bit for bit what MLX's CPU ops compute.
+//! RMSNorm, LayerNorm and the residual add on the CPU, bit for bit what MLX's CPU ops compute.
 //!
 //! Both are tiny, but in decoding each MLX evaluation of them is a round trip to MLX's stream
 //! thread (about a tenth of a millisecond here), twice per layer; computed here, on data the
@@ -6,7 +6,9 @@
 //! for f32, and its CPU `rms_norm` is `x · rsqrt(mean(x²) + eps) · w` in MLX's scalar ops: the
 //! sum of squares in order, times `1 / width`, `1 / sqrt(mean + eps)`, then `(x · scale) · w`
 //! (checked bit for bit against `fast::rms_norm` below); its `add` is one rounded `a + b` per
-//! element.
+//! element. Its CPU `layer_norm` is the fallback of MLX's ops too: `mean` (in order, times
+//! `1 / width`), the centred values, the mean of their squares likewise, `1 / sqrt(var + eps)`,
+//! then `((xc · r) · w) + b`, every step rounded on its own (no FMA).
 use super::pool;
 
 /// Values per parallel task.
@@ -36,6 +38,41 @@ fn rms_norm_row(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
     let scale = 1.0 / (mean + eps).sqrt();
     for ((o, &v), &wv) in out.iter_mut().zip(x).zip(w) {
         *o = v * scale * wv;
+    }
+}
+
+/// `out` = LayerNorm of each `w.len()`-long row of `x`, scaled by `w` and shifted by `b`.
+pub fn layer_norm_rows(x: &[f32], w: &[f32], b: &[f32], eps: f32, out: &mut [f32]) {
+    let width = w.len();
+    assert!(width > 0 && b.len() == width);
+    assert!(x.len() == out.len() && x.len().is_multiple_of(width));
+    let rows_per_task = CHUNK.div_ceil(width).max(1);
+    let piece = rows_per_task * width;
+    pool::chunks_mut(out, piece, |at, o| {
+        let x = &x[at];
+        for (o, x) in o.chunks_exact_mut(width).zip(x.chunks_exact(width)) {
+            layer_norm_row(x, w, b, eps, o);
+        }
+    });
+}
+
+/// One row of [`layer_norm_rows`]; `out` holds the centred values on the way.
+pub fn layer_norm_row(x: &[f32], w: &[f32], b: &[f32], eps: f32, out: &mut [f32]) {
+    let inv = (1.0 / x.len() as f64) as f32;
+    let mut sum = 0f32;
+    for &v in x {
+        sum += v;
+    }
+    let mean = sum * inv;
+    let mut sum_sq = 0f32;
+    for (o, &v) in out.iter_mut().zip(x) {
+        let c = v - mean;
+        *o = c;
+        sum_sq += c * c;
+    }
+    let r = 1.0 / (sum_sq * inv + eps).sqrt();
+    for ((o, &wv), &bv) in out.iter_mut().zip(w).zip(b) {
+        *o = *o * r * wv + bv;
     }
 }
 
@@ -74,6 +111,29 @@ mod tests {
             let want = fast::rms_norm(&xa, Some(&wa), eps).unwrap();
             let mut got = vec![0f32; x.len()];
             rms_norm_rows(&x, &w, eps, &mut got);
+            assert_eq!(bits(&got), bits(want.as_slice::<f32>()), "{rows}×{width}");
+        }
+    }
+
+    #[test]
+    fn layer_norm_is_mlx_bit_for_bit() {
+        for (rows, width, eps, scale, shift) in [
+            (1, 384, 1e-5, 1.0, 0.0),
+            (3, 64, 1e-6, 30.0, 2.0),
+            (7, 1000, 1e-5, 0.01, -0.5),
+            (40, 333, 1e-5, 3.0, 100.0),
+        ] {
+            let x: Vec<f32> = pseudo(5, rows * width)
+                .iter()
+                .map(|v| v * scale + shift)
+                .collect();
+            let (w, b) = (pseudo(9, width), pseudo(11, width));
+            let xa = Array::from_slice(&x, &[1, rows as i32, width as i32]);
+            let wa = Array::from_slice(&w, &[width as i32]);
+            let ba = Array::from_slice(&b, &[width as i32]);
+            let want = fast::layer_norm(&xa, &wa, &ba, eps).unwrap();
+            let mut got = vec![0f32; x.len()];
+            layer_norm_rows(&x, &w, &b, eps, &mut got);
             assert_eq!(bits(&got), bits(want.as_slice::<f32>()), "{rows}×{width}");
         }
     }

@@ -205,11 +205,67 @@ impl ResidualBlock {
     }
 }
 
+/// One decoder layer's self-attention keys and values of the tokens so far.
+#[derive(Clone)]
+enum SelfKv {
+    Empty,
+    /// In MLX arrays `(rows, tokens, d)`, after a step through MLX's ops.
+    Arrays(Array, Array),
+    /// On the host, after a step of the CPU path: per row (hypothesis), its keys and its
+    /// values, `tokens × d` each.
+    Host(Vec<(Vec<f32>, Vec<f32>)>),
+}
+
+impl SelfKv {
+    /// As MLX arrays (for a step through MLX's ops).
+    fn arrays(&self, d: usize) -> Option<(Array, Array)> {
+        match self {
+            SelfKv::Empty => None,
+            SelfKv::Arrays(k, v) => Some((k.clone(), v.clone())),
+            SelfKv::Host(rows) => {
+                let (b, len) = (rows.len() as i32, (rows[0].0.len() / d) as i32);
+                let keys: Vec<f32> = rows.iter().flat_map(|r| r.0.iter().copied()).collect();
+                let values: Vec<f32> = rows.iter().flat_map(|r| r.1.iter().copied()).collect();
+                Some((
+                    Array::from_slice(&keys, &[b, len, d as i32]),
+                    Array::from_slice(&values, &[b, len, d as i32]),
+                ))
+            }
+        }
+    }
+
+    /// On the host (for a step of the CPU path), `rows` rows when empty.
+    fn host(&mut self, rows: usize) -> Result<&mut Vec<(Vec<f32>, Vec<f32>)>> {
+        if let SelfKv::Arrays(k, v) = self {
+            let (k, v) = (
+                k.as_dtype(Dtype::Float32)?.contiguous()?,
+                v.as_dtype(Dtype::Float32)?.contiguous()?,
+            );
+            mlx_rs::transforms::eval([&k, &v])?;
+            let per_row = k.size() / (k.shape()[0] as usize).max(1);
+            let (ks, vs) = (k.as_slice::<f32>(), v.as_slice::<f32>());
+            *self = SelfKv::Host(
+                ks.chunks(per_row.max(1))
+                    .zip(vs.chunks(per_row.max(1)))
+                    .map(|(k, v)| (k.to_vec(), v.to_vec()))
+                    .collect(),
+            );
+        }
+        if let SelfKv::Empty = self {
+            *self = SelfKv::Host(vec![(Vec::new(), Vec::new()); rows]);
+        }
+        match self {
+            SelfKv::Host(r) => Ok(r),
+            _ => unreachable!("made a host cache above"),
+        }
+    }
+}
+
 /// A decoder's state over one 30-second window: cross-attention keys/values of the encoded
 /// audio (computed once) and self-attention keys/values of the tokens so far.
 pub struct DecoderCache {
     cross: Vec<(Array, Array)>,
-    tokens: Vec<Option<(Array, Array)>>,
+    tokens: Vec<SelfKv>,
     pub offset: usize,
 }
 
@@ -220,9 +276,17 @@ impl DecoderCache {
             &rows.iter().map(|&r| r as i32).collect::<Vec<_>>(),
             &[rows.len() as i32],
         );
-        for (k, v) in self.tokens.iter_mut().flatten() {
-            *k = k.take_axis(&idx, 0)?;
-            *v = v.take_axis(&idx, 0)?;
+        for kv in &mut self.tokens {
+            match kv {
+                SelfKv::Empty => {}
+                SelfKv::Arrays(k, v) => {
+                    *k = k.take_axis(&idx, 0)?;
+                    *v = v.take_axis(&idx, 0)?;
+                }
+                SelfKv::Host(have) => {
+                    *have = rows.iter().map(|&r| have[r as usize].clone()).collect();
+                }
+            }
         }
         Ok(())
     }
@@ -251,6 +315,9 @@ pub struct Whisper {
     decoder: Vec<ResidualBlock>,
     ln: LayerNorm,
     mask: Array,
+    /// Whether a decoder step can run on the host ([`Whisper::step_on_host`]): every decoder
+    /// weight in a layout the CPU kernels compute, on a CPU device.
+    host_decoder: bool,
 }
 
 impl Whisper {
@@ -301,7 +368,7 @@ impl Whisper {
         }
         Ok(DecoderCache {
             cross,
-            tokens: vec![None; self.decoder.len()],
+            tokens: vec![SelfKv::Empty; self.decoder.len()],
             offset: 0,
         })
     }
@@ -323,6 +390,13 @@ impl Whisper {
                 offset + l
             )));
         }
+        let cross_on_host = cache
+            .cross
+            .iter()
+            .all(|(k, v)| k.dtype() == Dtype::Float32 && v.dtype() == Dtype::Float32);
+        if l == 1 && !want_cross_qk && self.host_decoder && cross_on_host {
+            return Ok((self.step_on_host(tokens, cache)?, Vec::new()));
+        }
         let pos = self
             .text_positions
             .index((offset as i32..(offset + l) as i32, ..));
@@ -332,12 +406,12 @@ impl Whisper {
             let a = &block.attn;
             let h = block.attn_ln.forward(&x)?;
             let (mut k, mut v) = (a.key.forward(&h)?, a.value.forward(&h)?);
-            if let Some((pk, pv)) = &cache.tokens[i] {
-                k = ops::concatenate(&[pk, &k], 1)?;
-                v = ops::concatenate(&[pv, &v], 1)?;
+            if let Some((pk, pv)) = cache.tokens[i].arrays(self.dims.n_text_state) {
+                k = ops::concatenate(&[&pk, &k], 1)?;
+                v = ops::concatenate(&[&pv, &v], 1)?;
             }
             let (y, _) = a.attend(&a.query.forward(&h)?, &k, &v, Some(&self.mask))?;
-            cache.tokens[i] = Some((k, v));
+            cache.tokens[i] = SelfKv::Arrays(k, v);
             x = ops::add(&x, &y)?;
             let (c, c_ln) = block
                 .cross
@@ -359,6 +433,124 @@ impl Whisper {
             .as_dtype(Dtype::Float32)?;
         Ok((logits, cross_qk))
     }
+
+    /// One decoder step (one new token per row of `tokens`, `(rows, 1)`) on the host: the
+    /// same operations as [`Whisper::decode`] through the CPU kernels (LayerNorm, softmax and
+    /// GELU bit for bit as MLX's; the matmuls as the kernels sum them), with no MLX evaluation.
+    /// MLX's per-operation cost over a step's ~150 small operations was most of a token's time.
+    fn step_on_host(&self, tokens: &Array, cache: &mut DecoderCache) -> Result<Array> {
+        let tokens = tokens.as_dtype(Dtype::Int32)?;
+        tokens.eval()?;
+        let ids: Vec<u32> = tokens.as_slice::<i32>().iter().map(|&t| t as u32).collect();
+        let (rows, d) = (ids.len(), self.dims.n_text_state);
+        let heads = self.dims.n_text_head;
+        let dh = d / heads;
+        let scale = (dh as f64).powf(-0.25) as f32;
+        let at = cache.offset;
+        let positions = self
+            .text_positions
+            .try_as_slice::<f32>()
+            .map_err(|_| crate::error::InferError::Mlx("text positions unreadable".into()))?;
+        let pos = &positions[at * d..(at + 1) * d];
+        let mut x = self.token_embedding.rows(&ids)?;
+        for row in x.chunks_exact_mut(d) {
+            for (v, &p) in row.iter_mut().zip(pos) {
+                *v += p;
+            }
+        }
+        let add = |x: &mut [f32], y: &[f32]| x.iter_mut().zip(y).for_each(|(a, &b)| *a += b);
+        for (i, block) in self.decoder.iter().enumerate() {
+            let a = &block.attn;
+            let h = block.attn_ln.forward_rows(&x)?;
+            let q = scaled(a.query.forward_rows(&h, rows)?, scale);
+            let (k, v) = (
+                a.key.forward_rows(&h, rows)?,
+                a.value.forward_rows(&h, rows)?,
+            );
+            let kv = cache.tokens[i].host(rows)?;
+            if kv.len() != rows {
+                return Err(crate::error::InferError::Mlx(format!(
+                    "a decoder step of {rows} rows over a cache of {}",
+                    kv.len()
+                )));
+            }
+            for (r, (ks, vs)) in kv.iter_mut().enumerate() {
+                ks.extend_from_slice(&k[r * d..(r + 1) * d]);
+                vs.extend_from_slice(&v[r * d..(r + 1) * d]);
+            }
+            let kv = &*kv;
+            let mut o = vec![0f32; rows * d];
+            let out = kernels::pool::Out(o.as_mut_ptr());
+            kernels::pool::run(rows * heads, |task| {
+                let (r, hh) = (task / heads, task % heads);
+                let (ks, vs) = &kv[r];
+                let cols = hh * dh..(hh + 1) * dh;
+                let q = &q[r * d..][cols.clone()];
+                let mut w = vec![0f32; ks.len() / d];
+                kernels::attention::scores_by_row(q, |j| &ks[j * d..][cols.clone()], scale, &mut w);
+                let p = softmax_host(&w);
+                // SAFETY: each task writes only its own row and head of `o`.
+                let o = unsafe { std::slice::from_raw_parts_mut(out.at(r * d + hh * dh), dh) };
+                kernels::attention::weighted_sum(&p, |j| &vs[j * d..][cols.clone()], o);
+            });
+            add(&mut x, &a.out.forward_rows(&o, rows)?);
+
+            let (c, c_ln) = block
+                .cross
+                .as_ref()
+                .expect("decoder blocks have cross-attention");
+            let h = c_ln.forward_rows(&x)?;
+            let q = scaled(c.query.forward_rows(&h, rows)?, scale);
+            let (ck, cv) = &cache.cross[i];
+            let (ck, cv) = (
+                ck.try_as_slice::<f32>().map_err(|_| cross_unreadable())?,
+                cv.try_as_slice::<f32>().map_err(|_| cross_unreadable())?,
+            );
+            let frames = ck.len() / d;
+            let mut o = vec![0f32; rows * d];
+            let out = kernels::pool::Out(o.as_mut_ptr());
+            kernels::pool::run(rows * heads, |task| {
+                let (r, hh) = (task / heads, task % heads);
+                let q = &q[r * d + hh * dh..r * d + (hh + 1) * dh];
+                let mut w = vec![0f32; frames];
+                kernels::attention::scores_by_dim(q, &ck[hh * dh * frames..], frames, &mut w);
+                let p = softmax_host(&w);
+                let vs = &cv[hh * frames * dh..(hh + 1) * frames * dh];
+                // SAFETY: each task writes only its own row and head of `o`.
+                let o = unsafe { std::slice::from_raw_parts_mut(out.at(r * d + hh * dh), dh) };
+                kernels::attention::weighted_sum(&p, |j| &vs[j * dh..(j + 1) * dh], o);
+            });
+            add(&mut x, &c.out.forward_rows(&o, rows)?);
+
+            let h = block.mlp_ln.forward_rows(&x)?;
+            let m = block.mlp1.forward_rows(&h, rows)?;
+            let mut g = vec![0f32; m.len()];
+            kernels::activations::gelu(&m, &mut g);
+            add(&mut x, &block.mlp2.forward_rows(&g, rows)?);
+        }
+        cache.offset += 1;
+        let x = self.ln.forward_rows(&x)?;
+        let logits = self.token_embedding.logits_rows(&x, rows)?;
+        let n = logits.len() / rows;
+        Ok(Array::from_slice(&logits, &[rows as i32, 1, n as i32]))
+    }
+}
+
+/// `v · scale`, each value rounded on its own (MLX's multiply).
+fn scaled(mut v: Vec<f32>, scale: f32) -> Vec<f32> {
+    v.iter_mut().for_each(|x| *x *= scale);
+    v
+}
+
+/// MLX's precise softmax of one row (the CPU kernel, bit for bit).
+fn softmax_host(x: &[f32]) -> Vec<f32> {
+    let mut p = vec![0f32; x.len()];
+    kernels::activations::softmax_row(x, &mut p);
+    p
+}
+
+fn cross_unreadable() -> crate::error::InferError {
+    crate::error::InferError::Mlx("cross-attention keys unreadable on the host".into())
 }
 
 /// Loads the Whisper checkpoint in `dir` under `policy` (f16/bf16 → f32 on a CPU).
@@ -518,6 +710,24 @@ fn build(
     } else {
         alignment
     };
+    let host_decoder = decoder.iter().all(|b| {
+        let lin = |a: &MultiHeadAttention| {
+            [&a.query, &a.key, &a.value, &a.out]
+                .iter()
+                .all(|l| l.runs_on_host())
+        };
+        lin(&b.attn)
+            && b.cross.as_ref().is_some_and(|(c, l)| {
+                lin(c) && l.host_params().is_some_and(|(w, _)| w.len() == d_t)
+            })
+            && b.mlp1.runs_on_host()
+            && b.mlp2.runs_on_host()
+            && [&b.attn_ln, &b.mlp_ln]
+                .iter()
+                .all(|l| l.host_params().is_some_and(|(w, _)| w.len() == d_t))
+    }) && token_embedding.runs_on_host()
+        && text_positions.try_as_slice::<f32>().is_ok()
+        && ln_dec.host_params().is_some_and(|(w, _)| w.len() == d_t);
     Ok(Whisper {
         dims,
         layout,
@@ -537,6 +747,7 @@ fn build(
         decoder,
         ln: ln_dec,
         mask,
+        host_decoder,
     })
 }
 
