@@ -129,6 +129,27 @@ fn several_files_reuse_one_model_and_a_bad_one_fails_alone() {
 }
 
 #[test]
+fn opus_and_m4a_are_transcribed() {
+    let r = run(&[
+        "whisper-tiny.en",
+        &fx("short.opus"),
+        &fx("short.m4a"),
+        "--json",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let recs = r.records();
+    let transcripts: Vec<&Value> = recs.iter().filter(|r| r["type"] == "transcript").collect();
+    assert_eq!(transcripts.len(), 2, "{}", r.stdout);
+    for (t, file) in transcripts.iter().zip(["short.opus", "short.m4a"]) {
+        assert!(t["file"].as_str().unwrap().ends_with(file), "{t}");
+        let text = t["text"].as_str().unwrap();
+        assert!(text.contains("Please call me tomorrow"), "{file}: {text}");
+        let secs = t["duration_s"].as_f64().unwrap();
+        assert!((4.8..5.0).contains(&secs), "{file}: {secs} s");
+    }
+}
+
+#[test]
 fn bad_audio_is_a_one_line_error_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let empty = dir.path().join("empty.mp3");

