@@ -13,8 +13,8 @@ pub fn scores_by_dim(q: &[f32], keys: &[f32], stride: usize, scores: &mut [f32])
     let n = scores.len();
     assert!(stride >= n && (q.is_empty() || keys.len() >= (q.len() - 1) * stride + n));
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY: the CPU has FMA.
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU has AVX2 and FMA; the bounds are checked above.
         unsafe { fma::scores_by_dim(q, keys, stride, scores) };
         return;
     }
@@ -67,34 +67,115 @@ fn scores_by_row_any<'a>(
     }
 }
 
-/// `out[t] = Σⱼ p[j] · value(j)[t]`, in order over `j`.
-pub fn weighted_sum<'a>(p: &[f32], value: impl Fn(usize) -> &'a [f32], out: &mut [f32]) {
+/// `out[t] = Σⱼ p[j] · v[j · stride + t]`, in order over `j`.
+pub fn weighted_sum(p: &[f32], v: &[f32], stride: usize, out: &mut [f32]) {
+    let m = out.len();
+    assert!(stride >= m && (p.is_empty() || v.len() >= (p.len() - 1) * stride + m));
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY: the CPU has FMA.
-        unsafe { fma::weighted_sum(p, &value, out) };
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU has AVX2 and FMA; the bounds are checked above.
+        unsafe { fma::weighted_sum(p, v, stride, out) };
         return;
     }
-    weighted_sum_any(p, &value, out)
+    weighted_sum_any(p, v, stride, out)
 }
 
 #[inline(always)]
-fn weighted_sum_any<'a>(p: &[f32], value: &impl Fn(usize) -> &'a [f32], out: &mut [f32]) {
+fn weighted_sum_any(p: &[f32], v: &[f32], stride: usize, out: &mut [f32]) {
+    let m = out.len();
     out.fill(0.0);
     for (j, &pj) in p.iter().enumerate() {
-        for (o, &v) in out.iter_mut().zip(value(j)) {
-            *o = pj.mul_add(v, *o);
+        for (o, &x) in out.iter_mut().zip(&v[j * stride..j * stride + m]) {
+            *o = pj.mul_add(x, *o);
         }
     }
 }
 
+/// Query rows one task of [`full`] attends.
+const ROWS_PER_TASK: usize = 16;
+
+/// Unmasked multi-head attention over a whole sequence (an encoder's self-attention), never
+/// materialising the `heads × n × n` scores: `q`, `k`, `v` and `out` are `n × d` row-major
+/// with `heads` heads side by side; q and k are each scaled by `scale` (value by value, as MLX
+/// multiplies them) before their dot products, which sum in order with FMA; the softmax is
+/// MLX's precise one bit for bit; the weighted sum of values runs over keys in order.
+pub fn full(q: &[f32], k: &[f32], v: &[f32], n: usize, heads: usize, scale: f32, out: &mut [f32]) {
+    let d = if n == 0 { 0 } else { q.len() / n };
+    assert!(heads > 0 && d % heads == 0);
+    assert!(q.len() == n * d && k.len() == n * d && v.len() == n * d && out.len() == n * d);
+    if n == 0 {
+        return;
+    }
+    let dh = d / heads;
+    // Keys by head and dimension, scaled: `keys[h][t][j]`, so a query's scores are one pass.
+    let mut keys = vec![0f32; heads * dh * n];
+    let kp = super::pool::Out(keys.as_mut_ptr());
+    super::pool::run(heads, |h| {
+        // SAFETY: each task writes only its own head's block of `keys`.
+        let kh = unsafe { std::slice::from_raw_parts_mut(kp.at(h * dh * n), dh * n) };
+        for j in 0..n {
+            for t in 0..dh {
+                kh[t * n + j] = k[j * d + h * dh + t] * scale;
+            }
+        }
+    });
+    let blocks = n.div_ceil(ROWS_PER_TASK);
+    let op = super::pool::Out(out.as_mut_ptr());
+    super::pool::run(heads * blocks, |task| {
+        let (h, b) = (task / blocks, task % blocks);
+        let kh = &keys[h * dh * n..(h + 1) * dh * n];
+        let (mut qs, mut scores, mut p) = (vec![0f32; dh], vec![0f32; n], vec![0f32; n]);
+        for i in b * ROWS_PER_TASK..((b + 1) * ROWS_PER_TASK).min(n) {
+            for (qs, &qv) in qs.iter_mut().zip(&q[i * d + h * dh..i * d + (h + 1) * dh]) {
+                *qs = qv * scale;
+            }
+            scores_by_dim(&qs, kh, n, &mut scores);
+            super::activations::softmax_row(&scores, &mut p);
+            // SAFETY: each task writes only its own rows of its own head.
+            let o = unsafe { std::slice::from_raw_parts_mut(op.at(i * d + h * dh), dh) };
+            weighted_sum(&p, &v[h * dh..], d, o);
+        }
+    });
+}
+
 #[cfg(target_arch = "x86_64")]
 mod fma {
-    /// [`super::scores_by_dim_any`] compiled with FMA (`mul_add` becomes one instruction and
-    /// the loop over keys vectorizes).
+    use std::arch::x86_64::*;
+
+    /// Outputs one pass keeps in registers: four vectors of eight.
+    const WIDE: usize = 32;
+
+    /// [`super::scores_by_dim_any`] with 32 keys' sums held in four registers while `t` runs
+    /// (each still one in-order FMA chain); the last keys as the portable loop computes them.
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn scores_by_dim(q: &[f32], keys: &[f32], stride: usize, scores: &mut [f32]) {
-        super::scores_by_dim_any(q, keys, stride, scores)
+        let n = scores.len();
+        let kp = keys.as_ptr();
+        let mut j = 0;
+        // SAFETY (all loads): t < q.len() and j + WIDE <= n, inside `keys` by the caller's check.
+        unsafe {
+            while j + WIDE <= n {
+                let mut a = [_mm256_setzero_ps(); 4];
+                for (t, &qt) in q.iter().enumerate() {
+                    let qb = _mm256_set1_ps(qt);
+                    let r = kp.add(t * stride + j);
+                    for (l, acc) in a.iter_mut().enumerate() {
+                        *acc = _mm256_fmadd_ps(qb, _mm256_loadu_ps(r.add(8 * l)), *acc);
+                    }
+                }
+                for (l, acc) in a.iter().enumerate() {
+                    _mm256_storeu_ps(scores.as_mut_ptr().add(j + 8 * l), *acc);
+                }
+                j += WIDE;
+            }
+        }
+        for jj in j..n {
+            let mut acc = 0f32;
+            for (t, &qt) in q.iter().enumerate() {
+                acc = qt.mul_add(keys[t * stride + jj], acc);
+            }
+            scores[jj] = acc;
+        }
     }
 
     #[target_feature(enable = "avx2,fma")]
@@ -107,13 +188,36 @@ mod fma {
         super::scores_by_row_any(q, key, scale, scores)
     }
 
+    /// [`super::weighted_sum_any`] with 32 outputs held in four registers while `j` runs.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn weighted_sum<'a>(
-        p: &[f32],
-        value: &impl Fn(usize) -> &'a [f32],
-        out: &mut [f32],
-    ) {
-        super::weighted_sum_any(p, value, out)
+    pub(super) unsafe fn weighted_sum(p: &[f32], v: &[f32], stride: usize, out: &mut [f32]) {
+        let m = out.len();
+        let vp = v.as_ptr();
+        let mut t = 0;
+        // SAFETY (all loads): j < p.len() and t + WIDE <= m, inside `v` by the caller's check.
+        unsafe {
+            while t + WIDE <= m {
+                let mut a = [_mm256_setzero_ps(); 4];
+                for (j, &pj) in p.iter().enumerate() {
+                    let pb = _mm256_set1_ps(pj);
+                    let r = vp.add(j * stride + t);
+                    for (l, acc) in a.iter_mut().enumerate() {
+                        *acc = _mm256_fmadd_ps(pb, _mm256_loadu_ps(r.add(8 * l)), *acc);
+                    }
+                }
+                for (l, acc) in a.iter().enumerate() {
+                    _mm256_storeu_ps(out.as_mut_ptr().add(t + 8 * l), *acc);
+                }
+                t += WIDE;
+            }
+        }
+        for tt in t..m {
+            let mut acc = 0f32;
+            for (j, &pj) in p.iter().enumerate() {
+                acc = pj.mul_add(v[j * stride + tt], acc);
+            }
+            out[tt] = acc;
+        }
     }
 }
 
@@ -128,7 +232,7 @@ mod tests {
 
     #[test]
     fn scores_sum_in_order_with_fma() {
-        let (d, n, stride) = (64, 37, 40);
+        let (d, n, stride) = (64, 77, 80);
         let (q, keys) = (pseudo(1, d), pseudo(2, d * stride));
         let mut got = vec![f32::NAN; n];
         scores_by_dim(&q, &keys, stride, &mut got);
@@ -144,12 +248,42 @@ mod tests {
         }
     }
 
+    /// Against the same arithmetic written out plainly: scaled q and k, in-order FMA dot
+    /// products, MLX's softmax, in-order weighted sum; every head and a ragged last block.
+    #[test]
+    fn full_attention_is_the_plain_computation() {
+        let (n, heads, dh) = (37, 3, 8);
+        let d = heads * dh;
+        let (q, k, v) = (pseudo(6, n * d), pseudo(7, n * d), pseudo(8, n * d));
+        let scale = (dh as f64).powf(-0.25) as f32;
+        let mut got = vec![f32::NAN; n * d];
+        full(&q, &k, &v, n, heads, scale, &mut got);
+        for h in 0..heads {
+            for i in 0..n {
+                let scores: Vec<f32> = (0..n)
+                    .map(|j| {
+                        seq_fma((0..dh).map(|t| {
+                            (q[i * d + h * dh + t] * scale, k[j * d + h * dh + t] * scale)
+                        }))
+                    })
+                    .collect();
+                let mut p = vec![0f32; n];
+                crate::kernels::activations::softmax_row(&scores, &mut p);
+                for t in 0..dh {
+                    let want = seq_fma((0..n).map(|j| (p[j], v[j * d + h * dh + t])));
+                    let g = got[i * d + h * dh + t];
+                    assert_eq!(g.to_bits(), want.to_bits(), "head {h} row {i} dim {t}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn the_weighted_sum_runs_over_keys_in_order() {
-        let (d, n) = (24, 300);
+        let (d, n) = (72, 300);
         let (p, v) = (pseudo(4, n), pseudo(5, n * d));
         let mut got = vec![f32::NAN; d];
-        weighted_sum(&p, |j| &v[j * d..(j + 1) * d], &mut got);
+        weighted_sum(&p, &v, d, &mut got);
         for (t, g) in got.iter().enumerate() {
             let want = seq_fma((0..n).map(|j| (p[j], v[j * d + t])));
             assert_eq!(g.to_bits(), want.to_bits(), "dimension {t}");

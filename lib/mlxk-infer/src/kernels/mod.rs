@@ -252,6 +252,26 @@ pub fn layer_norm_f32(x: &Array, w: &Array, b: &Array, eps: f32) -> Result<Optio
     })
 }
 
+/// Unmasked multi-head self-attention `softmax((q·s)(k·s)ᵀ) v` of f32 `(1, n, d)` arrays on a
+/// CPU device through the [`attention`] kernel, its scores never stored whole; `None` where
+/// MLX must do it.
+pub fn attention_f32(
+    q: &Array,
+    k: &Array,
+    v: &Array,
+    heads: usize,
+    scale: f32,
+) -> Result<Option<Array>> {
+    let shape = q.shape();
+    if shape.len() != 3 || shape[0] != 1 || k.shape() != shape || v.shape() != shape {
+        return Ok(None);
+    }
+    let n = shape[1] as usize;
+    on_host([q, k, v], shape, |[q, k, v], out| {
+        attention::full(q, k, v, n, heads, scale, out)
+    })
+}
+
 /// `a + b` for two f32 arrays of one shape on a CPU device through the [`norm`] kernel (the
 /// residual adds); `None` where MLX must do it.
 pub fn add_f32(a: &Array, b: &Array) -> Result<Option<Array>> {

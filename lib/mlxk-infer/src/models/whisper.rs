@@ -340,12 +340,16 @@ impl Whisper {
         for block in &self.encoder {
             let a = &block.attn;
             let h = block.attn_ln.forward(&x)?;
-            let (y, _) = a.attend(
-                &a.query.forward(&h)?,
-                &a.key.forward(&h)?,
-                &a.value.forward(&h)?,
-                None,
-            )?;
+            let (q, k, v) = (
+                a.query.forward(&h)?,
+                a.key.forward(&h)?,
+                a.value.forward(&h)?,
+            );
+            let scale = ((self.dims.n_audio_state / a.n_head) as f64).powf(-0.25) as f32;
+            let y = match kernels::attention_f32(&q, &k, &v, a.n_head, scale)? {
+                Some(o) => a.out.forward(&o)?,
+                None => a.attend(&q, &k, &v, None)?.0,
+            };
             x = block.mlp(&ops::add(&x, &y)?)?;
         }
         let x = self.ln_post.forward(&x)?;
@@ -491,7 +495,7 @@ impl Whisper {
                 let p = softmax_host(&w);
                 // SAFETY: each task writes only its own row and head of `o`.
                 let o = unsafe { std::slice::from_raw_parts_mut(out.at(r * d + hh * dh), dh) };
-                kernels::attention::weighted_sum(&p, |j| &vs[j * d..][cols.clone()], o);
+                kernels::attention::weighted_sum(&p, &vs[hh * dh..], d, o);
             });
             add(&mut x, &a.out.forward_rows(&o, rows)?);
 
@@ -518,7 +522,7 @@ impl Whisper {
                 let vs = &cv[hh * frames * dh..(hh + 1) * frames * dh];
                 // SAFETY: each task writes only its own row and head of `o`.
                 let o = unsafe { std::slice::from_raw_parts_mut(out.at(r * d + hh * dh), dh) };
-                kernels::attention::weighted_sum(&p, |j| &vs[j * dh..(j + 1) * dh], o);
+                kernels::attention::weighted_sum(&p, vs, dh, o);
             });
             add(&mut x, &c.out.forward_rows(&o, rows)?);
 
