@@ -124,16 +124,55 @@ pub fn full(q: &[f32], k: &[f32], v: &[f32], n: usize, heads: usize, scale: f32,
     super::pool::run(heads * blocks, |task| {
         let (h, b) = (task / blocks, task % blocks);
         let kh = &keys[h * dh * n..(h + 1) * dh * n];
-        let (mut qs, mut scores, mut p) = (vec![0f32; dh], vec![0f32; n], vec![0f32; n]);
-        for i in b * ROWS_PER_TASK..((b + 1) * ROWS_PER_TASK).min(n) {
-            for (qs, &qv) in qs.iter_mut().zip(&q[i * d + h * dh..i * d + (h + 1) * dh]) {
+        let rows = b * ROWS_PER_TASK..((b + 1) * ROWS_PER_TASK).min(n);
+        let mut qs = vec![0f32; rows.len() * dh];
+        for (r, i) in rows.clone().enumerate() {
+            let src = &q[i * d + h * dh..i * d + (h + 1) * dh];
+            for (qs, &qv) in qs[r * dh..(r + 1) * dh].iter_mut().zip(src) {
                 *qs = qv * scale;
             }
-            scores_by_dim(&qs, kh, n, &mut scores);
-            super::activations::softmax_row(&scores, &mut p);
+        }
+        let (mut scores, mut p) = (vec![0f32; rows.len() * n], vec![0f32; rows.len() * n]);
+        let mut o = vec![0f32; rows.len() * dh];
+        let mut r = 0;
+        // Four rows at a time share each load of the keys and of the values (they would
+        // otherwise stream a head's keys and values from L2 once per row).
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            while r + 4 <= rows.len() {
+                // SAFETY: the CPU has AVX2 and FMA; every slice holds four rows.
+                unsafe {
+                    fma::scores_by_dim4(&qs[r * dh..], dh, kh, n, &mut scores[r * n..]);
+                }
+                for rr in r..r + 4 {
+                    super::activations::softmax_row(
+                        &scores[rr * n..(rr + 1) * n],
+                        &mut p[rr * n..(rr + 1) * n],
+                    );
+                }
+                // SAFETY: as above.
+                unsafe {
+                    fma::weighted_sum4(&p[r * n..], n, &v[h * dh..], d, &mut o[r * dh..], dh);
+                }
+                r += 4;
+            }
+        }
+        for rr in r..rows.len() {
+            let sc = &mut scores[rr * n..(rr + 1) * n];
+            scores_by_dim(&qs[rr * dh..(rr + 1) * dh], kh, n, sc);
+            super::activations::softmax_row(sc, &mut p[rr * n..(rr + 1) * n]);
+            weighted_sum(
+                &p[rr * n..(rr + 1) * n],
+                &v[h * dh..],
+                d,
+                &mut o[rr * dh..(rr + 1) * dh],
+            );
+        }
+        for (r, i) in rows.enumerate() {
             // SAFETY: each task writes only its own rows of its own head.
-            let o = unsafe { std::slice::from_raw_parts_mut(op.at(i * d + h * dh), dh) };
-            weighted_sum(&p, &v[h * dh..], d, o);
+            let dst = unsafe { std::slice::from_raw_parts_mut(op.at(i * d + h * dh), dh) };
+            dst.copy_from_slice(&o[r * dh..(r + 1) * dh]);
         }
     });
 }
@@ -175,6 +214,98 @@ mod fma {
                 acc = qt.mul_add(keys[t * stride + jj], acc);
             }
             scores[jj] = acc;
+        }
+    }
+
+    /// [`scores_by_dim`] for four queries (`q`: four `dh`-long rows) at once: `scores` gets
+    /// four `n`-long rows; each sum the same in-order chain as for one query.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn scores_by_dim4(
+        q: &[f32],
+        dh: usize,
+        keys: &[f32],
+        n: usize,
+        scores: &mut [f32],
+    ) {
+        assert!(q.len() >= 4 * dh && keys.len() >= dh * n && scores.len() >= 4 * n);
+        let kp = keys.as_ptr();
+        let mut j = 0;
+        // SAFETY (all loads and stores): t < dh, j + 16 <= n, r < 4, inside the checked slices.
+        unsafe {
+            while j + 16 <= n {
+                let mut a = [[_mm256_setzero_ps(); 2]; 4];
+                for t in 0..dh {
+                    let r0 = kp.add(t * n + j);
+                    let (k0, k1) = (_mm256_loadu_ps(r0), _mm256_loadu_ps(r0.add(8)));
+                    for (r, acc) in a.iter_mut().enumerate() {
+                        let qb = _mm256_set1_ps(*q.get_unchecked(r * dh + t));
+                        acc[0] = _mm256_fmadd_ps(qb, k0, acc[0]);
+                        acc[1] = _mm256_fmadd_ps(qb, k1, acc[1]);
+                    }
+                }
+                for (r, acc) in a.iter().enumerate() {
+                    let o = scores.as_mut_ptr().add(r * n + j);
+                    _mm256_storeu_ps(o, acc[0]);
+                    _mm256_storeu_ps(o.add(8), acc[1]);
+                }
+                j += 16;
+            }
+        }
+        for r in 0..4 {
+            for jj in j..n {
+                let mut acc = 0f32;
+                for t in 0..dh {
+                    acc = q[r * dh + t].mul_add(keys[t * n + jj], acc);
+                }
+                scores[r * n + jj] = acc;
+            }
+        }
+    }
+
+    /// [`weighted_sum`] for four weight rows (`p`: four `n`-long rows) at once into four
+    /// `m`-long rows of `out`: value `j` of the sum is `v[j · stride ..][..m]`.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn weighted_sum4(
+        p: &[f32],
+        n: usize,
+        v: &[f32],
+        stride: usize,
+        out: &mut [f32],
+        m: usize,
+    ) {
+        assert!(p.len() >= 4 * n && out.len() >= 4 * m && stride >= m);
+        assert!(n == 0 || v.len() >= (n - 1) * stride + m);
+        let vp = v.as_ptr();
+        let mut t = 0;
+        // SAFETY (all loads and stores): j < n, t + 16 <= m, r < 4, inside the checked slices.
+        unsafe {
+            while t + 16 <= m {
+                let mut a = [[_mm256_setzero_ps(); 2]; 4];
+                for j in 0..n {
+                    let r0 = vp.add(j * stride + t);
+                    let (v0, v1) = (_mm256_loadu_ps(r0), _mm256_loadu_ps(r0.add(8)));
+                    for (r, acc) in a.iter_mut().enumerate() {
+                        let pb = _mm256_set1_ps(*p.get_unchecked(r * n + j));
+                        acc[0] = _mm256_fmadd_ps(pb, v0, acc[0]);
+                        acc[1] = _mm256_fmadd_ps(pb, v1, acc[1]);
+                    }
+                }
+                for (r, acc) in a.iter().enumerate() {
+                    let o = out.as_mut_ptr().add(r * m + t);
+                    _mm256_storeu_ps(o, acc[0]);
+                    _mm256_storeu_ps(o.add(8), acc[1]);
+                }
+                t += 16;
+            }
+        }
+        for r in 0..4 {
+            for tt in t..m {
+                let mut acc = 0f32;
+                for j in 0..n {
+                    acc = p[r * n + j].mul_add(v[j * stride + tt], acc);
+                }
+                out[r * m + tt] = acc;
+            }
         }
     }
 
@@ -252,7 +383,7 @@ mod tests {
     /// products, MLX's softmax, in-order weighted sum; every head and a ragged last block.
     #[test]
     fn full_attention_is_the_plain_computation() {
-        let (n, heads, dh) = (37, 3, 8);
+        let (n, heads, dh) = (37, 3, 24);
         let d = heads * dh;
         let (q, k, v) = (pseudo(6, n * d), pseudo(7, n * d), pseudo(8, n * d));
         let scale = (dh as f64).powf(-0.25) as f32;
