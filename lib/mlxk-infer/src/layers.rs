@@ -83,7 +83,7 @@ impl Linear {
         crate::runtime::default_device_is_cpu()
             && match self {
                 Linear::Dense { weight, bias } => {
-                    weight.ndim() == 2 && weight.try_as_slice::<f32>().is_ok() && bias_ok(bias)
+                    weight.ndim() == 2 && host_matrix(weight).is_some() && bias_ok(bias)
                 }
                 Linear::Packed { bias, .. } => bias_ok(bias),
                 Linear::Quantized { .. } => false,
@@ -103,9 +103,15 @@ impl Linear {
         match self {
             Linear::Dense { weight, bias: b } => {
                 let (n, k) = (weight.shape()[0] as usize, weight.shape()[1] as usize);
-                let w = weight.try_as_slice::<f32>().map_err(|_| not_host())?;
                 let mut out = vec![0f32; m * n];
-                crate::kernels::matvec::matmul_t(x, m, k, w, n, bias(b), &mut out);
+                match host_matrix(weight).ok_or_else(not_host)? {
+                    HostMatrix::F32(w) => {
+                        crate::kernels::matvec::matmul_t(x, m, k, w, n, bias(b), &mut out)
+                    }
+                    HostMatrix::F16(w) => {
+                        crate::kernels::matvec::matmul_t(x, m, k, w, n, bias(b), &mut out)
+                    }
+                }
                 Ok(out)
             }
             Linear::Packed { weight, bias: b } => {
@@ -122,6 +128,26 @@ impl Linear {
             }
             Linear::Quantized { .. } => Err(not_host()),
         }
+    }
+}
+
+/// A dense matrix's values on the host, as stored.
+enum HostMatrix<'a> {
+    F32(&'a [f32]),
+    F16(&'a [half::f16]),
+}
+
+/// `w`'s values for the host kernels: f32, or f16 where this CPU widens it in registers.
+fn host_matrix(w: &Array) -> Option<HostMatrix<'_>> {
+    if !crate::runtime::default_device_is_cpu() {
+        return None;
+    }
+    match w.dtype() {
+        Dtype::Float32 => w.try_as_slice::<f32>().ok().map(HostMatrix::F32),
+        Dtype::Float16 if <half::f16 as crate::kernels::matvec::WeightValue>::simd() => {
+            w.try_as_slice::<half::f16>().ok().map(HostMatrix::F16)
+        }
+        _ => None,
     }
 }
 
@@ -208,7 +234,7 @@ impl Embedding {
     pub fn runs_on_host(&self) -> bool {
         crate::runtime::default_device_is_cpu()
             && match self {
-                Embedding::Dense(w) => w.ndim() == 2 && w.try_as_slice::<f32>().is_ok(),
+                Embedding::Dense(w) => w.ndim() == 2 && host_matrix(w).is_some(),
                 Embedding::Packed(_) => true,
                 Embedding::Quantized { .. } => false,
             }
@@ -233,10 +259,14 @@ impl Embedding {
                 )));
             }
             match self {
-                Embedding::Dense(w) => {
-                    let w = w.try_as_slice::<f32>().map_err(|_| not_host())?;
-                    o.copy_from_slice(&w[r * k..(r + 1) * k]);
-                }
+                Embedding::Dense(w) => match host_matrix(w).ok_or_else(not_host)? {
+                    HostMatrix::F32(w) => o.copy_from_slice(&w[r * k..(r + 1) * k]),
+                    HostMatrix::F16(w) => {
+                        for (o, v) in o.iter_mut().zip(&w[r * k..(r + 1) * k]) {
+                            *o = v.to_f32();
+                        }
+                    }
+                },
                 Embedding::Packed(w) => w.dequantize_row(r, o),
                 Embedding::Quantized { .. } => return Err(not_host()),
             }
@@ -250,9 +280,15 @@ impl Embedding {
         match self {
             Embedding::Dense(w) if self.runs_on_host() => {
                 let (n, k) = (w.shape()[0] as usize, w.shape()[1] as usize);
-                let w = w.try_as_slice::<f32>().map_err(|_| not_host())?;
                 let mut out = vec![0f32; m * n];
-                crate::kernels::matvec::matmul_t(x, m, k, w, n, None, &mut out);
+                match host_matrix(w).ok_or_else(not_host)? {
+                    HostMatrix::F32(w) => {
+                        crate::kernels::matvec::matmul_t(x, m, k, w, n, None, &mut out)
+                    }
+                    HostMatrix::F16(w) => {
+                        crate::kernels::matvec::matmul_t(x, m, k, w, n, None, &mut out)
+                    }
+                }
                 Ok(out)
             }
             Embedding::Packed(w) => {

@@ -229,18 +229,39 @@ impl Weights {
 
     /// Converts arrays under `policy` and records what was done.
     pub fn apply_policy(&mut self, policy: DtypePolicy) -> Result<()> {
+        self.apply_policy_keeping_f16(policy, |_| false)
+    }
+
+    /// [`Weights::apply_policy`], but the f16 arrays `keep` names stay f16: matrices only our
+    /// CPU kernels multiply on the host, which widen each value exactly as it is read (half
+    /// the bytes per token, the same sums).
+    pub fn apply_policy_keeping_f16(
+        &mut self,
+        policy: DtypePolicy,
+        keep: impl Fn(&str) -> bool,
+    ) -> Result<()> {
         if policy == DtypePolicy::Keep {
             return Ok(());
         }
         let mut counts: BTreeMap<&'static str, usize> = BTreeMap::new();
-        for a in self.map.values_mut() {
+        let mut kept = 0;
+        for (name, a) in self.map.iter_mut() {
             let from = match a.dtype() {
                 Dtype::Bfloat16 => "bf16",
+                Dtype::Float16 if keep(name) => {
+                    kept += 1;
+                    continue;
+                }
                 Dtype::Float16 => "f16",
                 _ => continue,
             };
             *a = a.as_dtype(Dtype::Float32)?;
             *counts.entry(from).or_default() += 1;
+        }
+        if kept > 0 {
+            self.policy_applied.push(format!(
+                "f16 kept for {kept} matrices the CPU kernels read as stored (widened exactly)"
+            ));
         }
         for (from, n) in counts {
             self.policy_applied.push(format!(

@@ -19,12 +19,62 @@ const ROWS: usize = 4;
 /// Up to this many rows of `x` go through this kernel; more are a real matrix product for BLAS.
 pub const MAX_ROWS: usize = 4;
 
+/// A stored weight value the kernel reads: f32, or f16 (weights stored in half precision are
+/// read as they are and widened exactly in registers, so the sums are those over the f32 copy
+/// bit for bit, from half the bytes).
+pub trait WeightValue: Copy + Sync {
+    fn f32(self) -> f32;
+    /// Eight values from `p` widened to f32 (AVX2; F16C for f16).
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn load8(p: *const Self) -> std::arch::x86_64::__m256;
+    /// Whether this CPU runs [`WeightValue::load8`].
+    fn simd() -> bool;
+}
+
+impl WeightValue for f32 {
+    fn f32(self) -> f32 {
+        self
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn load8(p: *const f32) -> std::arch::x86_64::__m256 {
+        // SAFETY: the caller reads eight values inside its slice, on an AVX2 CPU.
+        unsafe { std::arch::x86_64::_mm256_loadu_ps(p) }
+    }
+    fn simd() -> bool {
+        #[cfg(target_arch = "x86_64")]
+        return std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma");
+        #[allow(unreachable_code)]
+        false
+    }
+}
+
+impl WeightValue for half::f16 {
+    fn f32(self) -> f32 {
+        self.to_f32()
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn load8(p: *const half::f16) -> std::arch::x86_64::__m256 {
+        use std::arch::x86_64::*;
+        // SAFETY: the caller reads eight values inside its slice, on an AVX2 + F16C CPU.
+        unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i)) }
+    }
+    fn simd() -> bool {
+        #[cfg(target_arch = "x86_64")]
+        return f32::simd() && std::arch::is_x86_feature_detected!("f16c");
+        #[allow(unreachable_code)]
+        false
+    }
+}
+
 /// `out[m, n] = x[m, k] · w[n, k]ᵀ (+ bias[n])`, all contiguous row-major.
-pub fn matmul_t(
+pub fn matmul_t<W: WeightValue>(
     x: &[f32],
     m: usize,
     k: usize,
-    w: &[f32],
+    w: &[W],
     n: usize,
     bias: Option<&[f32]>,
     out: &mut [f32],
@@ -61,13 +111,10 @@ pub fn matmul_t(
 }
 
 /// `dots[j] = x · w[j]` for the `rows` (≤ ROWS) rows of `w`.
-fn dot_rows(x: &[f32], w: &[f32], rows: usize, dots: &mut [f32; ROWS]) {
+fn dot_rows<W: WeightValue>(x: &[f32], w: &[W], rows: usize, dots: &mut [f32; ROWS]) {
     #[cfg(target_arch = "x86_64")]
-    if rows == ROWS
-        && std::arch::is_x86_feature_detected!("avx2")
-        && std::arch::is_x86_feature_detected!("fma")
-    {
-        // SAFETY: the CPU has AVX2 and FMA.
+    if rows == ROWS && W::simd() {
+        // SAFETY: the CPU has AVX2, FMA (and F16C for f16 weights).
         unsafe { avx2::dot4(x, w, dots) };
         return;
     }
@@ -77,18 +124,18 @@ fn dot_rows(x: &[f32], w: &[f32], rows: usize, dots: &mut [f32; ROWS]) {
 }
 
 /// One dot product in eight independent lanes (vectorizable), summed pairwise at the end.
-fn dot(x: &[f32], w: &[f32]) -> f32 {
+fn dot<W: WeightValue>(x: &[f32], w: &[W]) -> f32 {
     let mut acc = [0f32; 8];
     let (xc, wc) = (x.chunks_exact(8), w.chunks_exact(8));
     let tail: f32 = xc
         .remainder()
         .iter()
         .zip(wc.remainder())
-        .map(|(a, b)| a * b)
+        .map(|(a, b)| a * b.f32())
         .sum();
     for (a, b) in xc.zip(wc) {
         for l in 0..8 {
-            acc[l] += a[l] * b[l];
+            acc[l] += a[l] * b[l].f32();
         }
     }
     let s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
@@ -110,8 +157,8 @@ mod avx2 {
     }
 
     /// Four dot products `x · w[j]`, two accumulators per row (16 values of `k` per step).
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn dot4(x: &[f32], w: &[f32], dots: &mut [f32; ROWS]) {
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn dot4<W: super::WeightValue>(x: &[f32], w: &[W], dots: &mut [f32; ROWS]) {
         let k = x.len();
         assert_eq!(w.len(), ROWS * k);
         let (xp, wp) = (x.as_ptr(), w.as_ptr());
@@ -124,15 +171,15 @@ mod avx2 {
                 let x1 = _mm256_loadu_ps(xp.add(i + 8));
                 for j in 0..ROWS {
                     let r = wp.add(j * k + i);
-                    a[2 * j] = _mm256_fmadd_ps(x0, _mm256_loadu_ps(r), a[2 * j]);
-                    a[2 * j + 1] = _mm256_fmadd_ps(x1, _mm256_loadu_ps(r.add(8)), a[2 * j + 1]);
+                    a[2 * j] = _mm256_fmadd_ps(x0, W::load8(r), a[2 * j]);
+                    a[2 * j + 1] = _mm256_fmadd_ps(x1, W::load8(r.add(8)), a[2 * j + 1]);
                 }
                 i += 16;
             }
             for j in 0..ROWS {
                 let mut d = hsum(_mm256_add_ps(a[2 * j], a[2 * j + 1]));
                 for t in i..k {
-                    d += *xp.add(t) * *wp.add(j * k + t);
+                    d += *xp.add(t) * (*wp.add(j * k + t)).f32();
                 }
                 dots[j] = d;
             }
@@ -180,13 +227,32 @@ mod tests {
         }
     }
 
+    /// Weights stored in f16 give the very bits of the same weights widened to f32.
+    #[test]
+    fn f16_weights_sum_as_their_f32_copy() {
+        for (m, n, k) in [(1, 7, 13), (1, 64, 384), (3, 67, 1536), (4, 5, 17)] {
+            let x = pseudo(1, m * k);
+            let w16: Vec<half::f16> = pseudo(2, n * k)
+                .iter()
+                .map(|&v| half::f16::from_f32(v))
+                .collect();
+            let w32: Vec<f32> = w16.iter().map(|v| v.to_f32()).collect();
+            let b = pseudo(3, n);
+            let (mut a, mut c) = (vec![0f32; m * n], vec![0f32; m * n]);
+            matmul_t(&x, m, k, &w16, n, Some(&b), &mut a);
+            matmul_t(&x, m, k, &w32, n, Some(&b), &mut c);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&a), bits(&c), "m={m} n={n} k={k}");
+        }
+    }
+
     #[test]
     fn empty_shapes_are_fine() {
         let mut out = vec![];
-        matmul_t(&[], 0, 2, &[1.0, 2.0], 1, None, &mut out);
-        matmul_t(&[1.0, 2.0], 1, 2, &[], 0, None, &mut out);
+        matmul_t(&[], 0, 2, &[1.0f32, 2.0], 1, None, &mut out);
+        matmul_t::<f32>(&[1.0, 2.0], 1, 2, &[], 0, None, &mut out);
         let mut one = vec![f32::NAN];
-        matmul_t(&[], 1, 0, &[], 1, Some(&[0.5]), &mut one);
+        matmul_t::<f32>(&[], 1, 0, &[], 1, Some(&[0.5]), &mut one);
         assert_eq!(one, [0.5]);
     }
 }

@@ -589,7 +589,15 @@ pub fn load(dir: &Path, policy: DtypePolicy) -> Result<Whisper> {
         .and_then(|q| q.default)
         .map(|s| (s.bits, s.group_size));
     w.set_quantization(quant);
-    w.apply_policy(policy)?;
+    // The decoder's matrices run through the host step's kernels, which read f16 as stored.
+    let host_reads_f16 = crate::runtime::default_device_is_cpu()
+        && <half::f16 as kernels::matvec::WeightValue>::simd();
+    w.apply_policy_keeping_f16(policy, |name| {
+        host_reads_f16
+            && name.starts_with("decoder.")
+            && name.ends_with(".weight")
+            && !name.ends_with("ln.weight")
+    })?;
     let weight_bytes = w.nbytes();
     w.materialize()?;
     let policy_applied = std::mem::take(&mut w.policy_applied);
