@@ -18,7 +18,7 @@ use std::process::ExitCode;
 /// records from mlxk-probe | mlxk-gate and give only the files. Whisper checkpoints load from
 /// the mlx-whisper layout (weights.safetensors + config.json), the Hugging Face transformers
 /// layout (model.safetensors, model_type whisper) and CTranslate2 (model.bin, as faster-whisper
-/// uses). Audio: WAV, FLAC, MP3, OGG/Vorbis, M4A/AAC at any rate and channel count (mixed to
+/// uses). Audio: WAV, FLAC, MP3, OGG/Vorbis, Opus, M4A/AAC at any rate and channel count (mixed to
 /// mono, resampled to 16 kHz); `-` reads a file from stdin. Several files reuse the loaded model.
 ///
 /// Decoding follows mlx-whisper: 30-second windows moved on by the last timestamp, greedy
