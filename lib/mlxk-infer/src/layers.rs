@@ -3,7 +3,9 @@
 //! the operations mlx-lm computes, in the same order, so greedy tokens match it bit for bit.
 use crate::config::QuantSpec;
 use crate::error::Result;
-use crate::kernels::{self, PackedQuant, dense_matmul, packed_matmul, quantized_matmul};
+use crate::kernels::{
+    self, HostMatrix, PackedQuant, dense_matmul, packed_matmul, quantized_matmul,
+};
 use mlx_rs::fast::{self, ScaledDotProductAttentionMask};
 use mlx_rs::ops::indexing::{IndexOp, TryIndexMutOp};
 use mlx_rs::{Array, Dtype, ops};
@@ -82,9 +84,7 @@ impl Linear {
         };
         crate::runtime::default_device_is_cpu()
             && match self {
-                Linear::Dense { weight, bias } => {
-                    weight.ndim() == 2 && host_matrix(weight).is_some() && bias_ok(bias)
-                }
+                Linear::Dense { weight, bias } => HostMatrix::of(weight).is_some() && bias_ok(bias),
                 Linear::Packed { bias, .. } => bias_ok(bias),
                 Linear::Quantized { .. } => false,
             }
@@ -104,14 +104,14 @@ impl Linear {
             Linear::Dense { weight, bias: b } => {
                 let (n, k) = (weight.shape()[0] as usize, weight.shape()[1] as usize);
                 let mut out = vec![0f32; m * n];
-                match host_matrix(weight).ok_or_else(not_host)? {
-                    HostMatrix::F32(w) => {
-                        crate::kernels::matvec::matmul_t(x, m, k, w, n, bias(b), &mut out)
-                    }
-                    HostMatrix::F16(w) => {
-                        crate::kernels::matvec::matmul_t(x, m, k, w, n, bias(b), &mut out)
-                    }
-                }
+                HostMatrix::of(weight).ok_or_else(not_host)?.matmul_t(
+                    x,
+                    m,
+                    k,
+                    n,
+                    bias(b),
+                    &mut out,
+                );
                 Ok(out)
             }
             Linear::Packed { weight, bias: b } => {
@@ -128,26 +128,6 @@ impl Linear {
             }
             Linear::Quantized { .. } => Err(not_host()),
         }
-    }
-}
-
-/// A dense matrix's values on the host, as stored.
-enum HostMatrix<'a> {
-    F32(&'a [f32]),
-    F16(&'a [half::f16]),
-}
-
-/// `w`'s values for the host kernels: f32, or f16 where this CPU widens it in registers.
-fn host_matrix(w: &Array) -> Option<HostMatrix<'_>> {
-    if !crate::runtime::default_device_is_cpu() {
-        return None;
-    }
-    match w.dtype() {
-        Dtype::Float32 => w.try_as_slice::<f32>().ok().map(HostMatrix::F32),
-        Dtype::Float16 if <half::f16 as crate::kernels::matvec::WeightValue>::simd() => {
-            w.try_as_slice::<half::f16>().ok().map(HostMatrix::F16)
-        }
-        _ => None,
     }
 }
 
@@ -234,7 +214,7 @@ impl Embedding {
     pub fn runs_on_host(&self) -> bool {
         crate::runtime::default_device_is_cpu()
             && match self {
-                Embedding::Dense(w) => w.ndim() == 2 && host_matrix(w).is_some(),
+                Embedding::Dense(w) => HostMatrix::of(w).is_some(),
                 Embedding::Packed(_) => true,
                 Embedding::Quantized { .. } => false,
             }
@@ -259,7 +239,7 @@ impl Embedding {
                 )));
             }
             match self {
-                Embedding::Dense(w) => match host_matrix(w).ok_or_else(not_host)? {
+                Embedding::Dense(w) => match HostMatrix::of(w).ok_or_else(not_host)? {
                     HostMatrix::F32(w) => o.copy_from_slice(&w[r * k..(r + 1) * k]),
                     HostMatrix::F16(w) => {
                         for (o, v) in o.iter_mut().zip(&w[r * k..(r + 1) * k]) {
@@ -281,14 +261,9 @@ impl Embedding {
             Embedding::Dense(w) if self.runs_on_host() => {
                 let (n, k) = (w.shape()[0] as usize, w.shape()[1] as usize);
                 let mut out = vec![0f32; m * n];
-                match host_matrix(w).ok_or_else(not_host)? {
-                    HostMatrix::F32(w) => {
-                        crate::kernels::matvec::matmul_t(x, m, k, w, n, None, &mut out)
-                    }
-                    HostMatrix::F16(w) => {
-                        crate::kernels::matvec::matmul_t(x, m, k, w, n, None, &mut out)
-                    }
-                }
+                HostMatrix::of(w)
+                    .ok_or_else(not_host)?
+                    .matmul_t(x, m, k, n, None, &mut out);
                 Ok(out)
             }
             Embedding::Packed(w) => {

@@ -235,6 +235,7 @@ fn decode_symphonia(name: &Path, bytes: Vec<u8>, wav: bool) -> Result<Decoded, A
     };
     let mut rate = params.sample_rate.unwrap_or(0);
     let mut channels = params.channels.map(|c| c.count()).unwrap_or(0);
+    let mut opus_pre_skip = 0u64;
     let mut decoder = if params.codec == CODEC_TYPE_OPUS {
         // symphonia demuxes Ogg Opus but has no Opus decoder: libopus decodes the packets.
         let layout = match channels {
@@ -247,9 +248,25 @@ fn decode_symphonia(name: &Path, bytes: Vec<u8>, wav: bool) -> Result<Decoded, A
                 });
             }
         };
+        // OpusHead: pre-skip (frames at 48 kHz) at bytes 10–11, output gain (Q7.8 dB) at 16–17,
+        // the channel mapping family at 18 (0: one mono or stereo stream).
+        let head = params.extra_data.as_deref().unwrap_or(&[]);
+        if head.len() < 19 || &head[..8] != b"OpusHead" || head[18] != 0 {
+            return Err(AudioError::UnsupportedCodec {
+                name: name.into(),
+                codec: "Opus with a channel mapping other than one mono or stereo stream".into(),
+            });
+        }
+        let mut decoder = opus::Decoder::new(48_000, layout).map_err(|_| unsupported())?;
+        let gain = i16::from_le_bytes([head[16], head[17]]);
+        if gain != 0 {
+            decoder.set_gain(gain.into()).map_err(|_| unsupported())?;
+        }
+        opus_pre_skip = u16::from_le_bytes([head[10], head[11]]) as u64;
         PacketDecoder::Opus {
-            decoder: opus::Decoder::new(48_000, layout).map_err(|_| unsupported())?,
-            skip: params.delay.unwrap_or(0) as usize,
+            decoder,
+            skip: opus_pre_skip as usize,
+            pcm: vec![0f32; 5760 * channels],
         }
     } else {
         PacketDecoder::Symphonia(
@@ -299,7 +316,8 @@ fn decode_symphonia(name: &Path, bytes: Vec<u8>, wav: bool) -> Result<Decoded, A
         && channels > 0
         && !wav
     {
-        let got = (out.len() / channels) as u64;
+        // Opus streams count their pre-skip in the length; it is dropped from the output.
+        let got = (out.len() / channels) as u64 + opus_pre_skip;
         // Encoder delay/padding trimming can differ by a frame or so; a cut file loses far more.
         let tolerance = params.max_frames_per_packet.unwrap_or(4096).max(4096);
         if got + tolerance < n {
@@ -321,8 +339,13 @@ enum PacketDecoder {
         Box<dyn symphonia::core::codecs::Decoder>,
         Option<symphonia::core::audio::SampleBuffer<f32>>,
     ),
-    /// `skip`: frames of the stream's start still to drop (OpusHead's pre-skip).
-    Opus { decoder: opus::Decoder, skip: usize },
+    /// `skip`: frames of the stream's start still to drop (OpusHead's pre-skip); `pcm`: room
+    /// for the longest packet (120 ms: 5760 frames at 48 kHz).
+    Opus {
+        decoder: opus::Decoder,
+        skip: usize,
+        pcm: Vec<f32>,
+    },
 }
 
 impl PacketDecoder {
@@ -350,11 +373,9 @@ impl PacketDecoder {
                 out.extend_from_slice(b.samples());
                 Ok((spec.rate, channels))
             }
-            PacketDecoder::Opus { decoder, skip } => {
-                // The longest Opus packet is 120 ms: 5760 frames at 48 kHz.
-                let mut pcm = vec![0f32; 5760 * channels];
+            PacketDecoder::Opus { decoder, skip, pcm } => {
                 let frames = decoder
-                    .decode_float(&packet.data, &mut pcm, false)
+                    .decode_float(&packet.data, pcm, false)
                     .map_err(|e| format!("Opus: {e}"))?;
                 // The pre-skip, whether or not the demuxer marked it on the packets.
                 let start = (packet.trim_start as usize).max(*skip).min(frames);

@@ -42,8 +42,8 @@ pub fn scores_by_row<'a>(
     scores: &mut [f32],
 ) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY: the CPU has FMA.
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU has AVX2 and FMA.
         unsafe { fma::scores_by_row(q, &key, scale, scores) };
         return;
     }
@@ -100,8 +100,8 @@ const ROWS_PER_TASK: usize = 16;
 /// multiplies them) before their dot products, which sum in order with FMA; the softmax is
 /// MLX's precise one bit for bit; the weighted sum of values runs over keys in order.
 pub fn full(q: &[f32], k: &[f32], v: &[f32], n: usize, heads: usize, scale: f32, out: &mut [f32]) {
-    let d = if n == 0 { 0 } else { q.len() / n };
-    assert!(heads > 0 && d % heads == 0);
+    let d = q.len().checked_div(n).unwrap_or(0);
+    assert!(heads > 0 && d.is_multiple_of(heads));
     assert!(q.len() == n * d && k.len() == n * d && v.len() == n * d && out.len() == n * d);
     if n == 0 {
         return;

@@ -22,16 +22,24 @@ pub const MAX_ROWS: usize = 4;
 /// A stored weight value the kernel reads: f32, or f16 (weights stored in half precision are
 /// read as they are and widened exactly in registers, so the sums are those over the f32 copy
 /// bit for bit, from half the bytes).
-pub trait WeightValue: Copy + Sync {
+///
+/// # Safety
+/// `simd()` may return true only on a CPU with AVX2, FMA and F16C (the features the vector
+/// kernel is compiled for), and `load8` must read no more than eight values from `p`.
+pub unsafe trait WeightValue: Copy + Sync {
     fn f32(self) -> f32;
-    /// Eight values from `p` widened to f32 (AVX2; F16C for f16).
+    /// Eight values from `p` widened to f32.
+    ///
+    /// # Safety
+    /// `p .. p + 8` is readable and the CPU has what [`WeightValue::simd`] checks.
     #[cfg(target_arch = "x86_64")]
     unsafe fn load8(p: *const Self) -> std::arch::x86_64::__m256;
-    /// Whether this CPU runs [`WeightValue::load8`].
+    /// Whether this CPU runs the vector kernel (AVX2, FMA, F16C).
     fn simd() -> bool;
 }
 
-impl WeightValue for f32 {
+// SAFETY: `simd` checks AVX2, FMA and F16C; `load8` reads eight values.
+unsafe impl WeightValue for f32 {
     fn f32(self) -> f32 {
         self
     }
@@ -44,13 +52,15 @@ impl WeightValue for f32 {
     fn simd() -> bool {
         #[cfg(target_arch = "x86_64")]
         return std::arch::is_x86_feature_detected!("avx2")
-            && std::arch::is_x86_feature_detected!("fma");
+            && std::arch::is_x86_feature_detected!("fma")
+            && std::arch::is_x86_feature_detected!("f16c");
         #[allow(unreachable_code)]
         false
     }
 }
 
-impl WeightValue for half::f16 {
+// SAFETY: as for f32.
+unsafe impl WeightValue for half::f16 {
     fn f32(self) -> f32 {
         self.to_f32()
     }
@@ -63,7 +73,7 @@ impl WeightValue for half::f16 {
     }
     fn simd() -> bool {
         #[cfg(target_arch = "x86_64")]
-        return f32::simd() && std::arch::is_x86_feature_detected!("f16c");
+        return f32::simd();
         #[allow(unreachable_code)]
         false
     }

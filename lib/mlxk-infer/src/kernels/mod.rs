@@ -61,30 +61,66 @@ fn with_last_axis(out: &[f32], shape: &[i32], n: usize) -> Array {
     Array::from_slice(out, &dims)
 }
 
+/// A dense matrix's values on the host as stored, for the [`matvec`] kernel: f32, or f16 where
+/// this CPU widens it in registers (the same sums as over its f32 copy).
+pub enum HostMatrix<'a> {
+    F32(&'a [f32]),
+    F16(&'a [half::f16]),
+}
+
+impl<'a> HostMatrix<'a> {
+    /// `w`'s values, where the kernel reads them (an evaluated row-major matrix on a CPU device).
+    pub fn of(w: &'a Array) -> Option<HostMatrix<'a>> {
+        if w.ndim() != 2 || !crate::runtime::default_device_is_cpu() {
+            return None;
+        }
+        match w.dtype() {
+            Dtype::Float32 => w.try_as_slice::<f32>().ok().map(HostMatrix::F32),
+            Dtype::Float16 if <half::f16 as matvec::WeightValue>::simd() => {
+                w.try_as_slice::<half::f16>().ok().map(HostMatrix::F16)
+            }
+            _ => None,
+        }
+    }
+
+    /// [`matvec::matmul_t`] over these values.
+    #[allow(clippy::too_many_arguments)]
+    pub fn matmul_t(
+        &self,
+        x: &[f32],
+        m: usize,
+        k: usize,
+        n: usize,
+        bias: Option<&[f32]>,
+        out: &mut [f32],
+    ) {
+        match self {
+            HostMatrix::F32(w) => matvec::matmul_t(x, m, k, w, n, bias, out),
+            HostMatrix::F16(w) => matvec::matmul_t(x, m, k, w, n, bias, out),
+        }
+    }
+}
+
 /// `x Wᵀ (+ b)` for a dense `W`: the [`matvec`](matvec) kernel for a few f32 rows on a
-/// CPU device (decoding), else MLX's matmul (BLAS `sgemm`).
+/// CPU device (decoding; `W` f32 or f16), else MLX's matmul (BLAS `sgemm`).
 pub fn dense_matmul(x: &Array, weight: &Array, bias: Option<&Array>) -> Result<Array> {
     let shape = x.shape();
     let k = *shape.last().unwrap_or(&0) as usize;
     // k == 0 leaves no rows for the kernel: MLX handles that degenerate product.
     let rows = x.size().checked_div(k).unwrap_or(0);
     let f32s = x.dtype() == Dtype::Float32
-        && weight.dtype() == Dtype::Float32
         && bias.is_none_or(|b| b.dtype() == Dtype::Float32 && b.ndim() == 1);
     if f32s
-        && weight.ndim() == 2
         && (1..=matvec::MAX_ROWS).contains(&rows)
-        && crate::runtime::default_device_is_cpu()
+        && let Some(w) = HostMatrix::of(weight)
     {
         let n = weight.shape()[0] as usize;
         let x = host::<f32>(x)?;
         let b = bias.map(|b| b.try_as_slice::<f32>());
-        if let (Ok(xs), Ok(ws), None | Some(Ok(_))) =
-            (x.try_as_slice::<f32>(), weight.try_as_slice::<f32>(), &b)
-        {
+        if let (Ok(xs), None | Some(Ok(_))) = (x.try_as_slice::<f32>(), &b) {
             let b = b.and_then(|b| b.ok());
             let mut out = vec![0f32; rows * n];
-            matvec::matmul_t(xs, rows, k, ws, n, b, &mut out);
+            w.matmul_t(xs, rows, k, n, b, &mut out);
             return Ok(with_last_axis(&out, shape, n));
         }
     }

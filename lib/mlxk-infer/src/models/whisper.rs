@@ -222,6 +222,7 @@ impl SelfKv {
         match self {
             SelfKv::Empty => None,
             SelfKv::Arrays(k, v) => Some((k.clone(), v.clone())),
+            SelfKv::Host(rows) if rows.is_empty() => None,
             SelfKv::Host(rows) => {
                 let (b, len) = (rows.len() as i32, (rows[0].0.len() / d) as i32);
                 let keys: Vec<f32> = rows.iter().flat_map(|r| r.0.iter().copied()).collect();
@@ -284,6 +285,12 @@ impl DecoderCache {
                     *v = v.take_axis(&idx, 0)?;
                 }
                 SelfKv::Host(have) => {
+                    if let Some(&r) = rows.iter().find(|&&r| r as usize >= have.len()) {
+                        return Err(crate::error::InferError::Options(format!(
+                            "hypothesis {r} of {} kept",
+                            have.len()
+                        )));
+                    }
                     *have = rows.iter().map(|&r| have[r as usize].clone()).collect();
                 }
             }
@@ -394,10 +401,10 @@ impl Whisper {
                 offset + l
             )));
         }
-        let cross_on_host = cache
-            .cross
-            .iter()
-            .all(|(k, v)| k.dtype() == Dtype::Float32 && v.dtype() == Dtype::Float32);
+        // One encoded window (batch 1) in f32, shared by every row.
+        let cross_on_host = cache.cross.iter().all(|(k, v)| {
+            k.dtype() == Dtype::Float32 && v.dtype() == Dtype::Float32 && k.shape()[0] == 1
+        });
         if l == 1 && !want_cross_qk && self.host_decoder && cross_on_host {
             return Ok((self.step_on_host(tokens, cache)?, Vec::new()));
         }
@@ -445,6 +452,11 @@ impl Whisper {
     fn step_on_host(&self, tokens: &Array, cache: &mut DecoderCache) -> Result<Array> {
         let tokens = tokens.as_dtype(Dtype::Int32)?;
         tokens.eval()?;
+        if tokens.size() == 0 {
+            return Err(crate::error::InferError::Options(
+                "a decoder step needs at least one token".into(),
+            ));
+        }
         let ids: Vec<u32> = tokens.as_slice::<i32>().iter().map(|&t| t as u32).collect();
         let (rows, d) = (ids.len(), self.dims.n_text_state);
         let heads = self.dims.n_text_head;
