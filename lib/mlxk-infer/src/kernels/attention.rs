@@ -7,28 +7,28 @@
 //! few last bits; what MLX spends here is not the arithmetic (a few hundred thousand
 //! multiply-adds a step) but dispatching a dozen small operations per layer.
 
-/// `scores[j] = Σₜ q[t] · keys[t][j]` for keys laid out by dimension: `keys[t · stride + j]`
-/// for `j < scores.len()` (Whisper's cross-attention keys, `(heads, d, frames)`).
-pub fn scores_by_dim(q: &[f32], keys: &[f32], stride: usize, scores: &mut [f32]) {
-    let n = scores.len();
-    assert!(stride >= n && (q.is_empty() || keys.len() >= (q.len() - 1) * stride + n));
+/// `out[c] = Σᵢ a[i] · b[i · stride + c]`, summed in order over `i`: a query's scores against
+/// keys laid out by dimension (`b[t · stride + j]`, Whisper's cross-attention keys, `(heads, d,
+/// frames)`), and a softmax's weighted sum of value rows (`b[j · stride + t]`).
+pub fn weighted_rows(a: &[f32], b: &[f32], stride: usize, out: &mut [f32]) {
+    let m = out.len();
+    assert!(stride >= m && (a.is_empty() || b.len() >= (a.len() - 1) * stride + m));
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
         // SAFETY: the CPU has AVX2 and FMA; the bounds are checked above.
-        unsafe { fma::scores_by_dim(q, keys, stride, scores) };
+        unsafe { fma::weighted_rows(a, b, stride, out) };
         return;
     }
-    scores_by_dim_any(q, keys, stride, scores)
+    weighted_rows_any(a, b, stride, out)
 }
 
 #[inline(always)]
-fn scores_by_dim_any(q: &[f32], keys: &[f32], stride: usize, scores: &mut [f32]) {
-    let n = scores.len();
-    scores.fill(0.0);
-    for (t, &qt) in q.iter().enumerate() {
-        let row = &keys[t * stride..t * stride + n];
-        for (s, &k) in scores.iter_mut().zip(row) {
-            *s = qt.mul_add(k, *s);
+fn weighted_rows_any(a: &[f32], b: &[f32], stride: usize, out: &mut [f32]) {
+    let m = out.len();
+    out.fill(0.0);
+    for (i, &ai) in a.iter().enumerate() {
+        for (o, &x) in out.iter_mut().zip(&b[i * stride..i * stride + m]) {
+            *o = ai.mul_add(x, *o);
         }
     }
 }
@@ -64,30 +64,6 @@ fn scores_by_row_any<'a>(
             acc = qt.mul_add(kt * scale, acc);
         }
         *s = acc;
-    }
-}
-
-/// `out[t] = Σⱼ p[j] · v[j · stride + t]`, in order over `j`.
-pub fn weighted_sum(p: &[f32], v: &[f32], stride: usize, out: &mut [f32]) {
-    let m = out.len();
-    assert!(stride >= m && (p.is_empty() || v.len() >= (p.len() - 1) * stride + m));
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY: the CPU has AVX2 and FMA; the bounds are checked above.
-        unsafe { fma::weighted_sum(p, v, stride, out) };
-        return;
-    }
-    weighted_sum_any(p, v, stride, out)
-}
-
-#[inline(always)]
-fn weighted_sum_any(p: &[f32], v: &[f32], stride: usize, out: &mut [f32]) {
-    let m = out.len();
-    out.fill(0.0);
-    for (j, &pj) in p.iter().enumerate() {
-        for (o, &x) in out.iter_mut().zip(&v[j * stride..j * stride + m]) {
-            *o = pj.mul_add(x, *o);
-        }
     }
 }
 
@@ -143,7 +119,7 @@ pub fn full(q: &[f32], k: &[f32], v: &[f32], n: usize, heads: usize, scale: f32,
             while r + 4 <= rows.len() {
                 // SAFETY: the CPU has AVX2 and FMA; every slice holds four rows.
                 unsafe {
-                    fma::scores_by_dim4(&qs[r * dh..], dh, kh, n, &mut scores[r * n..]);
+                    fma::weighted_rows4(&qs[r * dh..], dh, kh, n, &mut scores[r * n..], n);
                 }
                 for rr in r..r + 4 {
                     super::activations::softmax_row(
@@ -153,16 +129,16 @@ pub fn full(q: &[f32], k: &[f32], v: &[f32], n: usize, heads: usize, scale: f32,
                 }
                 // SAFETY: as above.
                 unsafe {
-                    fma::weighted_sum4(&p[r * n..], n, &v[h * dh..], d, &mut o[r * dh..], dh);
+                    fma::weighted_rows4(&p[r * n..], n, &v[h * dh..], d, &mut o[r * dh..], dh);
                 }
                 r += 4;
             }
         }
         for rr in r..rows.len() {
             let sc = &mut scores[rr * n..(rr + 1) * n];
-            scores_by_dim(&qs[rr * dh..(rr + 1) * dh], kh, n, sc);
+            weighted_rows(&qs[rr * dh..(rr + 1) * dh], kh, n, sc);
             super::activations::softmax_row(sc, &mut p[rr * n..(rr + 1) * n]);
-            weighted_sum(
+            weighted_rows(
                 &p[rr * n..(rr + 1) * n],
                 &v[h * dh..],
                 d,
@@ -184,127 +160,83 @@ mod fma {
     /// Outputs one pass keeps in registers: four vectors of eight.
     const WIDE: usize = 32;
 
-    /// [`super::scores_by_dim_any`] with 32 keys' sums held in four registers while `t` runs
-    /// (each still one in-order FMA chain); the last keys as the portable loop computes them.
+    /// [`super::weighted_rows_any`] with 32 outputs held in four registers while `i` runs (each
+    /// still one in-order FMA chain); the last outputs as the portable loop computes them.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn scores_by_dim(q: &[f32], keys: &[f32], stride: usize, scores: &mut [f32]) {
-        let n = scores.len();
-        let kp = keys.as_ptr();
-        let mut j = 0;
-        // SAFETY (all loads): t < q.len() and j + WIDE <= n, inside `keys` by the caller's check.
+    pub(super) unsafe fn weighted_rows(a: &[f32], b: &[f32], stride: usize, out: &mut [f32]) {
+        let m = out.len();
+        let bp = b.as_ptr();
+        let mut c = 0;
+        // SAFETY (all loads): i < a.len() and c + WIDE <= m, inside `b` by the caller's check.
         unsafe {
-            while j + WIDE <= n {
-                let mut a = [_mm256_setzero_ps(); 4];
-                for (t, &qt) in q.iter().enumerate() {
-                    let qb = _mm256_set1_ps(qt);
-                    let r = kp.add(t * stride + j);
-                    for (l, acc) in a.iter_mut().enumerate() {
-                        *acc = _mm256_fmadd_ps(qb, _mm256_loadu_ps(r.add(8 * l)), *acc);
+            while c + WIDE <= m {
+                let mut acc = [_mm256_setzero_ps(); 4];
+                for (i, &ai) in a.iter().enumerate() {
+                    let ab = _mm256_set1_ps(ai);
+                    let r = bp.add(i * stride + c);
+                    for (l, acc) in acc.iter_mut().enumerate() {
+                        *acc = _mm256_fmadd_ps(ab, _mm256_loadu_ps(r.add(8 * l)), *acc);
                     }
                 }
-                for (l, acc) in a.iter().enumerate() {
-                    _mm256_storeu_ps(scores.as_mut_ptr().add(j + 8 * l), *acc);
+                for (l, acc) in acc.iter().enumerate() {
+                    _mm256_storeu_ps(out.as_mut_ptr().add(c + 8 * l), *acc);
                 }
-                j += WIDE;
+                c += WIDE;
             }
         }
-        for jj in j..n {
+        for cc in c..m {
             let mut acc = 0f32;
-            for (t, &qt) in q.iter().enumerate() {
-                acc = qt.mul_add(keys[t * stride + jj], acc);
+            for (i, &ai) in a.iter().enumerate() {
+                acc = ai.mul_add(b[i * stride + cc], acc);
             }
-            scores[jj] = acc;
+            out[cc] = acc;
         }
     }
 
-    /// [`scores_by_dim`] for four queries (`q`: four `dh`-long rows) at once: `scores` gets
-    /// four `n`-long rows; each sum the same in-order chain as for one query.
+    /// [`weighted_rows`] for four `inner`-long rows of `a` at once, into four `m`-long rows of
+    /// `out`, sharing each load of `b` (whose row `i` is `b[i · stride ..][..m]`); each sum the
+    /// same in-order chain as for one row.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn scores_by_dim4(
-        q: &[f32],
-        dh: usize,
-        keys: &[f32],
-        n: usize,
-        scores: &mut [f32],
-    ) {
-        assert!(q.len() >= 4 * dh && keys.len() >= dh * n && scores.len() >= 4 * n);
-        let kp = keys.as_ptr();
-        let mut j = 0;
-        // SAFETY (all loads and stores): t < dh, j + 16 <= n, r < 4, inside the checked slices.
-        unsafe {
-            while j + 16 <= n {
-                let mut a = [[_mm256_setzero_ps(); 2]; 4];
-                for t in 0..dh {
-                    let r0 = kp.add(t * n + j);
-                    let (k0, k1) = (_mm256_loadu_ps(r0), _mm256_loadu_ps(r0.add(8)));
-                    for (r, acc) in a.iter_mut().enumerate() {
-                        let qb = _mm256_set1_ps(*q.get_unchecked(r * dh + t));
-                        acc[0] = _mm256_fmadd_ps(qb, k0, acc[0]);
-                        acc[1] = _mm256_fmadd_ps(qb, k1, acc[1]);
-                    }
-                }
-                for (r, acc) in a.iter().enumerate() {
-                    let o = scores.as_mut_ptr().add(r * n + j);
-                    _mm256_storeu_ps(o, acc[0]);
-                    _mm256_storeu_ps(o.add(8), acc[1]);
-                }
-                j += 16;
-            }
-        }
-        for r in 0..4 {
-            for jj in j..n {
-                let mut acc = 0f32;
-                for t in 0..dh {
-                    acc = q[r * dh + t].mul_add(keys[t * n + jj], acc);
-                }
-                scores[r * n + jj] = acc;
-            }
-        }
-    }
-
-    /// [`weighted_sum`] for four weight rows (`p`: four `n`-long rows) at once into four
-    /// `m`-long rows of `out`: value `j` of the sum is `v[j · stride ..][..m]`.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn weighted_sum4(
-        p: &[f32],
-        n: usize,
-        v: &[f32],
+    pub(super) unsafe fn weighted_rows4(
+        a: &[f32],
+        inner: usize,
+        b: &[f32],
         stride: usize,
         out: &mut [f32],
         m: usize,
     ) {
-        assert!(p.len() >= 4 * n && out.len() >= 4 * m && stride >= m);
-        assert!(n == 0 || v.len() >= (n - 1) * stride + m);
-        let vp = v.as_ptr();
-        let mut t = 0;
-        // SAFETY (all loads and stores): j < n, t + 16 <= m, r < 4, inside the checked slices.
+        assert!(a.len() >= 4 * inner && out.len() >= 4 * m && stride >= m);
+        assert!(inner == 0 || b.len() >= (inner - 1) * stride + m);
+        let bp = b.as_ptr();
+        let mut c = 0;
+        // SAFETY (all loads and stores): i < inner, c + 16 <= m, r < 4, inside the checked slices.
         unsafe {
-            while t + 16 <= m {
-                let mut a = [[_mm256_setzero_ps(); 2]; 4];
-                for j in 0..n {
-                    let r0 = vp.add(j * stride + t);
-                    let (v0, v1) = (_mm256_loadu_ps(r0), _mm256_loadu_ps(r0.add(8)));
-                    for (r, acc) in a.iter_mut().enumerate() {
-                        let pb = _mm256_set1_ps(*p.get_unchecked(r * n + j));
-                        acc[0] = _mm256_fmadd_ps(pb, v0, acc[0]);
-                        acc[1] = _mm256_fmadd_ps(pb, v1, acc[1]);
+            while c + 16 <= m {
+                let mut acc = [[_mm256_setzero_ps(); 2]; 4];
+                for i in 0..inner {
+                    let row = bp.add(i * stride + c);
+                    let (b0, b1) = (_mm256_loadu_ps(row), _mm256_loadu_ps(row.add(8)));
+                    for (r, acc) in acc.iter_mut().enumerate() {
+                        let ab = _mm256_set1_ps(*a.get_unchecked(r * inner + i));
+                        acc[0] = _mm256_fmadd_ps(ab, b0, acc[0]);
+                        acc[1] = _mm256_fmadd_ps(ab, b1, acc[1]);
                     }
                 }
-                for (r, acc) in a.iter().enumerate() {
-                    let o = out.as_mut_ptr().add(r * m + t);
+                for (r, acc) in acc.iter().enumerate() {
+                    let o = out.as_mut_ptr().add(r * m + c);
                     _mm256_storeu_ps(o, acc[0]);
                     _mm256_storeu_ps(o.add(8), acc[1]);
                 }
-                t += 16;
+                c += 16;
             }
         }
         for r in 0..4 {
-            for tt in t..m {
-                let mut acc = 0f32;
-                for j in 0..n {
-                    acc = p[r * n + j].mul_add(v[j * stride + tt], acc);
+            for cc in c..m {
+                let mut s = 0f32;
+                for i in 0..inner {
+                    s = a[r * inner + i].mul_add(b[i * stride + cc], s);
                 }
-                out[r * m + tt] = acc;
+                out[r * m + cc] = s;
             }
         }
     }
@@ -317,38 +249,6 @@ mod fma {
         scores: &mut [f32],
     ) {
         super::scores_by_row_any(q, key, scale, scores)
-    }
-
-    /// [`super::weighted_sum_any`] with 32 outputs held in four registers while `j` runs.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn weighted_sum(p: &[f32], v: &[f32], stride: usize, out: &mut [f32]) {
-        let m = out.len();
-        let vp = v.as_ptr();
-        let mut t = 0;
-        // SAFETY (all loads): j < p.len() and t + WIDE <= m, inside `v` by the caller's check.
-        unsafe {
-            while t + WIDE <= m {
-                let mut a = [_mm256_setzero_ps(); 4];
-                for (j, &pj) in p.iter().enumerate() {
-                    let pb = _mm256_set1_ps(pj);
-                    let r = vp.add(j * stride + t);
-                    for (l, acc) in a.iter_mut().enumerate() {
-                        *acc = _mm256_fmadd_ps(pb, _mm256_loadu_ps(r.add(8 * l)), *acc);
-                    }
-                }
-                for (l, acc) in a.iter().enumerate() {
-                    _mm256_storeu_ps(out.as_mut_ptr().add(t + 8 * l), *acc);
-                }
-                t += WIDE;
-            }
-        }
-        for tt in t..m {
-            let mut acc = 0f32;
-            for (j, &pj) in p.iter().enumerate() {
-                acc = pj.mul_add(v[j * stride + tt], acc);
-            }
-            out[tt] = acc;
-        }
     }
 }
 
@@ -366,7 +266,7 @@ mod tests {
         let (d, n, stride) = (64, 77, 80);
         let (q, keys) = (pseudo(1, d), pseudo(2, d * stride));
         let mut got = vec![f32::NAN; n];
-        scores_by_dim(&q, &keys, stride, &mut got);
+        weighted_rows(&q, &keys, stride, &mut got);
         for (j, g) in got.iter().enumerate() {
             let want = seq_fma((0..d).map(|t| (q[t], keys[t * stride + j])));
             assert_eq!(g.to_bits(), want.to_bits(), "key {j}");
@@ -414,7 +314,7 @@ mod tests {
         let (d, n) = (72, 300);
         let (p, v) = (pseudo(4, n), pseudo(5, n * d));
         let mut got = vec![f32::NAN; d];
-        weighted_sum(&p, &v, d, &mut got);
+        weighted_rows(&p, &v, d, &mut got);
         for (t, g) in got.iter().enumerate() {
             let want = seq_fma((0..n).map(|j| (p[j], v[j * d + t])));
             assert_eq!(g.to_bits(), want.to_bits(), "dimension {t}");

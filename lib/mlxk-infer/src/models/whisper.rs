@@ -507,7 +507,7 @@ impl Whisper {
                 let p = softmax_host(&w);
                 // SAFETY: each task writes only its own row and head of `o`.
                 let o = unsafe { std::slice::from_raw_parts_mut(out.at(r * d + hh * dh), dh) };
-                kernels::attention::weighted_sum(&p, &vs[hh * dh..], d, o);
+                kernels::attention::weighted_rows(&p, &vs[hh * dh..], d, o);
             });
             add(&mut x, &a.out.forward_rows(&o, rows)?);
 
@@ -529,12 +529,12 @@ impl Whisper {
                 let (r, hh) = (task / heads, task % heads);
                 let q = &q[r * d + hh * dh..r * d + (hh + 1) * dh];
                 let mut w = vec![0f32; frames];
-                kernels::attention::scores_by_dim(q, &ck[hh * dh * frames..], frames, &mut w);
+                kernels::attention::weighted_rows(q, &ck[hh * dh * frames..], frames, &mut w);
                 let p = softmax_host(&w);
                 let vs = &cv[hh * frames * dh..(hh + 1) * frames * dh];
                 // SAFETY: each task writes only its own row and head of `o`.
                 let o = unsafe { std::slice::from_raw_parts_mut(out.at(r * d + hh * dh), dh) };
-                kernels::attention::weighted_sum(&p, vs, dh, o);
+                kernels::attention::weighted_rows(&p, vs, dh, o);
             });
             add(&mut x, &c.out.forward_rows(&o, rows)?);
 
