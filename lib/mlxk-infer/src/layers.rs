@@ -94,30 +94,30 @@ impl Linear {
     /// computes a few rows; an error for a layer that does not [`Linear::runs_on_host`].
     pub fn forward_rows(&self, x: &[f32], m: usize) -> Result<Vec<f32>> {
         let not_host = || crate::error::InferError::Mlx("a layer the CPU path cannot run".into());
-        if !self.runs_on_host() {
-            return Err(not_host());
+        // A bias the host cannot read is an error, never a product without it.
+        fn bias(b: &Option<Array>) -> Option<std::result::Result<&[f32], ()>> {
+            b.as_ref().map(|b| {
+                if b.ndim() == 1 {
+                    b.try_as_slice::<f32>().map_err(|_| ())
+                } else {
+                    Err(())
+                }
+            })
         }
-        fn bias(b: &Option<Array>) -> Option<&[f32]> {
-            b.as_ref().and_then(|b| b.try_as_slice::<f32>().ok())
-        }
+        let bias = |b| bias(b).transpose().map_err(|_| not_host());
         match self {
             Linear::Dense { weight, bias: b } => {
+                let w = HostMatrix::of(weight).ok_or_else(not_host)?;
                 let (n, k) = (weight.shape()[0] as usize, weight.shape()[1] as usize);
                 let mut out = vec![0f32; m * n];
-                HostMatrix::of(weight).ok_or_else(not_host)?.matmul_t(
-                    x,
-                    m,
-                    k,
-                    n,
-                    bias(b),
-                    &mut out,
-                );
+                w.matmul_t(x, m, k, n, bias(b)?, &mut out);
                 Ok(out)
             }
             Linear::Packed { weight, bias: b } => {
+                let b = bias(b)?;
                 let mut out = vec![0f32; m * weight.n];
                 crate::kernels::qmatmul::qmatmul_t(x, m, weight, &mut out);
-                if let Some(b) = bias(b) {
+                if let Some(b) = b {
                     for row in out.chunks_exact_mut(weight.n) {
                         for (o, &bv) in row.iter_mut().zip(b) {
                             *o += bv;
@@ -223,12 +223,14 @@ impl Embedding {
     /// The rows of `ids`, one after another, as [`Embedding::forward`] gives them.
     pub fn rows(&self, ids: &[u32]) -> Result<Vec<f32>> {
         let not_host = || crate::error::InferError::Mlx("a table the CPU path cannot read".into());
-        let (n, k) = match self {
-            Embedding::Dense(w) if self.runs_on_host() => {
-                (w.shape()[0] as usize, w.shape()[1] as usize)
-            }
-            Embedding::Packed(w) => (w.n, w.k),
-            _ => return Err(not_host()),
+        let (dense, n, k) = match self {
+            Embedding::Dense(w) => (
+                Some(HostMatrix::of(w).ok_or_else(not_host)?),
+                w.shape()[0] as usize,
+                w.shape()[1] as usize,
+            ),
+            Embedding::Packed(w) => (None, w.n, w.k),
+            Embedding::Quantized { .. } => return Err(not_host()),
         };
         let mut out = vec![0f32; ids.len() * k];
         for (&id, o) in ids.iter().zip(out.chunks_exact_mut(k)) {
@@ -238,17 +240,15 @@ impl Embedding {
                     "token id {r} is outside the embedding's {n} rows"
                 )));
             }
-            match self {
-                Embedding::Dense(w) => match HostMatrix::of(w).ok_or_else(not_host)? {
-                    HostMatrix::F32(w) => o.copy_from_slice(&w[r * k..(r + 1) * k]),
-                    HostMatrix::F16(w) => {
-                        for (o, v) in o.iter_mut().zip(&w[r * k..(r + 1) * k]) {
-                            *o = v.to_f32();
-                        }
+            match (&dense, self) {
+                (Some(HostMatrix::F32(w)), _) => o.copy_from_slice(&w[r * k..(r + 1) * k]),
+                (Some(HostMatrix::F16(w)), _) => {
+                    for (o, v) in o.iter_mut().zip(&w[r * k..(r + 1) * k]) {
+                        *o = v.to_f32();
                     }
-                },
-                Embedding::Packed(w) => w.dequantize_row(r, o),
-                Embedding::Quantized { .. } => return Err(not_host()),
+                }
+                (None, Embedding::Packed(w)) => w.dequantize_row(r, o),
+                (None, _) => return Err(not_host()),
             }
         }
         Ok(out)
@@ -258,12 +258,11 @@ impl Embedding {
     pub fn logits_rows(&self, x: &[f32], m: usize) -> Result<Vec<f32>> {
         let not_host = || crate::error::InferError::Mlx("a table the CPU path cannot read".into());
         match self {
-            Embedding::Dense(w) if self.runs_on_host() => {
+            Embedding::Dense(w) => {
+                let host = HostMatrix::of(w).ok_or_else(not_host)?;
                 let (n, k) = (w.shape()[0] as usize, w.shape()[1] as usize);
                 let mut out = vec![0f32; m * n];
-                HostMatrix::of(w)
-                    .ok_or_else(not_host)?
-                    .matmul_t(x, m, k, n, None, &mut out);
+                host.matmul_t(x, m, k, n, None, &mut out);
                 Ok(out)
             }
             Embedding::Packed(w) => {
@@ -271,7 +270,7 @@ impl Embedding {
                 crate::kernels::qmatmul::qmatmul_t(x, m, w, &mut out);
                 Ok(out)
             }
-            _ => Err(not_host()),
+            Embedding::Quantized { .. } => Err(not_host()),
         }
     }
 
