@@ -1,12 +1,16 @@
 //! Audio in: any file symphonia or hound decodes (WAV, FLAC, MP3, OGG/Vorbis, M4A/AAC) and Ogg
-//! Opus (symphonia's demuxer, libopus's decoder), mixed
-//! to mono and resampled to Whisper's 16 kHz with a real (FFT, band-limited) resampler; and the
-//! log-Mel front end ([`mel`]). A file that is not audio, is empty, is cut off mid-stream or
-//! uses a codec this build cannot decode is an error naming the file — never a shorter stream.
+//! Opus (symphonia's demuxer, libopus's decoder), brought to what Whisper's reference loader
+//! (`ffmpeg … -f s16le -ac 1 -ar 16000`) makes of it — mixed to mono, converted to 16 kHz by
+//! swresample's own filter ([`resample`]), quantised to 16 bits, an MP4's priming frames
+//! dropped ([`mp4`]) — and the log-Mel front end ([`mel`]). A file that is not audio, is
+//! empty, is cut off mid-stream or uses a codec this build cannot decode is an error naming
+//! the file — never a shorter stream.
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
 pub mod mel;
+pub mod mp4;
+pub mod resample;
 
 /// Whisper's sample rate.
 pub const SAMPLE_RATE: u32 = 16_000;
@@ -111,7 +115,11 @@ pub fn decode(name: &Path, bytes: Vec<u8>) -> Result<Audio, AudioError> {
     } else {
         decode_symphonia(name, bytes, false)?
     };
-    if interleaved.is_empty() || channels == 0 {
+    let empty = match &interleaved {
+        Pcm::I16(x) => x.is_empty(),
+        Pcm::F32(x) => x.is_empty(),
+    };
+    if empty || channels == 0 {
         return Err(AudioError::Empty { name: name.into() });
     }
     if !(1_000..=768_000).contains(&rate) {
@@ -120,8 +128,7 @@ pub fn decode(name: &Path, bytes: Vec<u8>) -> Result<Audio, AudioError> {
             found: format!("a sample rate of {rate} Hz"),
         });
     }
-    let mono = mix_to_mono(&interleaved, channels);
-    let samples = resample(&mono, rate, SAMPLE_RATE);
+    let samples = to_whisper_input(interleaved, channels, rate);
     Ok(Audio {
         samples,
         source_rate: rate,
@@ -134,7 +141,7 @@ fn is_riff_wave(b: &[u8]) -> bool {
     b.len() >= 12 && &b[0..4] == b"RIFF" && &b[8..12] == b"WAVE"
 }
 
-type Decoded = (usize, u32, String, Vec<f32>);
+type Decoded = (usize, u32, String, Pcm);
 
 /// WAV through hound: integer PCM of any width and float PCM; a data chunk shorter than its
 /// header says is a truncated file. `None`: a WAV for symphonia instead.
@@ -148,37 +155,54 @@ fn decode_wav(name: &Path, bytes: &[u8]) -> Result<Option<Decoded>, AudioError> 
     let per_s = (spec.sample_rate as f64 * channels.max(1) as f64).max(1.0);
     // The header's length is a claim: reserve no more than the bytes can hold.
     let width = (spec.bits_per_sample as usize).div_ceil(8).max(1);
-    let mut out = Vec::with_capacity(total.min(bytes.len() / width));
+    let room = total.min(bytes.len() / width);
     let cut = |i: usize, e: hound::Error| AudioError::Truncated {
         name: name.into(),
         at_s: i as f64 / per_s,
         msg: e.to_string(),
     };
-    match spec.sample_format {
+    let bits = spec.bits_per_sample.clamp(1, 32);
+    let pcm = match spec.sample_format {
         hound::SampleFormat::Float => {
+            let mut out = Vec::with_capacity(room);
             for (i, s) in reader.into_samples::<f32>().enumerate() {
                 out.push(s.map_err(|e| cut(i, e))?);
             }
+            Pcm::F32(out)
+        }
+        // 8 to 16 bits: ffmpeg widens them to 16 and resamples in integers.
+        hound::SampleFormat::Int if bits <= 16 => {
+            let mut out = Vec::with_capacity(room);
+            for (i, s) in reader.into_samples::<i32>().enumerate() {
+                out.push((s.map_err(|e| cut(i, e))? << (16 - bits)) as i16);
+            }
+            Pcm::I16(out)
         }
         hound::SampleFormat::Int => {
-            let scale = 1.0 / (1u64 << (spec.bits_per_sample.clamp(1, 32) - 1)) as f32;
+            let scale = 1.0 / (1u64 << (bits - 1)) as f32;
+            let mut out = Vec::with_capacity(room);
             for (i, s) in reader.into_samples::<i32>().enumerate() {
                 out.push(s.map_err(|e| cut(i, e))? as f32 * scale);
             }
+            Pcm::F32(out)
         }
-    }
-    if out.len() < total {
+    };
+    let got = match &pcm {
+        Pcm::I16(x) => x.len(),
+        Pcm::F32(x) => x.len(),
+    };
+    if got < total {
         return Err(AudioError::Truncated {
             name: name.into(),
-            at_s: out.len() as f64 / per_s,
-            msg: format!("{} of {} samples present", out.len(), total),
+            at_s: got as f64 / per_s,
+            msg: format!("{got} of {total} samples present"),
         });
     }
     let codec = match spec.sample_format {
         hound::SampleFormat::Float => format!("wav/pcm_f{}", spec.bits_per_sample),
         hound::SampleFormat::Int => format!("wav/pcm_s{}", spec.bits_per_sample),
     };
-    Ok(Some((channels, spec.sample_rate, codec, out)))
+    Ok(Some((channels, spec.sample_rate, codec, pcm)))
 }
 
 /// Any format symphonia reads; `wav` for a WAV hound refused (its declared length may be a
@@ -191,6 +215,7 @@ fn decode_symphonia(name: &Path, bytes: Vec<u8>, wav: bool) -> Result<Decoded, A
     use symphonia::core::meta::MetadataOptions;
     use symphonia::core::probe::Hint;
 
+    let edit = mp4::start_edit(&bytes);
     let mss = MediaSourceStream::new(Box::new(Cursor::new(bytes)), Default::default());
     let mut hint = Hint::new();
     if let Some(ext) = name.extension().and_then(|e| e.to_str()) {
@@ -277,6 +302,7 @@ fn decode_symphonia(name: &Path, bytes: Vec<u8>, wav: bool) -> Result<Decoded, A
         )
     };
     let mut out: Vec<f32> = Vec::new();
+    let mut narrow = true;
     let at = |out: &Vec<f32>, rate: u32, channels: usize| {
         out.len() as f64 / (rate.max(1) as f64 * channels.max(1) as f64)
     };
@@ -302,7 +328,8 @@ fn decode_symphonia(name: &Path, bytes: Vec<u8>, wav: bool) -> Result<Decoded, A
             continue;
         }
         let before = at(&out, rate, channels);
-        (rate, channels) =
+        let width;
+        (rate, channels, width) =
             decoder
                 .decode(&packet, channels, &mut out)
                 .map_err(|msg| AudioError::Truncated {
@@ -310,6 +337,9 @@ fn decode_symphonia(name: &Path, bytes: Vec<u8>, wav: bool) -> Result<Decoded, A
                     at_s: before,
                     msg,
                 })?;
+        // Integers of at most 16 bits (in a buffer of their own width, or a wider one the
+        // stream says holds 16-bit samples, as FLAC's does) are resampled as integers.
+        narrow &= width.is_some_and(|w| w <= 16 || params.bits_per_sample.is_some_and(|b| b <= 16));
     }
     // A stream that declares its length must deliver all of it.
     if let Some(n) = params.n_frames
@@ -328,8 +358,22 @@ fn decode_symphonia(name: &Path, bytes: Vec<u8>, wav: bool) -> Result<Decoded, A
             });
         }
     }
+    // An MP4's edit list: the encoder's priming frames, which ffmpeg drops and symphonia keeps.
+    if let Some(edit) = edit
+        && params.codec != CODEC_TYPE_OPUS
+        && channels > 0
+    {
+        let skip = edit.frames_at(rate) as usize;
+        out.drain(..(skip * channels).min(out.len()));
+    }
     let codec = codec_name.unwrap_or_else(|| codec_label(params.codec));
-    Ok((channels, rate, codec, out))
+    let pcm = if narrow {
+        // Exact: each value is a 16-bit integer over 32768.
+        Pcm::I16(out.into_iter().map(|v| (v * 32768.0) as i16).collect())
+    } else {
+        Pcm::F32(out)
+    };
+    Ok((channels, rate, codec, pcm))
 }
 
 /// A track's packets into interleaved f32 samples: symphonia's decoder for its codecs,
@@ -350,16 +394,25 @@ enum PacketDecoder {
 
 impl PacketDecoder {
     /// Appends `packet`'s samples (less the frames the container trims off its start and
-    /// end: encoder delay and padding) to `out`; the stream's rate and channel count after it.
+    /// end: encoder delay and padding) to `out`; the stream's rate and channel count after it,
+    /// and the bits of the decoder's samples if they are integers.
     fn decode(
         &mut self,
         packet: &symphonia::core::formats::Packet,
         channels: usize,
         out: &mut Vec<f32>,
-    ) -> Result<(u32, usize), String> {
+    ) -> Result<(u32, usize, Option<u32>), String> {
+        use symphonia::core::audio::AudioBufferRef as B;
         match self {
             PacketDecoder::Symphonia(decoder, buf) => {
                 let decoded = decoder.decode(packet).map_err(|e| e.to_string())?;
+                let width = match &decoded {
+                    B::U8(_) | B::S8(_) => Some(8),
+                    B::U16(_) | B::S16(_) => Some(16),
+                    B::U24(_) | B::S24(_) => Some(24),
+                    B::U32(_) | B::S32(_) => Some(32),
+                    B::F32(_) | B::F64(_) => None,
+                };
                 let spec = *decoded.spec();
                 let channels = spec.channels.count();
                 let b = match buf {
@@ -371,7 +424,7 @@ impl PacketDecoder {
                 };
                 b.copy_interleaved_ref(decoded);
                 out.extend_from_slice(b.samples());
-                Ok((spec.rate, channels))
+                Ok((spec.rate, channels, width))
             }
             PacketDecoder::Opus { decoder, skip, pcm } => {
                 let frames = decoder
@@ -382,7 +435,7 @@ impl PacketDecoder {
                 *skip -= start.min(*skip);
                 let end = frames.saturating_sub(packet.trim_end as usize).max(start);
                 out.extend_from_slice(&pcm[start * channels..end * channels]);
-                Ok((48_000, channels))
+                Ok((48_000, channels, None))
             }
         }
     }
@@ -398,73 +451,63 @@ fn codec_label(c: symphonia::core::codecs::CodecType) -> String {
     }
 }
 
-/// The mean of the channels of each frame (ffmpeg's `-ac 1`).
-pub fn mix_to_mono(interleaved: &[f32], channels: usize) -> Vec<f32> {
-    if channels <= 1 {
-        return interleaved.to_vec();
-    }
-    let inv = 1.0 / channels as f32;
-    interleaved
-        .chunks_exact(channels)
-        .map(|f| f.iter().sum::<f32>() * inv)
-        .collect()
+/// Decoded samples, interleaved, in the width the reference resamples them at: integer PCM of
+/// at most 16 bits stays integer (swresample works in Q15 then), everything else is `f32`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Pcm {
+    I16(Vec<i16>),
+    F32(Vec<f32>),
 }
 
-/// Band-limited resampling (rubato's FFT resampler), delay removed, length
-/// `ceil(n · to / from)`; the same rate is returned as is.
-pub fn resample(samples: &[f32], from: u32, to: u32) -> Vec<f32> {
-    use rubato::{FftFixedIn, Resampler};
-    if from == to || samples.is_empty() {
-        return samples.to_vec();
-    }
-    let want = (samples.len() as u64 * to as u64).div_ceil(from as u64) as usize;
-    let Ok(mut r) = FftFixedIn::<f32>::new(from as usize, to as usize, 1024, 2, 1) else {
-        return linear_resample(samples, from, to);
+/// What Whisper's reference loader (`ffmpeg -f s16le -ac 1 -ar 16000`, then `/ 32768`) makes of
+/// decoded audio: mixed to mono, converted to 16 kHz by swresample's filter ([`resample`]) and
+/// quantised to 16 bits.
+///
+/// Mono and stereo are mixed as ffmpeg mixes them (the mean of the two channels, rounded
+/// half up in integers or summed as `0.5·l + 0.5·r` in `f32`); more channels are averaged
+/// (ffmpeg weights them by their layout instead).
+pub fn to_whisper_input(pcm: Pcm, channels: usize, rate: u32) -> Vec<f32> {
+    let mono = mix_to_mono(pcm, channels);
+    let r = resample::Resampler::new(rate, SAMPLE_RATE);
+    let s16: Vec<i16> = match (mono, r) {
+        (Pcm::I16(x), None) => x,
+        (Pcm::I16(x), Some(r)) => r.run_i16(&x),
+        (Pcm::F32(x), None) => x.into_iter().map(to_s16).collect(),
+        (Pcm::F32(x), Some(r)) => r.run_f32(&x).into_iter().map(to_s16).collect(),
     };
-    let delay = r.output_delay();
-    let mut out: Vec<f32> = Vec::with_capacity(want + delay + 2048);
-    let mut pos = 0;
-    while pos < samples.len() {
-        let need = r.input_frames_next();
-        let chunk: Vec<f32> = if pos + need <= samples.len() {
-            samples[pos..pos + need].to_vec()
-        } else {
-            let mut c = samples[pos..].to_vec();
-            c.resize(need, 0.0);
-            c
-        };
-        pos += need;
-        match r.process(&[chunk], None) {
-            Ok(o) => out.extend_from_slice(&o[0]),
-            Err(_) => return linear_resample(samples, from, to),
-        }
-    }
-    while out.len() < want + delay {
-        match r.process_partial::<Vec<f32>>(None, None) {
-            Ok(o) if !o[0].is_empty() => out.extend_from_slice(&o[0]),
-            _ => break,
-        }
-    }
-    let mut out = out.split_off(delay.min(out.len()));
-    out.resize(want, 0.0);
-    out
+    s16.into_iter().map(|v| v as f32 / 32768.0).collect()
 }
 
-/// Only if rubato refuses the rate pair (it accepts any two positive rates): linear
-/// interpolation, still every input sample used.
-fn linear_resample(samples: &[f32], from: u32, to: u32) -> Vec<f32> {
-    let want = (samples.len() as u64 * to as u64).div_ceil(from as u64) as usize;
-    let step = from as f64 / to as f64;
-    (0..want)
-        .map(|i| {
-            let x = i as f64 * step;
-            let j = x.floor() as usize;
-            let f = (x - j as f64) as f32;
-            let a = samples[j.min(samples.len() - 1)];
-            let b = samples[(j + 1).min(samples.len() - 1)];
-            a + (b - a) * f
-        })
-        .collect()
+/// swresample's `f32` → `s16`: `av_clip_int16(lrintf(v · 32768))`.
+fn to_s16(v: f32) -> i16 {
+    (v * 32768.0)
+        .round_ties_even()
+        .clamp(i16::MIN as f32, i16::MAX as f32) as i16
+}
+
+/// One channel from `channels` interleaved ones (see [`to_whisper_input`]).
+pub fn mix_to_mono(pcm: Pcm, channels: usize) -> Pcm {
+    match (pcm, channels) {
+        (pcm, 0 | 1) => pcm,
+        (Pcm::I16(x), 2) => Pcm::I16(
+            x.chunks_exact(2)
+                .map(|f| ((f[0] as i32 + f[1] as i32 + 1) >> 1) as i16)
+                .collect(),
+        ),
+        (Pcm::F32(x), 2) => Pcm::F32(x.chunks_exact(2).map(|f| 0.5 * f[0] + 0.5 * f[1]).collect()),
+        (pcm, n) => {
+            let x = match pcm {
+                Pcm::I16(x) => x.into_iter().map(|v| v as f32 / 32768.0).collect(),
+                Pcm::F32(x) => x,
+            };
+            let inv = 1.0 / n as f32;
+            Pcm::F32(
+                x.chunks_exact(n)
+                    .map(|f| f.iter().sum::<f32>() * inv)
+                    .collect(),
+            )
+        }
+    }
 }
 
 #[cfg(test)]
@@ -512,7 +555,7 @@ mod tests {
         let x: Vec<f32> = (0..n)
             .map(|i| (2.0 * std::f32::consts::PI * 440.0 * i as f32 / 44100.0).sin() * 0.5)
             .collect();
-        let y = resample(&x, 44100, 16000);
+        let y = to_whisper_input(Pcm::F32(x), 1, 44100);
         assert_eq!(y.len(), 16000);
         // Compare with the exact tone away from the edges.
         let max_err = (2000..14000)
