@@ -460,20 +460,63 @@ pub enum Pcm {
 }
 
 /// What Whisper's reference loader (`ffmpeg -f s16le -ac 1 -ar 16000`, then `/ 32768`) makes of
-/// decoded audio: mixed to mono, converted to 16 kHz by swresample's filter ([`resample`]) and
-/// quantised to 16 bits.
+/// decoded audio: converted to 16 kHz by swresample's filter ([`resample`]), mixed to mono
+/// and quantised to 16 bits.
 ///
 /// Mono and stereo are mixed as ffmpeg mixes them (the mean of the two channels, rounded
 /// half up in integers or summed as `0.5·l + 0.5·r` in `f32`); more channels are averaged
 /// (ffmpeg weights them by their layout instead).
 pub fn to_whisper_input(pcm: Pcm, channels: usize, rate: u32) -> Vec<f32> {
-    let mono = mix_to_mono(pcm, channels);
-    let r = resample::Resampler::new(rate, SAMPLE_RATE);
-    let s16: Vec<i16> = match (mono, r) {
-        (Pcm::I16(x), None) => x,
-        (Pcm::I16(x), Some(r)) => r.run_i16(&x),
-        (Pcm::F32(x), None) => x.into_iter().map(to_s16).collect(),
-        (Pcm::F32(x), Some(r)) => r.run_f32(&x).into_iter().map(to_s16).collect(),
+    let Some(r) = resample::Resampler::new(rate, SAMPLE_RATE) else {
+        return quantised(mix_to_mono(pcm, channels));
+    };
+    // swresample converts the rate before it mixes channels down: each channel on its own,
+    // then the mix, so the mix sees the resampled (and, in integers, rounded) channels.
+    let channels = channels.max(1);
+    let resampled = match pcm {
+        Pcm::I16(x) => {
+            let per: Vec<Vec<i16>> = (0..channels)
+                .map(|c| {
+                    r.run_i16(
+                        &x.iter()
+                            .skip(c)
+                            .step_by(channels)
+                            .copied()
+                            .collect::<Vec<_>>(),
+                    )
+                })
+                .collect();
+            Pcm::I16(interleave(&per))
+        }
+        Pcm::F32(x) => {
+            let per: Vec<Vec<f32>> = (0..channels)
+                .map(|c| {
+                    r.run_f32(
+                        &x.iter()
+                            .skip(c)
+                            .step_by(channels)
+                            .copied()
+                            .collect::<Vec<_>>(),
+                    )
+                })
+                .collect();
+            Pcm::F32(interleave(&per))
+        }
+    };
+    quantised(mix_to_mono(resampled, channels))
+}
+
+/// Frames from one vector per channel (all of one length).
+fn interleave<T: Copy>(per: &[Vec<T>]) -> Vec<T> {
+    let n = per.iter().map(Vec::len).min().unwrap_or(0);
+    (0..n).flat_map(|i| per.iter().map(move |c| c[i])).collect()
+}
+
+/// Mono samples as the reference reads its 16-bit output: `v / 32768`.
+fn quantised(mono: Pcm) -> Vec<f32> {
+    let s16: Vec<i16> = match mono {
+        Pcm::I16(x) => x,
+        Pcm::F32(x) => x.into_iter().map(to_s16).collect(),
     };
     s16.into_iter().map(|v| v as f32 / 32768.0).collect()
 }
