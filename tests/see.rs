@@ -385,3 +385,103 @@ fn no_prompt_and_no_picture_is_a_usage_error() {
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("give -p TEXT"), "{}", r.stderr);
 }
+
+#[test]
+fn a_prompts_batch_runs_each_line_with_its_pictures_on_one_load() {
+    // Pictures named relative to the batch file; a text-only line; a line that names a missing
+    // picture and one that is not JSON fail alone (exit 1), the rest still run, in order.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("shots")).unwrap();
+    for p in ["square", "wide"] {
+        std::fs::copy(picture(p), dir.path().join(format!("shots/{p}.png"))).unwrap();
+    }
+    let prompt = serde_json::to_string(PROMPT).unwrap();
+    let batch = dir.path().join("batch.jsonl");
+    std::fs::write(
+        &batch,
+        format!(
+            "{{\"prompt\": {prompt}, \"images\": [\"shots/square.png\", \"shots/wide.png\"]}}\n\
+             {{\"prompt\": {prompt}}}\n\
+             \n\
+             {{\"prompt\": {prompt}, \"images\": \"shots/gone.png\"}}\n\
+             not json\n\
+             {{\"prompt\": {prompt}, \"images\": \"shots/wide.png\", \"max_tokens\": 3}}\n"
+        ),
+    )
+    .unwrap();
+    let report = dir.path().join("bench.jsonl");
+    let r = see(&[
+        &model("smolvlm"),
+        "--prompts",
+        batch.to_str().unwrap(),
+        "-n",
+        "12",
+        "--json",
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let recs = r.records();
+    assert_eq!(recs.iter().filter(|r| r["type"] == "load").count(), 1);
+    let results: Vec<&Value> = recs.iter().filter(|r| r["type"] == "result").collect();
+    assert_eq!(results.len(), 3, "{recs:?}");
+    assert_eq!(
+        results[0]["text"],
+        golden_text("smolvlm", Some("square+wide"))
+    );
+    assert_eq!(results[1]["text"], golden_text("smolvlm", None));
+    assert_eq!(results[1]["images"], serde_json::json!([]));
+    // The line's own max_tokens over the command line's -n.
+    assert_eq!(results[2]["generated_tokens"], 3, "{}", results[2]);
+    assert_eq!(results[2]["prompt_line"], 6);
+    let errors: Vec<&Value> = recs.iter().filter(|r| r["type"] == "error").collect();
+    assert_eq!(errors.len(), 2, "{recs:?}");
+    assert!(
+        errors[0]["message"].as_str().unwrap().contains("gone.png"),
+        "{}",
+        errors[0]
+    );
+    assert!(
+        errors[1]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("--prompts line 5: not valid JSON"),
+        "{}",
+        errors[1]
+    );
+    // A report record per line, failed ones included.
+    assert_eq!(lines(&std::fs::read(&report).unwrap()).len(), 5);
+}
+
+#[test]
+fn a_prompts_batch_refuses_keys_it_would_ignore_and_pictures_beside_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let batch = dir.path().join("batch.jsonl");
+    std::fs::write(
+        &batch,
+        "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}\n{\"images\": []}\n",
+    )
+    .unwrap();
+    let r = see(&[
+        &model("smolvlm"),
+        "--prompts",
+        batch.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(r.code, 1);
+    let errors: Vec<String> = r
+        .records()
+        .iter()
+        .filter(|r| r["type"] == "error")
+        .map(|r| r["message"].as_str().unwrap().to_string())
+        .collect();
+    assert!(errors[0].contains("unknown key `messages`"), "{errors:?}");
+    assert!(errors[1].contains("`prompt` is missing"), "{errors:?}");
+    let r = see(&[
+        &model("smolvlm"),
+        &picture("square"),
+        "--prompts",
+        batch.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+}

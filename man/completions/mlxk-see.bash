@@ -23,7 +23,7 @@ _mlxk__see() {
 
     case "${cmd}" in
         mlxk__see)
-            opts="-p -n -v -h -V --image-dir --prompt --prompt-file --system --no-reasoning --max-tokens --temp --top-p --top-k --min-p --repetition-penalty --seed --stop --prefill-step --json --stream --report --verbose --help --version"
+            opts="-p -n -v -h -V --image-dir --prompt --prompt-file --prompts --system --no-reasoning --max-tokens --temp --top-p --top-k --min-p --repetition-penalty --seed --stop --prefill-step --json --stream --report --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -42,6 +42,10 @@ _mlxk__see() {
                     return 0
                     ;;
                 --prompt-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --prompts)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

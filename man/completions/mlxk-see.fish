@@ -1,6 +1,7 @@
 complete -c mlxk-see -l image-dir -d 'Run the prompt on every image in DIR (png, jpg, jpeg, webp, gif, bmp, tif, tiff; not hidden files), one at a time, in file-name order' -r -F
 complete -c mlxk-see -s p -l prompt -d 'Prompt text; `-` reads it from stdin (default with images: "Describe this image.")' -r
 complete -c mlxk-see -l prompt-file -d 'Read the prompt from a file' -r -F
+complete -c mlxk-see -l prompts -d 'Run a batch on one load: JSON Lines, each {"prompt": TEXT, "images": [FILE…], options} (images relative to FILE\'s folder; none for text only; options: system, max_tokens, temperature, top_p, top_k, min_p, repetition_penalty, seed, stop)' -r -F
 complete -c mlxk-see -l system -d 'System message for the chat template' -r
 complete -c mlxk-see -s n -l max-tokens -d 'Maximum number of tokens to generate' -r
 complete -c mlxk-see -l temp -d 'Sampling temperature (0 = greedy)' -r

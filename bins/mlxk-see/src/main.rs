@@ -4,7 +4,7 @@ use mlxk::cli::{self, Failure};
 use mlxk::runner::{self, Output, ReportFile};
 use mlxk_infer::runner::run_jobs;
 use mlxk_infer::runner::text::{PromptItem, PromptSpec, TextRunner};
-use mlxk_infer::runner::vision::{VisionItem, VisionRunner, image_dir};
+use mlxk_infer::runner::vision::{VisionItem, VisionRunner, image_dir, read_vision_batch};
 use mlxk_infer::sampling::Sampling;
 use mlxk_infer::vision::image::is_image_name;
 use std::io::{IsTerminal, Read};
@@ -16,7 +16,8 @@ use std::process::ExitCode;
 /// Give a model (cache name, `org/name[@rev]` or folder) and image files, or pipe `model`
 /// records from mlxk-probe | mlxk-gate and give only the images. The images go into one
 /// prompt, in order; --image-dir DIR runs the prompt on each picture of DIR instead, one after
-/// another on the loaded model. Without images the prompt runs text-only through the vision
+/// another on the loaded model, and --prompts FILE runs a JSON Lines batch of prompts, each
+/// with its own pictures. Without images the prompt runs text-only through the vision
 /// model. Images: PNG, JPEG, WebP, GIF (first frame), BMP, TIFF; EXIF orientation applied;
 /// resized, cropped (or tiled) and normalised exactly as the model's preprocessor_config.json
 /// says (Pillow's filters, bit for bit). Models: LLaVA 1.5 (CLIP or SigLIP tower over llama,
@@ -50,6 +51,11 @@ pub struct Cli {
     /// Read the prompt from a file
     #[arg(long, value_name = "FILE", conflicts_with = "prompt")]
     pub prompt_file: Option<PathBuf>,
+    /// Run a batch on one load: JSON Lines, each {"prompt": TEXT, "images": [FILE…], options}
+    /// (images relative to FILE's folder; none for text only; options: system, max_tokens,
+    /// temperature, top_p, top_k, min_p, repetition_penalty, seed, stop)
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["prompt", "prompt_file", "images", "image_dir"])]
+    pub prompts: Option<PathBuf>,
     /// System message for the chat template
     #[arg(long, value_name = "TEXT")]
     pub system: Option<String>,
@@ -102,6 +108,7 @@ const EXAMPLES: &str = "Examples:
   mlxk-see SmolVLM-256M-Instruct a.png b.webp -p 'Compare these'
   mlxk-probe smolvlm | mlxk-gate | mlxk-see photo.png -p 'Describe it' --json
   mlxk-see llava-1.5-7b-4bit --image-dir shots/ -p 'Describe' --report bench.jsonl
+  mlxk-see SmolVLM-256M-Instruct --prompts batch.jsonl --json --report bench.jsonl
   mlxk-see llava-1.5-7b-4bit -p 'Just text, no picture'";
 
 fn read_prompt(cli: &Cli, model: Option<&str>, has_images: bool) -> Result<String, Failure> {
@@ -204,21 +211,45 @@ fn run(
             format!("{}: no such file", p.display()),
         ));
     }
-    let batch = cli.image_dir.as_deref().map(image_dir).transpose()?;
-    let has_images = !images.is_empty() || batch.is_some();
-    let item = prompt_item(cli, read_prompt(cli, model.as_deref(), has_images)?)?;
-    let items: Vec<VisionItem> = match batch {
-        Some(files) => files
-            .into_iter()
-            .map(|f| VisionItem {
-                images: vec![f],
-                prompt: item.clone(),
-            })
-            .collect(),
-        None => vec![VisionItem {
-            images,
-            prompt: item,
-        }],
+    if cli.prompts.is_some() && !images.is_empty() {
+        return Err(Failure::usage(
+            "give pictures or --prompts FILE (whose lines name their pictures), not both",
+        ));
+    }
+    let items: Vec<Result<VisionItem, Failure>> = if let Some(path) = &cli.prompts {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Failure::usage(format!("cannot read --prompts {}: {e}", path.display()))
+        })?;
+        // The command line's options are each line's defaults.
+        let defaults = prompt_item(cli, String::new())?;
+        let base = path.parent().unwrap_or(Path::new(""));
+        let items = read_vision_batch(&text, &defaults, base);
+        if items.is_empty() {
+            return Err(Failure::usage(format!(
+                "--prompts {} holds no prompts",
+                path.display()
+            )));
+        }
+        items
+    } else {
+        let batch = cli.image_dir.as_deref().map(image_dir).transpose()?;
+        let has_images = !images.is_empty() || batch.is_some();
+        let item = prompt_item(cli, read_prompt(cli, model.as_deref(), has_images)?)?;
+        match batch {
+            Some(files) => files
+                .into_iter()
+                .map(|f| {
+                    Ok(VisionItem {
+                        images: vec![f],
+                        prompt: item.clone(),
+                    })
+                })
+                .collect(),
+            None => vec![Ok(VisionItem {
+                images,
+                prompt: item,
+            })],
+        }
     };
     let runner = VisionRunner {
         items,

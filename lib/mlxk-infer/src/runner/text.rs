@@ -124,11 +124,30 @@ const PROMPT_KEYS: &[&str] = &[
 /// non-empty line, options defaulting to `defaults`'. A bad line is an error naming its line
 /// number; the others are still read.
 pub fn read_prompt_batch(text: &str, defaults: &PromptItem) -> Vec<Result<PromptItem, Failure>> {
+    read_json_lines(text, |o, line| {
+        check_keys(o, PROMPT_KEYS)?;
+        let mut p = prompt_fields(o, defaults)?;
+        p.line = Some(line);
+        Ok(p)
+    })
+}
+
+/// The non-empty lines of a `--prompts` file, each a JSON object read by `parse` (with its line
+/// number); a line that is not one, or that `parse` refuses, is an error naming the line.
+pub fn read_json_lines<T>(
+    text: &str,
+    parse: impl Fn(&serde_json::Map<String, serde_json::Value>, usize) -> std::result::Result<T, String>,
+) -> Vec<Result<T, Failure>> {
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(i, l)| {
-            prompt_line(l, defaults)
+            serde_json::from_str::<serde_json::Value>(l)
+                .map_err(|e| format!("not valid JSON ({e})"))
+                .and_then(|v| match v {
+                    serde_json::Value::Object(o) => parse(&o, i + 1),
+                    _ => Err("not a JSON object".into()),
+                })
                 .map_err(|m| {
                     Failure::new(
                         mlxk::cli::Exit::Failure,
@@ -136,24 +155,29 @@ pub fn read_prompt_batch(text: &str, defaults: &PromptItem) -> Vec<Result<Prompt
                         format!("--prompts line {}: {m}", i + 1),
                     )
                 })
-                .map(|mut p| {
-                    p.line = Some(i + 1);
-                    p
-                })
         })
         .collect()
 }
 
-fn prompt_line(line: &str, defaults: &PromptItem) -> std::result::Result<PromptItem, String> {
-    let v: serde_json::Value =
-        serde_json::from_str(line).map_err(|e| format!("not valid JSON ({e})"))?;
-    let o = v.as_object().ok_or("not a JSON object")?;
-    if let Some(k) = o.keys().find(|k| !PROMPT_KEYS.contains(&k.as_str())) {
-        return Err(format!(
+/// Refuses a key outside `allowed`: an option is never ignored.
+pub fn check_keys(
+    o: &serde_json::Map<String, serde_json::Value>,
+    allowed: &[&str],
+) -> std::result::Result<(), String> {
+    match o.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Some(k) => Err(format!(
             "unknown key `{k}` (allowed: {})",
-            PROMPT_KEYS.join(", ")
-        ));
+            allowed.join(", ")
+        )),
+        None => Ok(()),
     }
+}
+
+/// A prompt line's text (`prompt` or `messages`) and options over `defaults`.
+pub fn prompt_fields(
+    o: &serde_json::Map<String, serde_json::Value>,
+    defaults: &PromptItem,
+) -> std::result::Result<PromptItem, String> {
     let mut p = defaults.clone();
     let num = |k: &str| -> std::result::Result<Option<f64>, String> {
         match o.get(k) {

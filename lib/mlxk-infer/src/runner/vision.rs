@@ -1,7 +1,10 @@
 //! The vision runner (mlxk-see): each prompt with its images — read, processed, encoded by the
 //! tower and put in place of the prompt's image tokens — generated and streamed through the
 //! text runner's path, so records, reasoning, stop strings and reports are mlxk-gen's.
-use super::text::{Extras, Prompt, PromptItem, TextRunner, describe_text_model};
+use super::text::{
+    Extras, Prompt, PromptItem, TextRunner, check_keys, describe_text_model, prompt_fields,
+    read_json_lines,
+};
 use super::{Runner, Runs};
 use crate::error::InferError;
 use crate::vision::{self, VisionModel, image};
@@ -20,12 +23,60 @@ pub struct VisionItem {
     pub prompt: PromptItem,
 }
 
-/// The vision runner: its prompts, and the text runner's settings (prefill step, verbosity,
-/// reasoning, Ctrl-C) that generation goes through.
+/// The vision runner: its prompts (a `--prompts` line that could not be read is its error, run
+/// in its turn), and the text runner's settings (prefill step, verbosity, reasoning, Ctrl-C)
+/// that generation goes through.
 #[derive(Debug, Clone)]
 pub struct VisionRunner {
-    pub items: Vec<VisionItem>,
+    pub items: Vec<Result<VisionItem, Failure>>,
     pub text: TextRunner,
+}
+
+/// The keys a vision `--prompts` line may carry. The chat goes through the vision model's own
+/// template with the pictures in the user turn, so `messages` and `raw` have no place here.
+const VISION_PROMPT_KEYS: &[&str] = &[
+    "prompt",
+    "images",
+    "system",
+    "max_tokens",
+    "temperature",
+    "top_p",
+    "top_k",
+    "min_p",
+    "repetition_penalty",
+    "seed",
+    "stop",
+];
+
+/// Reads mlxk-see's `--prompts` file: JSON Lines, each `{"prompt": TEXT, "images": [FILE…],
+/// …options}` (`images` a list, one file name, or absent for a text-only prompt), options
+/// defaulting to `defaults`'. Relative image paths are taken from `base` (the file's folder),
+/// so a batch and its pictures move together. A bad line is an error naming its number.
+pub fn read_vision_batch(
+    text: &str,
+    defaults: &PromptItem,
+    base: &Path,
+) -> Vec<Result<VisionItem, Failure>> {
+    read_json_lines(text, |o, line| {
+        check_keys(o, VISION_PROMPT_KEYS)?;
+        if !o.contains_key("prompt") {
+            return Err("`prompt` is missing".into());
+        }
+        let names: Vec<String> = match o.get("images") {
+            None => Vec::new(),
+            Some(serde_json::Value::String(s)) => vec![s.clone()],
+            Some(v) => serde_json::from_value(v.clone())
+                .map_err(|_| "`images` must be a file name or a list of them".to_string())?,
+        };
+        let mut fields = o.clone();
+        fields.remove("images");
+        let mut prompt = prompt_fields(&fields, defaults)?;
+        prompt.line = Some(line);
+        Ok(VisionItem {
+            images: names.iter().map(|n| base.join(n)).collect(),
+            prompt,
+        })
+    })
 }
 
 impl Runner for VisionRunner {
@@ -77,7 +128,10 @@ impl Runner for VisionRunner {
                 break;
             }
             let mut facts = runs.start();
-            let outcome = self.see_one(model, job, item, out, &mut facts);
+            let outcome = match item {
+                Ok(item) => self.see_one(model, job, item, out, &mut facts),
+                Err(f) => Err(f.clone()),
+            };
             runs.finish(out, facts, outcome);
         }
         Ok(())
