@@ -112,3 +112,44 @@ fn stereo_is_mixed_as_ffmpeg_mixes_it() {
         ffmpeg(&bytes, "f32le", 44_100, 2),
     );
 }
+
+#[test]
+fn twenty_four_bit_wavs_come_out_as_ffmpegs_samples() {
+    // ffmpeg reads them as s32 and rounds them to 16 bits through f32, resampled or not.
+    let dir = tempfile::tempdir().unwrap();
+    for (rate, channels) in [(16_000u32, 1u16), (16_000, 2), (44_100, 2)] {
+        let x = signal(rate, 0.9);
+        let path = dir.path().join(format!("s24_{rate}_{channels}.wav"));
+        let spec = hound::WavSpec {
+            channels,
+            sample_rate: rate,
+            bits_per_sample: 24,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut w = hound::WavWriter::create(&path, spec).unwrap();
+        for (i, &v) in x.iter().enumerate() {
+            for c in 0..channels {
+                let v = if c == 0 {
+                    v
+                } else {
+                    -0.5 * x[(i * 7) % x.len()]
+                };
+                w.write_sample((v * 8_388_607.0) as i32).unwrap();
+            }
+        }
+        w.finalize().unwrap();
+        let out = Command::new("ffmpeg")
+            .args(["-nostdin", "-v", "error", "-i"])
+            .arg(&path)
+            .args(["-f", "s16le", "-ac", "1", "-ar", "16000", "-"])
+            .output()
+            .unwrap();
+        let theirs = out
+            .stdout
+            .chunks_exact(2)
+            .map(|b| i16::from_le_bytes([b[0], b[1]]))
+            .collect();
+        let ours = mlxk_infer::audio::load(&path).unwrap().samples;
+        compare(&format!("24-bit {rate} Hz × {channels}"), ours, theirs);
+    }
+}

@@ -115,11 +115,7 @@ pub fn decode(name: &Path, bytes: Vec<u8>) -> Result<Audio, AudioError> {
     } else {
         decode_symphonia(name, bytes, false)?
     };
-    let empty = match &interleaved {
-        Pcm::I16(x) => x.is_empty(),
-        Pcm::F32(x) => x.is_empty(),
-    };
-    if empty || channels == 0 {
+    if interleaved.is_empty() || channels == 0 {
         return Err(AudioError::Empty { name: name.into() });
     }
     if !(1_000..=768_000).contains(&rate) {
@@ -178,19 +174,16 @@ fn decode_wav(name: &Path, bytes: &[u8]) -> Result<Option<Decoded>, AudioError> 
             }
             Pcm::I16(out)
         }
+        // Wider: ffmpeg reads them as s32 (left-justified).
         hound::SampleFormat::Int => {
-            let scale = 1.0 / (1u64 << (bits - 1)) as f32;
             let mut out = Vec::with_capacity(room);
             for (i, s) in reader.into_samples::<i32>().enumerate() {
-                out.push(s.map_err(|e| cut(i, e))? as f32 * scale);
+                out.push(s.map_err(|e| cut(i, e))? << (32 - bits));
             }
-            Pcm::F32(out)
+            Pcm::I32(out)
         }
     };
-    let got = match &pcm {
-        Pcm::I16(x) => x.len(),
-        Pcm::F32(x) => x.len(),
-    };
+    let got = pcm.len();
     if got < total {
         return Err(AudioError::Truncated {
             name: name.into(),
@@ -208,7 +201,10 @@ fn decode_wav(name: &Path, bytes: &[u8]) -> Result<Option<Decoded>, AudioError> 
 /// Any format symphonia reads; `wav` for a WAV hound refused (its declared length may be a
 /// placeholder, as in a piped WAV, so only a decoding error counts as damage there).
 fn decode_symphonia(name: &Path, bytes: Vec<u8>, wav: bool) -> Result<Decoded, AudioError> {
-    use symphonia::core::codecs::{CODEC_TYPE_NULL, CODEC_TYPE_OPUS, DecoderOptions};
+    use symphonia::core::codecs::{
+        CODEC_TYPE_ADPCM_IMA_WAV, CODEC_TYPE_ADPCM_MS, CODEC_TYPE_NULL, CODEC_TYPE_OPUS,
+        DecoderOptions,
+    };
     use symphonia::core::errors::Error;
     use symphonia::core::formats::FormatOptions;
     use symphonia::core::io::MediaSourceStream;
@@ -303,6 +299,7 @@ fn decode_symphonia(name: &Path, bytes: Vec<u8>, wav: bool) -> Result<Decoded, A
     };
     let mut out: Vec<f32> = Vec::new();
     let mut narrow = true;
+    let mut integer = true;
     let at = |out: &Vec<f32>, rate: u32, channels: usize| {
         out.len() as f64 / (rate.max(1) as f64 * channels.max(1) as f64)
     };
@@ -339,7 +336,11 @@ fn decode_symphonia(name: &Path, bytes: Vec<u8>, wav: bool) -> Result<Decoded, A
                 })?;
         // Integers of at most 16 bits (in a buffer of their own width, or a wider one the
         // stream says holds 16-bit samples, as FLAC's does) are resampled as integers.
-        narrow &= width.is_some_and(|w| w <= 16 || params.bits_per_sample.is_some_and(|b| b <= 16));
+        // ADPCM comes in a 32-bit buffer without a bit depth; ffmpeg's decoders give s16.
+        let adpcm = matches!(params.codec, CODEC_TYPE_ADPCM_MS | CODEC_TYPE_ADPCM_IMA_WAV);
+        narrow &= width
+            .is_some_and(|w| w <= 16 || adpcm || params.bits_per_sample.is_some_and(|b| b <= 16));
+        integer &= width.is_some();
     }
     // A stream that declares its length must deliver all of it.
     if let Some(n) = params.n_frames
@@ -364,12 +365,19 @@ fn decode_symphonia(name: &Path, bytes: Vec<u8>, wav: bool) -> Result<Decoded, A
         && channels > 0
     {
         let skip = edit.frames_at(rate) as usize;
-        out.drain(..(skip * channels).min(out.len()));
+        out.drain(..skip.saturating_mul(channels).min(out.len()));
     }
     let codec = codec_name.unwrap_or_else(|| codec_label(params.codec));
     let pcm = if narrow {
         // Exact: each value is a 16-bit integer over 32768.
         Pcm::I16(out.into_iter().map(|v| (v * 32768.0) as i16).collect())
+    } else if integer {
+        // Exact up to 24 bits (symphonia's f32 of a 32-bit sample is already rounded).
+        Pcm::I32(
+            out.into_iter()
+                .map(|v| (v as f64 * 2_147_483_648.0) as i32)
+                .collect(),
+        )
     } else {
         Pcm::F32(out)
     };
@@ -451,12 +459,28 @@ fn codec_label(c: symphonia::core::codecs::CodecType) -> String {
     }
 }
 
-/// Decoded samples, interleaved, in the width the reference resamples them at: integer PCM of
-/// at most 16 bits stays integer (swresample works in Q15 then), everything else is `f32`.
+/// Decoded samples, interleaved, in the form ffmpeg's swresample works on them: integer PCM of
+/// at most 16 bits stays `I16` (resampled in Q15 integers), wider integer PCM is `I32`
+/// (left-justified; worked on in `f32`), everything else `F32`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Pcm {
     I16(Vec<i16>),
+    I32(Vec<i32>),
     F32(Vec<f32>),
+}
+
+impl Pcm {
+    pub fn len(&self) -> usize {
+        match self {
+            Pcm::I16(x) => x.len(),
+            Pcm::I32(x) => x.len(),
+            Pcm::F32(x) => x.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// What Whisper's reference loader (`ffmpeg -f s16le -ac 1 -ar 16000`, then `/ 32768`) makes of
@@ -464,50 +488,44 @@ pub enum Pcm {
 /// and quantised to 16 bits.
 ///
 /// Mono and stereo are mixed as ffmpeg mixes them (the mean of the two channels, rounded
-/// half up in integers or summed as `0.5·l + 0.5·r` in `f32`); more channels are averaged
-/// (ffmpeg weights them by their layout instead).
+/// half up in integers or summed as `0.5·l + 0.5·r` in `f32`), after the rate conversion as
+/// swresample orders it; more channels are averaged (ffmpeg weights them by their layout).
+/// `rate` must be one the decoder accepts (1 kHz to 768 kHz).
 pub fn to_whisper_input(pcm: Pcm, channels: usize, rate: u32) -> Vec<f32> {
+    let channels = channels.max(1);
+    // Wider integers go through f32 (exact for up to 24 bits), rounded to 16 bits at the end,
+    // as the ffmpeg command line converts them even when nothing else is done to them.
+    let pcm = match pcm {
+        Pcm::I32(x) => Pcm::F32(x.into_iter().map(|v| v as f32 / 2_147_483_648.0).collect()),
+        other => other,
+    };
     let Some(r) = resample::Resampler::new(rate, SAMPLE_RATE) else {
         return quantised(mix_to_mono(pcm, channels));
     };
     // swresample converts the rate before it mixes channels down: each channel on its own,
     // then the mix, so the mix sees the resampled (and, in integers, rounded) channels.
-    let channels = channels.max(1);
     let resampled = match pcm {
-        Pcm::I16(x) => {
-            let per: Vec<Vec<i16>> = (0..channels)
-                .map(|c| {
-                    r.run_i16(
-                        &x.iter()
-                            .skip(c)
-                            .step_by(channels)
-                            .copied()
-                            .collect::<Vec<_>>(),
-                    )
-                })
-                .collect();
-            Pcm::I16(interleave(&per))
-        }
-        Pcm::F32(x) => {
-            let per: Vec<Vec<f32>> = (0..channels)
-                .map(|c| {
-                    r.run_f32(
-                        &x.iter()
-                            .skip(c)
-                            .step_by(channels)
-                            .copied()
-                            .collect::<Vec<_>>(),
-                    )
-                })
-                .collect();
-            Pcm::F32(interleave(&per))
-        }
+        Pcm::I16(x) => Pcm::I16(per_channel(&x, channels, |c| r.run_i16(c))),
+        Pcm::F32(x) => Pcm::F32(per_channel(&x, channels, |c| r.run_f32(c))),
+        Pcm::I32(_) => unreachable!("converted to F32 above"),
     };
     quantised(mix_to_mono(resampled, channels))
 }
 
-/// Frames from one vector per channel (all of one length).
-fn interleave<T: Copy>(per: &[Vec<T>]) -> Vec<T> {
+/// `f` applied to each channel of interleaved `x`, the results interleaved again.
+fn per_channel<T: Copy>(x: &[T], channels: usize, f: impl Fn(&[T]) -> Vec<T>) -> Vec<T> {
+    if channels == 1 {
+        return f(x);
+    }
+    let per: Vec<Vec<T>> = (0..channels)
+        .map(|c| {
+            f(&x.iter()
+                .skip(c)
+                .step_by(channels)
+                .copied()
+                .collect::<Vec<_>>())
+        })
+        .collect();
     let n = per.iter().map(Vec::len).min().unwrap_or(0);
     (0..n).flat_map(|i| per.iter().map(move |c| c[i])).collect()
 }
@@ -516,6 +534,10 @@ fn interleave<T: Copy>(per: &[Vec<T>]) -> Vec<T> {
 fn quantised(mono: Pcm) -> Vec<f32> {
     let s16: Vec<i16> = match mono {
         Pcm::I16(x) => x,
+        Pcm::I32(x) => x
+            .into_iter()
+            .map(|v| to_s16(v as f32 / 2_147_483_648.0))
+            .collect(),
         Pcm::F32(x) => x.into_iter().map(to_s16).collect(),
     };
     s16.into_iter().map(|v| v as f32 / 32768.0).collect()
@@ -529,7 +551,7 @@ fn to_s16(v: f32) -> i16 {
 }
 
 /// One channel from `channels` interleaved ones (see [`to_whisper_input`]).
-pub fn mix_to_mono(pcm: Pcm, channels: usize) -> Pcm {
+fn mix_to_mono(pcm: Pcm, channels: usize) -> Pcm {
     match (pcm, channels) {
         (pcm, 0 | 1) => pcm,
         (Pcm::I16(x), 2) => Pcm::I16(
@@ -539,8 +561,9 @@ pub fn mix_to_mono(pcm: Pcm, channels: usize) -> Pcm {
         ),
         (Pcm::F32(x), 2) => Pcm::F32(x.chunks_exact(2).map(|f| 0.5 * f[0] + 0.5 * f[1]).collect()),
         (pcm, n) => {
-            let x = match pcm {
+            let x: Vec<f32> = match pcm {
                 Pcm::I16(x) => x.into_iter().map(|v| v as f32 / 32768.0).collect(),
+                Pcm::I32(x) => x.into_iter().map(|v| v as f32 / 2_147_483_648.0).collect(),
                 Pcm::F32(x) => x,
             };
             let inv = 1.0 / n as f32;

@@ -30,7 +30,9 @@ pub fn start_edit(b: &[u8]) -> Option<StartEdit> {
         if &t != b"trak" {
             continue;
         }
-        let mdia = children(trak).find(|(t, _)| t == b"mdia")?.1;
+        let Some((_, mdia)) = children(trak).find(|(t, _)| t == b"mdia") else {
+            continue;
+        };
         let sound = children(mdia)
             .find(|(t, _)| t == b"hdlr")
             .is_some_and(|(_, h)| h.get(8..12) == Some(b"soun"));
@@ -168,7 +170,7 @@ mod tests {
         let mut cut = movie(b"soun", &v0);
         cut.truncate(cut.len() - 10);
         assert_eq!(priming_frames(&cut, 22_050), None);
-        // A count larger than the entries present.
+        // A count larger than the entries present: the first entry (media_time 0) is read.
         let lying = [&[0u8, 0, 0, 0, 0, 0, 0, 9][..], &[0; 12]].concat();
         assert_eq!(priming_frames(&movie(b"soun", &lying), 22_050), Some(0));
     }

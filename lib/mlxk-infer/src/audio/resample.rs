@@ -13,12 +13,16 @@
 //!   the output's length and first and last samples are swresample's;
 //! - 16-bit sources resampled in integers (Q15 taps, `+0x4000`, `>> 15`, saturated), every other
 //!   source in `f32` summed in the order of swresample's FMA3 kernel (eight lanes, then the
-//!   lanes folded 4+4, 2+2, 1+1) — the kernel it picks on every x86-64 CPU with FMA;
+//!   lanes folded 4+4, 2+2, 1+1) — the kernel it picks on x86-64 CPUs with FMA3 (without FMA,
+//!   the eight lanes are multiplied and added apart, as its AVX kernel does; AMD's FMA4-only
+//!   CPUs and SSE-only ones sum in four lanes there and may differ by a rounding);
 //! - rates whose ratio needs more than 1024 phases interpolate linearly between adjacent phases,
 //!   as swresample's `linear_interp` (on by default) does.
 //!
-//! The unit tests check the bank's shape; `tests/parity_whisper.rs` compares whole files with
-//! the installed ffmpeg's output sample for sample.
+//! Inputs shorter than a window are still converted here, where swresample gives nothing
+//! (below ~1.4 ms of audio). The unit tests check the bank's shape; `tests/resample_ffmpeg.rs`
+//! and `tests/parity_whisper.rs` compare signals and whole files with the installed ffmpeg's
+//! output sample for sample.
 
 /// swresample's defaults (`libswresample/options.c`, 5.1).
 const FILTER_SIZE: f64 = 32.0;
@@ -29,21 +33,26 @@ const KAISER_BETA: f64 = 9.0;
 /// A converter from one rate to another; build once per rate pair.
 #[derive(Debug, Clone)]
 pub struct Resampler {
-    /// Taps per phase, and the row stride of the banks (taps rounded up to eight).
+    /// Taps per phase.
     taps: usize,
+    /// The row stride of the banks (taps rounded up to eight; the taps past `taps` are zero).
     alloc: usize,
     phases: usize,
-    /// `phases + 1` rows: the last is phase 0 shifted by one tap, for linear interpolation.
+    /// `phases + 1` rows each: the last is phase 0 shifted by one tap, for linear interpolation.
     bank_f32: Vec<f32>,
     bank_i16: Vec<i16>,
-    /// Per output sample the position advances by `div` phases and `rem / src_incr` of one.
+    /// Phases the position advances per output sample…
     div: usize,
+    /// …plus `rem / src_incr` of a phase.
     rem: u64,
     src_incr: u64,
+    /// Whether the CPU has FMA3 (and AVX): the summation order then is swresample's FMA3 kernel's.
+    fma: bool,
 }
 
 impl Resampler {
-    /// `None` when the rates are equal or zero (nothing to convert).
+    /// `None` when the rates are equal (nothing to convert) or one is zero. Exact for the rates
+    /// ffmpeg accepts with its defaults, up to a ratio whose reduced terms pass 2^30.
     pub fn new(from: u32, to: u32) -> Option<Resampler> {
         if from == to || from == 0 || to == 0 {
             return None;
@@ -78,6 +87,7 @@ impl Resampler {
             div: (dst_incr / src_incr) as usize,
             rem: dst_incr % src_incr,
             src_incr,
+            fma: has_fma(),
         })
     }
 
@@ -149,16 +159,22 @@ impl Resampler {
     }
 
     fn dot_f32(&self, s: &[f32], phase: usize, linear: bool, frac: u64) -> f32 {
-        let v1 = lanes_f32(s, self.row_f32(phase));
+        let v1 = lanes_f32(s, self.row_f32(phase), self.fma);
         if !linear {
             return fold8(v1);
         }
         // resample_linear_float_fma3: each folded lane is v1 + (v2 − v1)·(frac · (1/src_incr)).
-        let v2 = lanes_f32(s, self.row_f32(phase + 1));
+        let v2 = lanes_f32(s, self.row_f32(phase + 1), self.fma);
         let f = frac as f32 * (1.0f32 / self.src_incr as f32);
         let a = fold4(v1);
         let b = fold4(v2);
-        let l: [f32; 4] = std::array::from_fn(|j| (b[j] - a[j]).mul_add(f, a[j]));
+        let l: [f32; 4] = std::array::from_fn(|j| {
+            if self.fma {
+                (b[j] - a[j]).mul_add(f, a[j])
+            } else {
+                (b[j] - a[j]) * f + a[j]
+            }
+        });
         (l[0] + l[2]) + (l[1] + l[3])
     }
 
@@ -178,17 +194,26 @@ impl Resampler {
     }
 }
 
-/// Eight lane sums `acc[j] = fma(s[8k+j], h[8k+j], acc[j])` over k in order, as the FMA3 kernel.
-fn lanes_f32(s: &[f32], h: &[f32]) -> [f32; 8] {
+fn has_fma() -> bool {
     #[cfg(target_arch = "x86_64")]
-    if is_x86_feature_detected!("fma") && is_x86_feature_detected!("avx") {
-        // SAFETY: the features were checked just above.
+    return is_x86_feature_detected!("fma") && is_x86_feature_detected!("avx");
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+/// Eight lane sums over k in order: `acc[j] = fma(s[8k+j], h[8k+j], acc[j])` as swresample's
+/// FMA3 kernel (`fma`: the CPU has it), else `acc[j] + s[8k+j]·h[8k+j]` as its AVX kernel.
+fn lanes_f32(s: &[f32], h: &[f32], fma: bool) -> [f32; 8] {
+    #[cfg(target_arch = "x86_64")]
+    if fma {
+        // SAFETY: `fma` is only true where FMA3 and AVX were detected (`has_fma`).
         return unsafe { lanes_f32_fma(s, h) };
     }
+    let _ = fma;
     let mut acc = [0f32; 8];
     for (sb, hb) in s.chunks_exact(8).zip(h.chunks_exact(8)) {
         for j in 0..8 {
-            acc[j] = sb[j].mul_add(hb[j], acc[j]);
+            acc[j] += sb[j] * hb[j];
         }
     }
     acc
@@ -237,7 +262,7 @@ fn build_banks(factor: f64, taps: usize, alloc: usize, phases: usize) -> (Vec<f3
     use std::f64::consts::PI;
     let mut f = vec![0f32; alloc * (phases + 1)];
     let mut q = vec![0i16; alloc * (phases + 1)];
-    let ph_nb = if !phases.is_multiple_of(2) {
+    let ph_nb = if phases % 2 == 1 {
         phases
     } else {
         phases / 2 + 1
