@@ -376,6 +376,53 @@ impl Rope {
         }
     }
 
+    /// `fast::rope` of one position (`offset`) on the host, for `heads` rows of `head_dim`
+    /// values: what MLX's CPU computes, its fallback of plain ops — positions `(0 + offset) ·
+    /// scale`, inverse frequencies `exp(-i · (ln base / (dims/2)))` (MLX's `exp`) or
+    /// `1 / freqs`, `theta = position · inv`, MLX's `cos`/`sin`, then `x1·cos − x2·sin`
+    /// and `x1·sin + x2·cos`, each product and sum rounded on its own.
+    pub fn apply_host(&self, x: &mut [f32], head_dim: usize, offset: usize) -> Result<()> {
+        let dims = self.dims as usize;
+        let half = dims / 2;
+        let inv: Vec<f32> = match (&self.freqs, self.base) {
+            (Some(f), _) => {
+                let f = crate::kernels::host::<f32>(f)?;
+                let f = f
+                    .try_as_slice::<f32>()
+                    .map_err(|e| crate::error::InferError::Mlx(e.to_string()))?;
+                f.iter().map(|&v| 1.0 / v).collect()
+            }
+            (None, Some(base)) => {
+                let c = base.ln() / half as f32;
+                (0..half)
+                    .map(|i| crate::kernels::swiglu::exp(-(i as f32) * c))
+                    .collect()
+            }
+            (None, None) => {
+                return Err(crate::error::InferError::Mlx(
+                    "RoPE without a base or frequencies".into(),
+                ));
+            }
+        };
+        let position = (0.0f32 + offset as f32) * self.scale;
+        let theta: Vec<f32> = inv.iter().map(|&f| position * f).collect();
+        let (mut cos, mut sin) = (vec![0f32; half], vec![0f32; half]);
+        kernels::activations::cos_sin(&theta, &mut cos, &mut sin);
+        for row in x.chunks_exact_mut(head_dim) {
+            for i in 0..half {
+                let (a, b) = if self.traditional {
+                    (2 * i, 2 * i + 1)
+                } else {
+                    (i, half + i)
+                };
+                let (x1, x2) = (row[a], row[b]);
+                row[a] = x1 * cos[i] - x2 * sin[i];
+                row[b] = x1 * sin[i] + x2 * cos[i];
+            }
+        }
+        Ok(())
+    }
+
     pub fn forward(&self, x: &Array, offset: usize) -> Result<Array> {
         Ok(fast::rope(
             x,
@@ -441,11 +488,87 @@ fn llama3_freqs(
 
 /// Keys and values of past positions for one layer, grown in steps of 256 positions
 /// (as mlx-lm's `KVCache`), so decode does not copy the whole cache every token.
+///
+/// They live in MLX arrays while MLX computes attention (prefill), and move to host memory
+/// ([`HostKv`]) when decoding steps run on the host ([`Attention::forward`]); a later MLX step
+/// (the next chat turn's prefill), a snapshot or a save move them back.
 #[derive(Debug, Default)]
 pub struct KvCache {
     keys: Option<Array>,
     values: Option<Array>,
+    host: Option<HostKv>,
     pub offset: usize,
+}
+
+/// A layer's keys and values on the host: `[heads][cap][d]` each, f32.
+#[derive(Debug)]
+struct HostKv {
+    heads: usize,
+    d: usize,
+    cap: usize,
+    keys: Vec<f32>,
+    values: Vec<f32>,
+}
+
+impl HostKv {
+    /// From `[1, heads, cap, d]` arrays holding `len` positions.
+    fn from_arrays(k: &Array, v: &Array, len: usize) -> Result<HostKv> {
+        let s = k.shape();
+        let (heads, old_cap, d) = (s[1] as usize, s[2] as usize, s[3] as usize);
+        let mut h = HostKv {
+            heads,
+            d,
+            cap: 0,
+            keys: Vec::new(),
+            values: Vec::new(),
+        };
+        h.grow(len + 1);
+        for (src, dst) in [(k, &mut h.keys), (v, &mut h.values)] {
+            let a = crate::kernels::host::<f32>(src)?;
+            let a = a
+                .try_as_slice::<f32>()
+                .map_err(|e| crate::error::InferError::Mlx(e.to_string()))?;
+            for head in 0..heads {
+                let from = &a[head * old_cap * d..][..len * d];
+                dst[head * h.cap * d..][..len * d].copy_from_slice(from);
+            }
+        }
+        Ok(h)
+    }
+
+    /// Room for `need` positions (in steps of 256), the rows kept.
+    fn grow(&mut self, need: usize) {
+        if need <= self.cap {
+            return;
+        }
+        let cap = need.next_multiple_of(KV_STEP as usize);
+        let d = self.d;
+        for buf in [&mut self.keys, &mut self.values] {
+            let mut fresh = vec![0f32; self.heads * cap * d];
+            for head in 0..self.heads {
+                if self.cap > 0 {
+                    fresh[head * cap * d..][..self.cap * d]
+                        .copy_from_slice(&buf[head * self.cap * d..][..self.cap * d]);
+                }
+            }
+            *buf = fresh;
+        }
+        self.cap = cap;
+    }
+
+    /// `[1, heads, len, d]` arrays of the first `len` positions.
+    fn to_arrays(&self, len: usize) -> (Array, Array) {
+        let shape = [1, self.heads as i32, len as i32, self.d as i32];
+        let take = |buf: &[f32]| -> Vec<f32> {
+            (0..self.heads)
+                .flat_map(|h| buf[h * self.cap * self.d..][..len * self.d].iter().copied())
+                .collect()
+        };
+        (
+            Array::from_slice(&take(&self.keys), &shape),
+            Array::from_slice(&take(&self.values), &shape),
+        )
+    }
 }
 
 const KV_STEP: i32 = 256;
@@ -455,8 +578,61 @@ impl KvCache {
         KvCache::default()
     }
 
+    /// The cache on the host for a step that adds one position, moved there from MLX arrays
+    /// the first time; `None` when its arrays are not f32 `[1, heads, _, d]`.
+    fn host_for_step(&mut self, heads: usize, d: usize) -> Result<Option<&mut HostKv>> {
+        if self.host.is_none() {
+            let host = match (&self.keys, &self.values) {
+                (Some(k), Some(v)) => {
+                    let s = k.shape();
+                    if k.dtype() != Dtype::Float32
+                        || v.dtype() != Dtype::Float32
+                        || s != v.shape()
+                        || s.len() != 4
+                        || s[0] != 1
+                        || s[1] as usize != heads
+                        || s[3] as usize != d
+                    {
+                        return Ok(None);
+                    }
+                    HostKv::from_arrays(k, v, self.offset)?
+                }
+                _ => {
+                    let mut h = HostKv {
+                        heads,
+                        d,
+                        cap: 0,
+                        keys: Vec::new(),
+                        values: Vec::new(),
+                    };
+                    h.grow(self.offset + 1);
+                    h
+                }
+            };
+            self.keys = None;
+            self.values = None;
+            self.host = Some(host);
+        }
+        let h = self.host.as_mut().expect("set above");
+        if h.heads != heads || h.d != d {
+            return Ok(None);
+        }
+        h.grow(self.offset + 1);
+        Ok(Some(h))
+    }
+
+    /// Back to MLX arrays (capacity = length, as a restored cache) before an MLX step.
+    fn move_to_arrays(&mut self) {
+        if let Some(h) = self.host.take() {
+            let (k, v) = h.to_arrays(self.offset);
+            self.keys = Some(k);
+            self.values = Some(v);
+        }
+    }
+
     /// Appends `[B, H, L, D]` keys/values; returns all positions so far.
     pub fn update_and_fetch(&mut self, keys: &Array, values: &Array) -> Result<(Array, Array)> {
+        self.move_to_arrays();
         let prev = self.offset as i32;
         let l = keys.shape()[2];
         let capacity = self.keys.as_ref().map_or(0, |k| k.shape()[2]);
@@ -499,6 +675,9 @@ impl KvCache {
 
     /// The cached keys and values `[B, H, offset, D]`, for saving.
     pub fn snapshot(&self) -> Option<(Array, Array)> {
+        if let Some(h) = &self.host {
+            return (self.offset > 0).then(|| h.to_arrays(self.offset));
+        }
         let end = self.offset as i32;
         match (&self.keys, &self.values) {
             (Some(k), Some(v)) if end > 0 => {
@@ -514,6 +693,7 @@ impl KvCache {
         KvCache {
             keys: Some(keys),
             values: Some(values),
+            host: None,
             offset,
         }
     }
@@ -661,6 +841,18 @@ impl Attention {
                 (parts[0].clone(), parts[1].clone(), parts[2].clone())
             }
         };
+        // One new position on a CPU: the rest of the step on the host, no MLX evaluation.
+        // (Within its window a sliding layer's mask hides nothing yet.)
+        if b == 1
+            && l == 1
+            && self.softcap.is_none()
+            && self.window.is_none_or(|w| cache.offset < w)
+            && host_decode()
+            && crate::runtime::default_device_is_cpu()
+            && let Some(out) = self.step_on_host(&q, &k, &v, cache)?
+        {
+            return self.o.forward(&out);
+        }
         let heads = |a: Array, n: usize, norm: &Option<RmsNorm>| -> Result<Array> {
             let a = a.reshape(&[b, l, n as i32, -1])?;
             let a = match norm {
@@ -688,6 +880,80 @@ impl Attention {
         };
         let out = out.transpose_axes(&[0, 2, 1, 3])?.reshape(&[b, l, -1])?;
         self.o.forward(&out)
+    }
+
+    /// The attention of one new position on the host, before the output projection: q/k
+    /// norms, RoPE ([`Rope::apply_host`]), the keys and values appended to the host cache, and
+    /// for each query head `softmax((scale · q) · kᵀ) · v` over its group's keys — as MLX's
+    /// CPU `scaled_dot_product_attention` (its fallback: `scale · q`, a matmul, a precise
+    /// softmax, a matmul), with the dot products and the weighted sum in order with FMAs
+    /// ([`kernels::attention`]). `None` where the step must go through MLX.
+    fn step_on_host(
+        &self,
+        q: &Array,
+        k: &Array,
+        v: &Array,
+        cache: &mut KvCache,
+    ) -> Result<Option<Array>> {
+        let (h, g, d) = (self.n_heads, self.n_kv_heads, self.head_dim);
+        if [q, k, v].iter().any(|a| a.dtype() != Dtype::Float32)
+            || q.size() != h * d
+            || k.size() != g * d
+            || v.size() != g * d
+            || self.rope.dims as usize > d
+            || h % g != 0
+        {
+            return Ok(None);
+        }
+        let read = |a: &Array| -> Result<Option<Vec<f32>>> {
+            let a = kernels::host::<f32>(a)?;
+            Ok(a.try_as_slice::<f32>().ok().map(<[f32]>::to_vec))
+        };
+        let (Some(mut qs), Some(mut ks), Some(vs)) = (read(q)?, read(k)?, read(v)?) else {
+            return Ok(None);
+        };
+        for (norm, x) in [(&self.q_norm, &mut qs), (&self.k_norm, &mut ks)] {
+            if let Some(n) = norm {
+                let Some(w) = read(&n.weight)?.filter(|w| w.len() == d) else {
+                    return Ok(None);
+                };
+                let input = x.clone();
+                kernels::norm::rms_norm_rows(&input, &w, n.eps, x);
+            }
+        }
+        let pos = cache.offset;
+        self.rope.apply_host(&mut qs, d, pos)?;
+        self.rope.apply_host(&mut ks, d, pos)?;
+        let Some(kv) = cache.host_for_step(g, d)? else {
+            return Ok(None);
+        };
+        let cap = kv.cap;
+        for head in 0..g {
+            let at = (head * cap + pos) * d;
+            kv.keys[at..at + d].copy_from_slice(&ks[head * d..][..d]);
+            kv.values[at..at + d].copy_from_slice(&vs[head * d..][..d]);
+        }
+        let n = pos + 1;
+        let rep = h / g;
+        let mut out = vec![0f32; h * d];
+        let (keys, values, scale, qs) = (&kv.keys, &kv.values, self.scale, &qs);
+        kernels::pool::chunks_mut(&mut out, d, |at, o| {
+            let head = at.start / d;
+            let grp = head / rep;
+            let qh: Vec<f32> = qs[head * d..][..d].iter().map(|&x| scale * x).collect();
+            let mut scores = vec![0f32; n];
+            kernels::attention::scores_by_row(
+                &qh,
+                |j| &keys[(grp * cap + j) * d..][..d],
+                1.0,
+                &mut scores,
+            );
+            let mut p = vec![0f32; n];
+            kernels::activations::softmax_row(&scores, &mut p);
+            kernels::attention::weighted_rows(&p, &values[grp * cap * d..], d, o);
+        });
+        cache.offset = n;
+        Ok(Some(Array::from_slice(&out, &[1, 1, (h * d) as i32])))
     }
 
     /// Attention with `cap · tanh(scores / cap)`, as mlx-lm's gemma2 computes it.
@@ -726,6 +992,25 @@ impl Attention {
         }
         Ok(out)
     }
+}
+
+/// Whether one-position steps run on the host (`MLXK_HOST_DECODE=0` sends them through MLX,
+/// for comparing the two; [`host_decode_on_this_thread`] too).
+fn host_decode() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    HOST_DECODE_HERE.with(|c| c.get()).unwrap_or_else(|| {
+        *ON.get_or_init(|| std::env::var("MLXK_HOST_DECODE").map_or(true, |v| v != "0"))
+    })
+}
+
+thread_local! {
+    static HOST_DECODE_HERE: std::cell::Cell<Option<bool>> = const { std::cell::Cell::new(None) };
+}
+
+/// Sends this thread's one-position steps to the host (`true`) or through MLX (`false`),
+/// whatever `MLXK_HOST_DECODE` says: for tests that compare the two paths.
+pub fn host_decode_on_this_thread(on: bool) {
+    HOST_DECODE_HERE.with(|c| c.set(Some(on)));
 }
 
 /// How a block arranges its norms around attention and MLP.
@@ -798,6 +1083,44 @@ mod tests {
             .map(|i| (i as f32 * 0.37 + seed).sin() * 0.5)
             .collect();
         Array::from_slice(&v, shape)
+    }
+
+    /// RoPE of one position on the host is MLX's CPU `fast::rope` bit for bit: plain and
+    /// traditional, partial dimensions, a position scale, and given frequencies.
+    #[test]
+    fn host_rope_is_mlxs_bit_for_bit() {
+        let (heads, d) = (3usize, 32usize);
+        let freqs = ops::multiply(base_freqs(8, 10_000.0).unwrap(), Array::from_f32(1.5)).unwrap();
+        freqs.eval().unwrap();
+        let ropes = [
+            Rope::plain(16, false, 10_000.0, 1.0),
+            Rope::plain(16, true, 500_000.0, 1.0),
+            Rope::plain(32, false, 1_000_000.0, 1.0),
+            Rope::plain(8, false, 10_000.0, 0.25),
+            Rope {
+                dims: 8,
+                traditional: false,
+                base: None,
+                scale: 1.0,
+                freqs: Some(freqs),
+            },
+        ];
+        for (r, rope) in ropes.iter().enumerate() {
+            for offset in [0usize, 1, 7, 300, 4097] {
+                let x = ramp(&[1, heads as i32, 1, d as i32], offset as f32 + r as f32);
+                let want = rope.forward(&x, offset).unwrap();
+                want.eval().unwrap();
+                let mut got = x.as_slice::<f32>().to_vec();
+                rope.apply_host(&mut got, d, offset).unwrap();
+                for (i, (g, w)) in got.iter().zip(want.as_slice::<f32>()).enumerate() {
+                    assert_eq!(
+                        g.to_bits(),
+                        w.to_bits(),
+                        "rope {r} offset {offset} [{i}]: {g} vs {w}"
+                    );
+                }
+            }
+        }
     }
 
     /// The matvec path (1–4 rows) keeps the shape and adds the bias like MLX's `addmm`, within

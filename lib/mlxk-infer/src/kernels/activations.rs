@@ -196,6 +196,65 @@ mod avx2 {
     }
 }
 
+/// MLX's CPU `cos` and `sin` of each `theta` (its `simd::sincos`, Cephes' single-precision
+/// polynomials after a three-part reduction by π/4, with fused multiply-adds), bit for bit;
+/// not libm's, which rounds differently in about a third of the cases.
+pub fn cos_sin(theta: &[f32], cos: &mut [f32], sin: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU has FMA.
+        unsafe { cos_sin_fma(theta, cos, sin) };
+        return;
+    }
+    cos_sin_any(theta, cos, sin);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "fma")]
+unsafe fn cos_sin_fma(theta: &[f32], cos: &mut [f32], sin: &mut [f32]) {
+    cos_sin_any(theta, cos, sin);
+}
+
+#[inline(always)]
+fn cos_sin_any(theta: &[f32], cos: &mut [f32], sin: &mut [f32]) {
+    for ((&t, c), s) in theta.iter().zip(cos.iter_mut()).zip(sin.iter_mut()) {
+        (*c, *s) = mlx_sincos(t);
+    }
+}
+
+#[inline(always)]
+#[allow(clippy::excessive_precision)]
+fn mlx_sincos(v: f32) -> (f32, f32) {
+    let mut sign_sin = v < 0.0;
+    let mut x = v.abs();
+    let y = x * 1.273_239_544_735_16;
+    let emm2 = ((y as u32).wrapping_add(1)) & !1;
+    let y = emm2 as f32;
+    let poly = (emm2 & 2) != 0;
+    x = y.mul_add(-0.785_156_25, x);
+    x = y.mul_add(-2.418_756_484_985_351_562_5e-4, x);
+    x = y.mul_add(-3.774_894_977_445_941_08e-8, x);
+    sign_sin ^= (emm2 & 4) != 0;
+    let sign_cos = (emm2.wrapping_sub(2) & 4) != 0;
+    let z = x * x;
+    let mut y1 = z.mul_add(2.443_315_711_809_948e-5, -1.388_731_625_493_765e-3);
+    let mut y2 = z.mul_add(-1.951_529_589_1e-4, 8.332_160_873_6e-3);
+    y1 = y1.mul_add(z, 4.166_664_568_298_827e-2);
+    y2 = y2.mul_add(z, -1.666_665_461_1e-1);
+    y1 *= z;
+    y2 *= z;
+    y1 *= z;
+    y2 = x.mul_add(y2, x);
+    y1 = z.mul_add(-0.5, y1);
+    y1 += 1.0;
+    let ys = if poly { y1 } else { y2 };
+    let yc = if poly { y2 } else { y1 };
+    (
+        if sign_cos { yc } else { -yc },
+        if sign_sin { -ys } else { ys },
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -315,6 +374,34 @@ mod tests {
                     want[i]
                 );
             }
+        }
+    }
+
+    /// MLX's CPU `cos`/`sin` bit for bit, over angles RoPE meets (up to ~10⁵ radians).
+    #[test]
+    fn cos_sin_are_mlxs() {
+        let theta: Vec<f32> = (0..4000)
+            .map(|i| (i as f32 * 0.5634 + 0.1) * if i % 3 == 0 { -1.0 } else { 25.0 })
+            .collect();
+        let a = mlx_rs::Array::from_slice(&theta, &[theta.len() as i32]);
+        let (c, s) = (mlx_rs::ops::cos(&a).unwrap(), mlx_rs::ops::sin(&a).unwrap());
+        c.eval().unwrap();
+        s.eval().unwrap();
+        let (mut cos, mut sin) = (vec![0f32; theta.len()], vec![0f32; theta.len()]);
+        cos_sin(&theta, &mut cos, &mut sin);
+        for i in 0..theta.len() {
+            assert_eq!(
+                cos[i].to_bits(),
+                c.as_slice::<f32>()[i].to_bits(),
+                "cos {}",
+                theta[i]
+            );
+            assert_eq!(
+                sin[i].to_bits(),
+                s.as_slice::<f32>()[i].to_bits(),
+                "sin {}",
+                theta[i]
+            );
         }
     }
 }

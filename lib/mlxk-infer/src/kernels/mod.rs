@@ -16,7 +16,7 @@ pub mod swiglu;
 
 /// `a` evaluated and row-contiguous, so a CPU kernel can read it as one slice of `T` (a copy
 /// only when `a` is a strided view).
-fn host<T: mlx_rs::ArrayElement>(a: &Array) -> Result<Array> {
+pub(crate) fn host<T: mlx_rs::ArrayElement>(a: &Array) -> Result<Array> {
     Ok(if a.try_as_slice::<T>().is_ok() {
         a.clone()
     } else {
