@@ -1,6 +1,7 @@
 //! The shared layers every architecture is built from: linear (dense or affine-quantized),
 //! embedding, RMSNorm, RoPE variants, KV cache, attention and gated MLPs. Each computes exactly
-//! the operations mlx-lm computes, in the same order, so greedy tokens match it bit for bit.
+//! the operations mlx-lm computes, in the same order, so greedy tokens match it (the CPU
+//! kernels' sums can differ in the last bits where BLAS orders a dot product otherwise).
 use crate::config::QuantSpec;
 use crate::error::Result;
 use crate::kernels::{
@@ -382,14 +383,21 @@ impl Rope {
     /// `1 / freqs`, `theta = position · inv`, MLX's `cos`/`sin`, then `x1·cos − x2·sin`
     /// and `x1·sin + x2·cos`, each product and sum rounded on its own.
     pub fn apply_host(&self, x: &mut [f32], head_dim: usize, offset: usize) -> Result<()> {
-        let dims = self.dims as usize;
-        let half = dims / 2;
+        let (cos, sin) = self.host_table(offset)?;
+        self.rotate_host(x, head_dim, &cos, &sin)
+    }
+
+    /// The cosines and sines of one position, as [`Rope::apply_host`] uses them.
+    pub fn host_table(&self, offset: usize) -> Result<(Vec<f32>, Vec<f32>)> {
+        let bad = |m: String| crate::error::InferError::Mlx(format!("RoPE on the host: {m}"));
+        let half = self.dims as usize / 2;
         let inv: Vec<f32> = match (&self.freqs, self.base) {
             (Some(f), _) => {
                 let f = crate::kernels::host::<f32>(f)?;
-                let f = f
-                    .try_as_slice::<f32>()
-                    .map_err(|e| crate::error::InferError::Mlx(e.to_string()))?;
+                let f = f.try_as_slice::<f32>().map_err(|e| bad(e.to_string()))?;
+                if f.len() != half {
+                    return Err(bad(format!("{} frequencies for {half} pairs", f.len())));
+                }
                 f.iter().map(|&v| 1.0 / v).collect()
             }
             (None, Some(base)) => {
@@ -398,16 +406,36 @@ impl Rope {
                     .map(|i| crate::kernels::swiglu::exp(-(i as f32) * c))
                     .collect()
             }
-            (None, None) => {
-                return Err(crate::error::InferError::Mlx(
-                    "RoPE without a base or frequencies".into(),
-                ));
-            }
+            (None, None) => return Err(bad("no base and no frequencies".into())),
         };
         let position = (0.0f32 + offset as f32) * self.scale;
         let theta: Vec<f32> = inv.iter().map(|&f| position * f).collect();
         let (mut cos, mut sin) = (vec![0f32; half], vec![0f32; half]);
         kernels::activations::cos_sin(&theta, &mut cos, &mut sin);
+        Ok((cos, sin))
+    }
+
+    /// Rotates each `head_dim`-long row of `x` by a position's [`Rope::host_table`].
+    pub fn rotate_host(
+        &self,
+        x: &mut [f32],
+        head_dim: usize,
+        cos: &[f32],
+        sin: &[f32],
+    ) -> Result<()> {
+        let half = self.dims as usize / 2;
+        if 2 * half > head_dim
+            || head_dim == 0
+            || !x.len().is_multiple_of(head_dim)
+            || cos.len() != half
+            || sin.len() != half
+        {
+            return Err(crate::error::InferError::Mlx(format!(
+                "RoPE on the host: {} dimensions of {head_dim}-wide rows, {} values",
+                self.dims,
+                x.len()
+            )));
+        }
         for row in x.chunks_exact_mut(head_dim) {
             for i in 0..half {
                 let (a, b) = if self.traditional {
@@ -491,7 +519,7 @@ fn llama3_freqs(
 ///
 /// They live in MLX arrays while MLX computes attention (prefill), and move to host memory
 /// ([`HostKv`]) when decoding steps run on the host ([`Attention::forward`]); a later MLX step
-/// (the next chat turn's prefill), a snapshot or a save move them back.
+/// (the next chat turn's prefill) moves them back, and a snapshot (a save) copies them out.
 #[derive(Debug, Default)]
 pub struct KvCache {
     keys: Option<Array>,
@@ -501,7 +529,6 @@ pub struct KvCache {
 }
 
 /// A layer's keys and values on the host: `[heads][cap][d]` each, f32.
-#[derive(Debug)]
 struct HostKv {
     heads: usize,
     d: usize,
@@ -510,9 +537,20 @@ struct HostKv {
     values: Vec<f32>,
 }
 
+impl std::fmt::Debug for HostKv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "HostKv {{ heads: {}, d: {}, cap: {} }}",
+            self.heads, self.d, self.cap
+        )
+    }
+}
+
 impl HostKv {
-    /// From `[1, heads, cap, d]` arrays holding `len` positions.
-    fn from_arrays(k: &Array, v: &Array, len: usize) -> Result<HostKv> {
+    /// From `[1, heads, cap, d]` arrays holding `len` positions; `None` if they cannot be read
+    /// on the host.
+    fn from_arrays(k: &Array, v: &Array, len: usize) -> Result<Option<HostKv>> {
         let s = k.shape();
         let (heads, old_cap, d) = (s[1] as usize, s[2] as usize, s[3] as usize);
         let mut h = HostKv {
@@ -523,17 +561,23 @@ impl HostKv {
             values: Vec::new(),
         };
         h.grow(len + 1);
+        if len == 0 {
+            return Ok(Some(h));
+        }
         for (src, dst) in [(k, &mut h.keys), (v, &mut h.values)] {
             let a = crate::kernels::host::<f32>(src)?;
-            let a = a
-                .try_as_slice::<f32>()
-                .map_err(|e| crate::error::InferError::Mlx(e.to_string()))?;
+            let Ok(a) = a.try_as_slice::<f32>() else {
+                return Ok(None);
+            };
+            if a.len() < heads * old_cap * d || old_cap < len {
+                return Ok(None);
+            }
             for head in 0..heads {
                 let from = &a[head * old_cap * d..][..len * d];
                 dst[head * h.cap * d..][..len * d].copy_from_slice(from);
             }
         }
-        Ok(h)
+        Ok(Some(h))
     }
 
     /// Room for `need` positions (in steps of 256), the rows kept.
@@ -560,9 +604,11 @@ impl HostKv {
     fn to_arrays(&self, len: usize) -> (Array, Array) {
         let shape = [1, self.heads as i32, len as i32, self.d as i32];
         let take = |buf: &[f32]| -> Vec<f32> {
-            (0..self.heads)
-                .flat_map(|h| buf[h * self.cap * self.d..][..len * self.d].iter().copied())
-                .collect()
+            let mut out = Vec::with_capacity(self.heads * len * self.d);
+            for h in 0..self.heads {
+                out.extend_from_slice(&buf[h * self.cap * self.d..][..len * self.d]);
+            }
+            out
         };
         (
             Array::from_slice(&take(&self.keys), &shape),
@@ -595,7 +641,10 @@ impl KvCache {
                     {
                         return Ok(None);
                     }
-                    HostKv::from_arrays(k, v, self.offset)?
+                    match HostKv::from_arrays(k, v, self.offset)? {
+                        Some(h) => h,
+                        None => return Ok(None),
+                    }
                 }
                 _ => {
                     let mut h = HostKv {
@@ -842,10 +891,11 @@ impl Attention {
             }
         };
         // One new position on a CPU: the rest of the step on the host, no MLX evaluation.
-        // (Within its window a sliding layer's mask hides nothing yet.)
+        // (Within its window a sliding layer's mask hides nothing yet; past it, MLX masks.)
         if b == 1
             && l == 1
             && self.softcap.is_none()
+            && matches!(mask, Mask::None)
             && self.window.is_none_or(|w| cache.offset < w)
             && host_decode()
             && crate::runtime::default_device_is_cpu()
@@ -922,8 +972,9 @@ impl Attention {
             }
         }
         let pos = cache.offset;
-        self.rope.apply_host(&mut qs, d, pos)?;
-        self.rope.apply_host(&mut ks, d, pos)?;
+        let (cos, sin) = self.rope.host_table(pos)?;
+        self.rope.rotate_host(&mut qs, d, &cos, &sin)?;
+        self.rope.rotate_host(&mut ks, d, &cos, &sin)?;
         let Some(kv) = cache.host_for_step(g, d)? else {
             return Ok(None);
         };

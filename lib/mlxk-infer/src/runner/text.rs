@@ -104,12 +104,9 @@ pub struct PromptItem {
     pub stop: Vec<String>,
 }
 
-/// The keys a `--prompts` line may carry; anything else is an error, never ignored.
-const PROMPT_KEYS: &[&str] = &[
-    "prompt",
-    "messages",
+/// The options any `--prompts` line may carry (mlxk-gen's and mlxk-see's).
+pub const OPTION_KEYS: &[&str] = &[
     "system",
-    "raw",
     "max_tokens",
     "temperature",
     "top_p",
@@ -120,12 +117,16 @@ const PROMPT_KEYS: &[&str] = &[
     "stop",
 ];
 
+/// The keys of an mlxk-gen `--prompts` line besides [`OPTION_KEYS`]; anything else is an
+/// error, never ignored.
+const PROMPT_KEYS: &[&str] = &["prompt", "messages", "raw"];
+
 /// Reads a `--prompts` file (JSON Lines, each `{"prompt"|"messages", …options}`): one item per
 /// non-empty line, options defaulting to `defaults`'. A bad line is an error naming its line
 /// number; the others are still read.
 pub fn read_prompt_batch(text: &str, defaults: &PromptItem) -> Vec<Result<PromptItem, Failure>> {
     read_json_lines(text, |o, line| {
-        check_keys(o, PROMPT_KEYS)?;
+        check_keys(o, &[PROMPT_KEYS, OPTION_KEYS])?;
         let mut p = prompt_fields(o, defaults)?;
         p.line = Some(line);
         Ok(p)
@@ -159,15 +160,18 @@ pub fn read_json_lines<T>(
         .collect()
 }
 
-/// Refuses a key outside `allowed`: an option is never ignored.
+/// Refuses a key outside the `allowed` lists: an option is never ignored.
 pub fn check_keys(
     o: &serde_json::Map<String, serde_json::Value>,
-    allowed: &[&str],
+    allowed: &[&[&str]],
 ) -> std::result::Result<(), String> {
-    match o.keys().find(|k| !allowed.contains(&k.as_str())) {
+    match o
+        .keys()
+        .find(|k| !allowed.iter().any(|l| l.contains(&k.as_str())))
+    {
         Some(k) => Err(format!(
             "unknown key `{k}` (allowed: {})",
-            allowed.join(", ")
+            allowed.concat().join(", ")
         )),
         None => Ok(()),
     }

@@ -2,8 +2,8 @@
 //! tower and put in place of the prompt's image tokens — generated and streamed through the
 //! text runner's path, so records, reasoning, stop strings and reports are mlxk-gen's.
 use super::text::{
-    Extras, Prompt, PromptItem, TextRunner, check_keys, describe_text_model, prompt_fields,
-    read_json_lines,
+    Extras, OPTION_KEYS, Prompt, PromptItem, TextRunner, check_keys, describe_text_model,
+    prompt_fields, read_json_lines,
 };
 use super::{Runner, Runs};
 use crate::error::InferError;
@@ -32,21 +32,10 @@ pub struct VisionRunner {
     pub text: TextRunner,
 }
 
-/// The keys a vision `--prompts` line may carry. The chat goes through the vision model's own
-/// template with the pictures in the user turn, so `messages` and `raw` have no place here.
-const VISION_PROMPT_KEYS: &[&str] = &[
-    "prompt",
-    "images",
-    "system",
-    "max_tokens",
-    "temperature",
-    "top_p",
-    "top_k",
-    "min_p",
-    "repetition_penalty",
-    "seed",
-    "stop",
-];
+/// The keys of a vision `--prompts` line besides [`OPTION_KEYS`]. The chat goes through the
+/// vision model's own template with the pictures in the user turn, so `messages` and `raw`
+/// have no place here.
+const VISION_PROMPT_KEYS: &[&str] = &["prompt", "images"];
 
 /// Reads mlxk-see's `--prompts` file: JSON Lines, each `{"prompt": TEXT, "images": [FILE…],
 /// …options}` (`images` a list, one file name, or absent for a text-only prompt), options
@@ -58,7 +47,7 @@ pub fn read_vision_batch(
     base: &Path,
 ) -> Vec<Result<VisionItem, Failure>> {
     read_json_lines(text, |o, line| {
-        check_keys(o, VISION_PROMPT_KEYS)?;
+        check_keys(o, &[VISION_PROMPT_KEYS, OPTION_KEYS])?;
         if !o.contains_key("prompt") {
             return Err("`prompt` is missing".into());
         }
