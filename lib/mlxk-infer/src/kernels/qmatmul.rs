@@ -1,12 +1,17 @@
-//! `y = x Wᵀ` for MLX affine-quantized `W` (2, 4 or 8 bits) on the CPU, bit for bit what MLX's
-//! own CPU kernel computes, several times faster.
+//! `y = x Wᵀ` for MLX affine-quantized `W` (2, 4 or 8 bits) on the CPU, several times faster
+//! than MLX's own CPU kernel: bit for bit what it computes for several input rows (prefill),
+//! and within the last bits of it for one row (decoding), where fused multiply-adds pay.
 //!
 //! MLX's CPU `QuantizedMatmul` (on x86 it has no SIMD path) computes every output on one thread
 //! as one strictly sequential sum over `k`: `sum += x[k] * (scale * q[k] + bias)`, rounding after
-//! each multiply and add (no fused multiply-add). Here each output keeps exactly that chain —
-//! same operations, same order — but outputs run side by side in SIMD lanes, a dequantized
-//! weight serves a whole tile of input rows, and blocks of outputs are spread over all cores.
-//! Rust never contracts `a * b + c` into an FMA, so the rounding matches.
+//! each multiply and add (no fused multiply-add). Here each output keeps that chain — same
+//! operations, same order — but outputs run side by side in SIMD lanes, a dequantized weight
+//! serves a whole tile of input rows, and blocks of outputs are spread over all cores; Rust
+//! never contracts `a * b + c` into an FMA, so for several rows the rounding matches. For one
+//! row the AVX2 kernel fuses both steps (`fma(scale, q, bias)`, then `fma(x, w, sum)`): the
+//! same chain in the same order with two roundings fewer per weight, 1.3× faster decoding
+//! on this VM (SmolLM2 4-bit 80–84 → 98–111 tok/s), sums within ~1e-6 relative of MLX's, and
+//! the parity tests' greedy tokens and log-probabilities unchanged.
 //!
 //! The weights are repacked once, at load, into [`PackedQuant`]: blocks of [`ROWS`] rows whose
 //! words, scales and biases are interleaved row by row, so a block streams from one contiguous
@@ -159,12 +164,12 @@ pub fn qmatmul_t(x: &[f32], m: usize, w: &PackedQuant, out: &mut [f32]) {
 fn run_block(x: &[f32], m: usize, w: &PackedQuant, b: usize, out: Out) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
-        if m > 1 {
+        if m > 1 || !std::arch::is_x86_feature_detected!("fma") {
             // SAFETY: the CPU has AVX2.
             unsafe { blocks_avx2(x, m, w, b, out) };
             return;
         }
-        // SAFETY: the CPU has AVX2; `b` is a block of `w`, `x` holds `k` values.
+        // SAFETY: the CPU has AVX2 and FMA; `b` is a block of `w`, `x` holds `k` values.
         unsafe {
             match w.bits {
                 2 => avx2::matvec::<2, 16>(x, w, b, out),
@@ -259,9 +264,10 @@ fn block<const BITS: u32, const PER: usize>(
     }
 }
 
-/// One input row (decoding) with explicit AVX2: the block's `ROWS` outputs in four vectors whose
-/// sums stay in registers as independent chains; words, scales and biases are vector loads from
-/// the interleaved block, weights shifted out of the packed words in registers.
+/// One input row (decoding) with explicit AVX2 and FMA: the block's `ROWS` outputs in four
+/// vectors whose sums stay in registers as independent chains; words, scales and biases are
+/// vector loads from the interleaved block, weights shifted out of the packed words in
+/// registers.
 /// No closures: a closure does not inherit `target_feature`, and intrinsics in one become calls.
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
@@ -271,8 +277,8 @@ mod avx2 {
     const V: usize = ROWS / 8;
 
     /// # Safety
-    /// The CPU has AVX2, `b` is a block of `w`, and `x` holds `w.k` values.
-    #[target_feature(enable = "avx2")]
+    /// The CPU has AVX2 and FMA, `b` is a block of `w`, and `x` holds `w.k` values.
+    #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn matvec<const BITS: u32, const PER: usize>(
         x: &[f32],
         w: &PackedQuant,
@@ -309,10 +315,9 @@ mod avx2 {
                     let xv = _mm256_set1_ps(unsafe { *xp.add(kb + p) });
                     for v in 0..V {
                         let qv = _mm256_and_si256(packed[v], maskv);
-                        // (scale · q) + bias, then x · w, then the sum: rounded as MLX rounds.
-                        let wf =
-                            _mm256_add_ps(_mm256_mul_ps(scale[v], _mm256_cvtepi32_ps(qv)), bias[v]);
-                        acc[v] = _mm256_add_ps(acc[v], _mm256_mul_ps(xv, wf));
+                        // fma(scale, q, bias), then fma(x, w, sum): MLX's chain, fused.
+                        let wf = _mm256_fmadd_ps(scale[v], _mm256_cvtepi32_ps(qv), bias[v]);
+                        acc[v] = _mm256_fmadd_ps(xv, wf, acc[v]);
                         packed[v] = _mm256_srl_epi32(packed[v], shift);
                     }
                 }
@@ -353,7 +358,8 @@ mod tests {
         (wq, s, b, p)
     }
 
-    /// The kernel equals MLX's `quantized_matmul` bit for bit.
+    /// The kernel equals MLX's `quantized_matmul` bit for bit for several rows, and within
+    /// rounding (the fused one-row kernel) for one.
     fn same_as_mlx(m: usize, n: usize, k: usize, group: i32, bits: i32) {
         let (wq, s, b, q) = packed(n, k, group, bits);
         let x = Array::from_slice(&pseudo(3, m * k), &[m as i32, k as i32]);
@@ -361,17 +367,33 @@ mod tests {
         let mut got = vec![0f32; m * n];
         qmatmul_t(x.as_slice::<f32>(), m, &q, &mut got);
         let want = want.as_slice::<f32>();
+        let fused = m == 1 && cfg!(target_arch = "x86_64") && fused_available();
         for (i, (g, w)) in got.iter().zip(want).enumerate() {
-            assert_eq!(
-                g.to_bits(),
-                w.to_bits(),
-                "m={m} n={n} k={k} g={group} b={bits}: element {i}: {g} vs MLX {w}"
-            );
+            if fused {
+                assert!(
+                    (g - w).abs() <= 1e-5 * (1.0 + w.abs()),
+                    "m={m} n={n} k={k} g={group} b={bits}: element {i}: {g} vs MLX {w}"
+                );
+            } else {
+                assert_eq!(
+                    g.to_bits(),
+                    w.to_bits(),
+                    "m={m} n={n} k={k} g={group} b={bits}: element {i}: {g} vs MLX {w}"
+                );
+            }
         }
     }
 
+    fn fused_available() -> bool {
+        #[cfg(target_arch = "x86_64")]
+        return std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma");
+        #[cfg(not(target_arch = "x86_64"))]
+        false
+    }
+
     #[test]
-    fn matches_mlx_bit_for_bit() {
+    fn matches_mlx() {
         for (m, n, k, g, b) in [
             (1, 64, 64, 32, 4),
             (1, 72, 128, 64, 4),
