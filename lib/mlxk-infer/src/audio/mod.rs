@@ -174,13 +174,15 @@ fn decode_wav(name: &Path, bytes: &[u8]) -> Result<Option<Decoded>, AudioError> 
             }
             Pcm::I16(out)
         }
-        // Wider: ffmpeg reads them as s32 (left-justified).
+        // Wider: ffmpeg reads them as s32 and works on them in f32 (exact up to 24 bits), as
+        // here, rounding to 16 bits at the end even when nothing else is done to them.
         hound::SampleFormat::Int => {
+            let scale = 1.0 / (1u64 << (bits - 1)) as f32;
             let mut out = Vec::with_capacity(room);
             for (i, s) in reader.into_samples::<i32>().enumerate() {
-                out.push(s.map_err(|e| cut(i, e))? << (32 - bits));
+                out.push(s.map_err(|e| cut(i, e))? as f32 * scale);
             }
-            Pcm::I32(out)
+            Pcm::F32(out)
         }
     };
     let got = pcm.len();
@@ -299,7 +301,6 @@ fn decode_symphonia(name: &Path, bytes: Vec<u8>, wav: bool) -> Result<Decoded, A
     };
     let mut out: Vec<f32> = Vec::new();
     let mut narrow = true;
-    let mut integer = true;
     let at = |out: &Vec<f32>, rate: u32, channels: usize| {
         out.len() as f64 / (rate.max(1) as f64 * channels.max(1) as f64)
     };
@@ -340,7 +341,6 @@ fn decode_symphonia(name: &Path, bytes: Vec<u8>, wav: bool) -> Result<Decoded, A
         let adpcm = matches!(params.codec, CODEC_TYPE_ADPCM_MS | CODEC_TYPE_ADPCM_IMA_WAV);
         narrow &= width
             .is_some_and(|w| w <= 16 || adpcm || params.bits_per_sample.is_some_and(|b| b <= 16));
-        integer &= width.is_some();
     }
     // A stream that declares its length must deliver all of it.
     if let Some(n) = params.n_frames
@@ -371,14 +371,8 @@ fn decode_symphonia(name: &Path, bytes: Vec<u8>, wav: bool) -> Result<Decoded, A
     let pcm = if narrow {
         // Exact: each value is a 16-bit integer over 32768.
         Pcm::I16(out.into_iter().map(|v| (v * 32768.0) as i16).collect())
-    } else if integer {
-        // Exact up to 24 bits (symphonia's f32 of a 32-bit sample is already rounded).
-        Pcm::I32(
-            out.into_iter()
-                .map(|v| (v as f64 * 2_147_483_648.0) as i32)
-                .collect(),
-        )
     } else {
+        // Wider integers (exact up to 24 bits) and floats: swresample works on both in f32.
         Pcm::F32(out)
     };
     Ok((channels, rate, codec, pcm))
@@ -460,12 +454,11 @@ fn codec_label(c: symphonia::core::codecs::CodecType) -> String {
 }
 
 /// Decoded samples, interleaved, in the form ffmpeg's swresample works on them: integer PCM of
-/// at most 16 bits stays `I16` (resampled in Q15 integers), wider integer PCM is `I32`
-/// (left-justified; worked on in `f32`), everything else `F32`.
+/// at most 16 bits stays `I16` (resampled in Q15 integers), everything else (wider integers
+/// included) is `F32`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Pcm {
     I16(Vec<i16>),
-    I32(Vec<i32>),
     F32(Vec<f32>),
 }
 
@@ -473,7 +466,6 @@ impl Pcm {
     pub fn len(&self) -> usize {
         match self {
             Pcm::I16(x) => x.len(),
-            Pcm::I32(x) => x.len(),
             Pcm::F32(x) => x.len(),
         }
     }
@@ -493,12 +485,6 @@ impl Pcm {
 /// `rate` must be one the decoder accepts (1 kHz to 768 kHz).
 pub fn to_whisper_input(pcm: Pcm, channels: usize, rate: u32) -> Vec<f32> {
     let channels = channels.max(1);
-    // Wider integers go through f32 (exact for up to 24 bits), rounded to 16 bits at the end,
-    // as the ffmpeg command line converts them even when nothing else is done to them.
-    let pcm = match pcm {
-        Pcm::I32(x) => Pcm::F32(x.into_iter().map(|v| v as f32 / 2_147_483_648.0).collect()),
-        other => other,
-    };
     let Some(r) = resample::Resampler::new(rate, SAMPLE_RATE) else {
         return quantised(mix_to_mono(pcm, channels));
     };
@@ -507,7 +493,6 @@ pub fn to_whisper_input(pcm: Pcm, channels: usize, rate: u32) -> Vec<f32> {
     let resampled = match pcm {
         Pcm::I16(x) => Pcm::I16(per_channel(&x, channels, |c| r.run_i16(c))),
         Pcm::F32(x) => Pcm::F32(per_channel(&x, channels, |c| r.run_f32(c))),
-        Pcm::I32(_) => unreachable!("converted to F32 above"),
     };
     quantised(mix_to_mono(resampled, channels))
 }
@@ -534,10 +519,6 @@ fn per_channel<T: Copy>(x: &[T], channels: usize, f: impl Fn(&[T]) -> Vec<T>) ->
 fn quantised(mono: Pcm) -> Vec<f32> {
     let s16: Vec<i16> = match mono {
         Pcm::I16(x) => x,
-        Pcm::I32(x) => x
-            .into_iter()
-            .map(|v| to_s16(v as f32 / 2_147_483_648.0))
-            .collect(),
         Pcm::F32(x) => x.into_iter().map(to_s16).collect(),
     };
     s16.into_iter().map(|v| v as f32 / 32768.0).collect()
@@ -563,7 +544,6 @@ fn mix_to_mono(pcm: Pcm, channels: usize) -> Pcm {
         (pcm, n) => {
             let x: Vec<f32> = match pcm {
                 Pcm::I16(x) => x.into_iter().map(|v| v as f32 / 32768.0).collect(),
-                Pcm::I32(x) => x.into_iter().map(|v| v as f32 / 2_147_483_648.0).collect(),
                 Pcm::F32(x) => x,
             };
             let inv = 1.0 / n as f32;
