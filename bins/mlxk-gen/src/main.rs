@@ -4,7 +4,9 @@ use mlxk::cli::{self, Failure};
 use mlxk::runner::{self, Output, ReportFile};
 use mlxk_infer::runner::chat::{self, ChatRunner, Terminal};
 use mlxk_infer::runner::run_jobs;
-use mlxk_infer::runner::text::{PromptItem, PromptSpec, TextRunner, read_prompt_batch};
+use mlxk_infer::runner::text::{
+    PromptItem, PromptSpec, TextRunner, read_prompt_batch, read_prompts_file,
+};
 use mlxk_infer::sampling::Sampling;
 use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
@@ -181,19 +183,9 @@ fn prompt_item(cli: &Cli, text: String) -> PromptItem {
 
 fn text_runner(cli: &Cli) -> Result<TextRunner, Failure> {
     let prompts = match &cli.prompts {
-        Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                Failure::usage(format!("cannot read --prompts {}: {e}", path.display()))
-            })?;
-            let batch = read_prompt_batch(&text, &prompt_item(cli, String::new()));
-            if batch.is_empty() {
-                return Err(Failure::usage(format!(
-                    "--prompts {} holds no prompts",
-                    path.display()
-                )));
-            }
-            batch
-        }
+        Some(path) => read_prompts_file(path, |text| {
+            read_prompt_batch(text, &prompt_item(cli, String::new()))
+        })?,
         None => {
             let item = prompt_item(cli, read_prompt(cli)?);
             item.sampling.validate()?;

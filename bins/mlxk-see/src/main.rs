@@ -3,7 +3,7 @@ use clap::Parser;
 use mlxk::cli::{self, Failure};
 use mlxk::runner::{self, Output, ReportFile};
 use mlxk_infer::runner::run_jobs;
-use mlxk_infer::runner::text::{PromptItem, PromptSpec, TextRunner};
+use mlxk_infer::runner::text::{PromptItem, PromptSpec, TextRunner, read_prompts_file};
 use mlxk_infer::runner::vision::{VisionItem, VisionRunner, image_dir, read_vision_batch};
 use mlxk_infer::sampling::Sampling;
 use mlxk_infer::vision::image::is_image_name;
@@ -217,20 +217,10 @@ fn run(
         ));
     }
     let items: Vec<Result<VisionItem, Failure>> = if let Some(path) = &cli.prompts {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            Failure::usage(format!("cannot read --prompts {}: {e}", path.display()))
-        })?;
         // The command line's options are each line's defaults.
         let defaults = prompt_item(cli, String::new())?;
         let base = path.parent().unwrap_or(Path::new(""));
-        let items = read_vision_batch(&text, &defaults, base);
-        if items.is_empty() {
-            return Err(Failure::usage(format!(
-                "--prompts {} holds no prompts",
-                path.display()
-            )));
-        }
-        items
+        read_prompts_file(path, |text| read_vision_batch(text, &defaults, base))?
     } else {
         let batch = cli.image_dir.as_deref().map(image_dir).transpose()?;
         let has_images = !images.is_empty() || batch.is_some();

@@ -129,42 +129,32 @@ mod tests {
         [bx(b"ftyp", b"M4A \0\0\0\0"), bx(b"moov", &trak)].concat()
     }
 
-    #[test]
-    fn the_first_real_edit_of_the_sound_track_is_read() {
-        let v0 = [
+    /// A version-0 `elst` body with one edit: 4884 ms from media time 1024 at rate 1.
+    fn one_edit_at_1024() -> Vec<u8> {
+        [
             &[0u8, 0, 0, 0, 0, 0, 0, 1][..],
             &[0, 0, 0x13, 0x14, 0, 0, 4, 0, 0, 1, 0, 0],
         ]
-        .concat();
+        .concat()
+    }
+
+    #[test]
+    fn the_first_real_edit_of_the_sound_track_is_read() {
+        let v0 = one_edit_at_1024();
         assert_eq!(priming_frames(&movie(b"soun", &v0), 22_050), Some(1024));
         // An empty edit first, then the real one (version 1, 64-bit fields).
         let mut v1 = vec![1u8, 0, 0, 0, 0, 0, 0, 2];
-        v1.extend_from_slice(
-            &[
-                &10u64.to_be_bytes()[..],
-                &(-1i64).to_be_bytes(),
-                &[0, 1, 0, 0],
-            ]
-            .concat(),
-        );
-        v1.extend_from_slice(
-            &[
-                &10u64.to_be_bytes()[..],
-                &2112i64.to_be_bytes(),
-                &[0, 1, 0, 0],
-            ]
-            .concat(),
-        );
+        for media_time in [-1i64, 2112] {
+            v1.extend_from_slice(&10u64.to_be_bytes());
+            v1.extend_from_slice(&media_time.to_be_bytes());
+            v1.extend_from_slice(&[0, 1, 0, 0]);
+        }
         assert_eq!(priming_frames(&movie(b"soun", &v1), 44_100), Some(4224));
     }
 
     #[test]
     fn other_files_and_broken_boxes_have_none() {
-        let v0 = [
-            &[0u8, 0, 0, 0, 0, 0, 0, 1][..],
-            &[0, 0, 0x13, 0x14, 0, 0, 4, 0, 0, 1, 0, 0],
-        ]
-        .concat();
+        let v0 = one_edit_at_1024();
         assert_eq!(priming_frames(&movie(b"vide", &v0), 22_050), None);
         assert_eq!(priming_frames(b"RIFF\0\0\0\0WAVEfmt ", 16_000), None);
         let mut cut = movie(b"soun", &v0);

@@ -133,6 +133,24 @@ pub fn read_prompt_batch(text: &str, defaults: &PromptItem) -> Vec<Result<Prompt
     })
 }
 
+/// Reads the `--prompts` file at `path` and its items with `parse` (its text in, one item or
+/// error per line out); a file that cannot be read, or holds no prompts, is a usage error.
+pub fn read_prompts_file<T>(
+    path: &std::path::Path,
+    parse: impl FnOnce(&str) -> Vec<Result<T, Failure>>,
+) -> Result<Vec<Result<T, Failure>>, Failure> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Failure::usage(format!("cannot read --prompts {}: {e}", path.display())))?;
+    let items = parse(&text);
+    if items.is_empty() {
+        return Err(Failure::usage(format!(
+            "--prompts {} holds no prompts",
+            path.display()
+        )));
+    }
+    Ok(items)
+}
+
 /// The non-empty lines of a `--prompts` file, each a JSON object read by `parse` (with its line
 /// number); a line that is not one, or that `parse` refuses, is an error naming the line.
 pub fn read_json_lines<T>(
