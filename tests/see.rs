@@ -79,7 +79,7 @@ const PROMPT: &str = tiny_vision::PROMPT;
 
 #[test]
 fn a_picture_and_a_prompt_give_mlx_vlms_text() {
-    for name in ["llava-clip", "llava-siglip", "llava-q4", "smolvlm"] {
+    for name in ["llava-clip", "llava-siglip", "llava-q4", "smolvlm", "qwen2-vl"] {
         let r = see(&[&model(name), &picture("wide"), "-p", PROMPT, "-n", "12"]).ok();
         assert_eq!(
             r.stdout,
@@ -148,9 +148,35 @@ fn smolvlm_takes_two_pictures_in_one_prompt() {
 }
 
 #[test]
+fn qwen2_vl_takes_two_pictures_of_their_own_sizes_in_one_prompt() {
+    let r = see(&[
+        &model("qwen2-vl"),
+        &picture("square"),
+        &picture("wide"),
+        "-p",
+        PROMPT,
+        "-n",
+        "12",
+        "--json",
+    ])
+    .ok();
+    let res = r
+        .records()
+        .into_iter()
+        .find(|r| r["type"] == "result")
+        .unwrap();
+    assert_eq!(res["text"], golden_text("qwen2-vl", Some("square+wide")));
+    // 56×56 → 64×64: 8 × 8 patches, 16 tokens; 96×40 → 96×32: 4 × 12 patches, 12 tokens.
+    assert_eq!(res["image_tokens"], 16 + 12);
+    assert_eq!(res["prompt_tokens"], 110);
+}
+
+#[test]
 fn no_picture_runs_text_only_through_the_vision_model() {
-    let r = see(&[&model("llava-clip"), "-p", PROMPT, "-n", "12"]).ok();
-    assert_eq!(r.stdout, format!("{}\n", golden_text("llava-clip", None)));
+    for name in ["llava-clip", "qwen2-vl"] {
+        let r = see(&[&model(name), "-p", PROMPT, "-n", "12"]).ok();
+        assert_eq!(r.stdout, format!("{}\n", golden_text(name, None)), "{name}");
+    }
 }
 
 #[test]

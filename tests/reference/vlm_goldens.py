@@ -15,11 +15,12 @@ transpose, RGB) and, with the prompt rendered by `mlx_vlm.prompt_utils.apply_cha
 (one image), goes through the model's processor to `input_ids` and `pixel_values` — LLaVA's
 `processor(images=..., text=...)` (the image token expanded, the tokenizer's special tokens
 added), SmolVLM's through `mlx_vlm.utils.prepare_inputs` (tiles, `<row_r_col_c>`/`<global-img>`
-expansion, `pixel_attention_mask`); then `mlx_vlm.generate.generate_step` decodes greedily
+expansion, `pixel_attention_mask`), Qwen2-VL's too (patches, and `image_grid_thw`, which
+`generate_step` passes on to the tower and to M-RoPE's positions); then `mlx_vlm.generate.generate_step` decodes greedily
 (temperature 0) for `max_tokens`. transformers 5.17 without torch needs its Idefics3/SmolVLM
 PIL processors pointed at (`patch_transformers_pil_processors`). Recorded:
 the prompt ids, the tokens up to the first EOS, the first step's top-5 log-probs, and of the
-pixel values (every tile) the 8-bit pictures they encode (base64, channels last; exact) plus
+pixel values (every tile; Qwen2-VL's patches put back together) the 8-bit pictures they encode (base64, channels last; exact) plus
 sampled floats. A text-only case
 (no image) runs the same prompt through the vision model. The golden keeps the generator's
 checksums so a test can tell a drifted generator from a wrong model.
@@ -67,6 +68,16 @@ def crop_bytes(pixels, mean, std):
     return np.clip(v, 0, 255).astype(np.uint8).transpose(1, 2, 0).tobytes()
 
 
+def qwen_picture(pv, thw, ip):
+    """The 8-bit-step picture (1, 3, H, W) behind Qwen2-VL patches (patches, 3·T·P·P): the
+    processor's patch transpose undone, the first of the duplicated frames."""
+    t, gh, gw = (int(x) for x in thw)
+    ms, ps, tps = ip.merge_size, ip.patch_size, ip.temporal_patch_size
+    x = np.asarray(pv).reshape(1, t, gh // ms, gw // ms, ms, ms, 3, tps, ps, ps)
+    x = x.transpose(0, 1, 7, 6, 2, 4, 8, 3, 5, 9).reshape(t, tps, 3, gh * ps, gw * ps)
+    return x[0, 0][None]
+
+
 def greedy(model, input_ids, pixel_values, mask, max_tokens, eos, **kwargs):
     from mlx_vlm.generate import generate_step
     tokens, top5 = [], None
@@ -108,10 +119,19 @@ def main(models_dir, out_path):
         for pic in manifest["pictures"]:
             image = load_image(str(root / pic["file"]))
             extra = {}
+            flat = None
             if config["model_type"] == "llava":
                 inputs = processor(images=[image], text=text, return_tensors="np")
                 ids = mx.array(np.asarray(inputs["input_ids"]))
                 tiles = np.asarray(inputs["pixel_values"])          # (1, 3, H, W)
+            elif config["model_type"] == "qwen2_vl":
+                # mlx-vlm's input path: patches (patches, 3·T·P·P) and each picture's grid.
+                inputs = prepare_inputs(processor, images=[image], prompts=text)
+                ids = inputs["input_ids"]
+                grid = np.asarray(inputs["image_grid_thw"])
+                extra["image_grid_thw"] = inputs["image_grid_thw"]
+                flat = np.asarray(inputs["pixel_values"]).reshape(-1)
+                tiles = qwen_picture(inputs["pixel_values"], grid[0], ip)
             else:
                 # Idefics3 / SmolVLM through mlx-vlm's own input path, as its generate does.
                 inputs = prepare_inputs(processor, images=[image], prompts=text,
@@ -121,10 +141,16 @@ def main(models_dir, out_path):
                 tiles = np.asarray(inputs["pixel_values"])[0]       # (tiles, 3, T, T)
             pixels = mx.array(np.asarray(inputs["pixel_values"]))
             tokens, top5 = greedy(model, ids, pixels, None, max_tokens, eos, **extra)
-            flat = tiles.transpose(0, 2, 3, 1).reshape(-1)
+            if flat is None:
+                flat = tiles.transpose(0, 2, 3, 1).reshape(-1)
             picks = list(range(0, flat.size, max(1, flat.size // 16)))[:16]
             crops = b"".join(crop_bytes(t, ip.image_mean, ip.image_std) for t in tiles)
+            if "image_grid_thw" in extra:
+                extra_fields = {"grid_thw": np.asarray(extra["image_grid_thw"]).reshape(-1).tolist()}
+            else:
+                extra_fields = {}
             cases.append({
+                **extra_fields,
                 "picture": pic["name"],
                 "prompt_text": text,
                 "prompt_ids": ids.reshape(-1).tolist(),
@@ -144,6 +170,11 @@ def main(models_dir, out_path):
             ids = mx.array(np.asarray(inputs["input_ids"]))
             tokens, top5 = greedy(model, ids, mx.array(np.asarray(inputs["pixel_values"])), None,
                                   max_tokens, eos)
+        elif config["model_type"] == "qwen2_vl":
+            inputs = prepare_inputs(processor, images=images, prompts=two)
+            ids = inputs["input_ids"]
+            tokens, top5 = greedy(model, ids, inputs["pixel_values"], None, max_tokens, eos,
+                                  image_grid_thw=inputs["image_grid_thw"])
         else:
             inputs = prepare_inputs(processor, images=images, prompts=two,
                                     image_token_index=model.config.image_token_index)

@@ -321,6 +321,8 @@ pub struct Rope {
     pub base: Option<f32>,
     pub scale: f32,
     pub freqs: Option<Array>,
+    /// Qwen2-VL's multimodal rotation instead of `fast::rope`.
+    pub mrope: Option<MRope>,
 }
 
 impl Rope {
@@ -331,7 +333,20 @@ impl Rope {
             base: Some(base),
             scale,
             freqs: None,
+            mrope: None,
         }
+    }
+
+    /// Qwen2-VL's M-RoPE over whole `dims`-wide heads (see [`MRope`]).
+    pub fn multimodal(dims: usize, base: f32, section: [usize; 3]) -> Result<Rope> {
+        Ok(Rope {
+            dims: dims as i32,
+            traditional: false,
+            base: None,
+            scale: 1.0,
+            freqs: None,
+            mrope: Some(MRope::new(dims, base, section)?),
+        })
     }
 
     /// From a Hugging Face `rope_scaling` entry (absent, `default`, `linear` or `llama3`).
@@ -369,6 +384,7 @@ impl Rope {
                     base: None,
                     scale: 1.0,
                     freqs: Some(freqs),
+                    mrope: None,
                 })
             }
             other => Err(format!(
@@ -391,6 +407,10 @@ impl Rope {
     pub fn host_table(&self, offset: usize) -> Result<(Vec<f32>, Vec<f32>)> {
         let bad = |m: String| crate::error::InferError::Mlx(format!("RoPE on the host: {m}"));
         let half = self.dims as usize / 2;
+        if let Some(m) = &self.mrope {
+            // Text positions: the three axes agree, so every frequency turns by the one.
+            return Ok(m.host_table(offset as f32));
+        }
         let inv: Vec<f32> = match (&self.freqs, self.base) {
             (Some(f), _) => {
                 let f = crate::kernels::host::<f32>(f)?;
@@ -451,7 +471,31 @@ impl Rope {
         Ok(())
     }
 
+    /// RoPE of `x` `[B, heads, L, dims]` at positions `offset..offset + L`: those `positions`
+    /// give where set (M-RoPE), else the positions themselves.
+    pub fn forward_at(
+        &self,
+        x: &Array,
+        offset: usize,
+        positions: Option<&RopePositions>,
+    ) -> Result<Array> {
+        let Some(m) = &self.mrope else {
+            return self.forward(x, offset);
+        };
+        let l = x.shape()[2] as usize;
+        let pos: Vec<[i64; 3]> = (offset..offset + l)
+            .map(|i| positions.map_or([i as i64; 3], |p| p.at(i)))
+            .collect();
+        let (cos, sin) = m.tables(&pos)?;
+        m.rotate(x, &cos, &sin)
+    }
+
     pub fn forward(&self, x: &Array, offset: usize) -> Result<Array> {
+        if self.mrope.is_some() {
+            return Err(crate::error::InferError::Mlx(
+                "M-RoPE needs its positions (Rope::forward_at)".into(),
+            ));
+        }
         Ok(fast::rope(
             x,
             self.dims,
@@ -461,6 +505,102 @@ impl Rope {
             offset as i32,
             self.freqs.as_ref(),
         )?)
+    }
+}
+
+/// Qwen2-VL's multimodal RoPE, as mlx-vlm computes it on a CPU: each position has a time, a
+/// height and a width coordinate (equal for text); the first `section[0]` frequencies turn by
+/// the time, the next `section[1]` by the height, the rest by the width. The angles are
+/// `f32(position) · inv_freq` with `inv_freq = 1 / base^(2i/dims)` (MLX's `power` and
+/// `divide`), rotated as `x·cos + rotate_half(x)·sin` in plain MLX operations — not
+/// `fast::rope`, whose frequencies come from `exp` and round differently.
+#[derive(Debug)]
+pub struct MRope {
+    pub inv_freq: Array,
+    inv_host: Vec<f32>,
+    pub section: [usize; 3],
+}
+
+impl MRope {
+    pub fn new(dims: usize, base: f32, section: [usize; 3]) -> Result<MRope> {
+        if dims == 0 || !dims.is_multiple_of(2) || section.iter().sum::<usize>() != dims / 2 {
+            return Err(crate::error::InferError::Options(format!(
+                "mrope_section {section:?} does not split the {} frequencies of {dims}-wide heads",
+                dims / 2
+            )));
+        }
+        let inv = ops::divide(Array::from_f32(1.0), &base_freqs(dims, base)?)?;
+        inv.eval()?;
+        let inv_host = inv.as_slice::<f32>().to_vec();
+        Ok(MRope {
+            inv_freq: inv,
+            inv_host,
+            section,
+        })
+    }
+
+    /// Which coordinate (0 time, 1 height, 2 width) turns frequency `j`.
+    fn axis(&self, j: usize) -> usize {
+        if j < self.section[0] {
+            0
+        } else if j < self.section[0] + self.section[1] {
+            1
+        } else {
+            2
+        }
+    }
+
+    /// Cosines and sines `[1, 1, L, dims]` of positions `pos`.
+    fn tables(&self, pos: &[[i64; 3]]) -> Result<(Array, Array)> {
+        let f = self.inv_host.len();
+        let mut p = Vec::with_capacity(pos.len() * f);
+        for row in pos {
+            p.extend((0..f).map(|j| row[self.axis(j)] as f32));
+        }
+        let p = Array::from_slice(&p, &[1, 1, pos.len() as i32, f as i32]);
+        let freqs = ops::multiply(&p, &self.inv_freq)?;
+        let emb = ops::concatenate(&[&freqs, &freqs], -1)?;
+        Ok((ops::cos(&emb)?, ops::sin(&emb)?))
+    }
+
+    /// `x·cos + rotate_half(x)·sin`, `rotate_half(x) = [−x₂, x₁]`.
+    fn rotate(&self, x: &Array, cos: &Array, sin: &Array) -> Result<Array> {
+        let half = self.inv_host.len() as i32;
+        let parts = x.split_at_indices(&[half], -1)?;
+        let rot = ops::concatenate(&[&ops::negative(&parts[1])?, &parts[0]], -1)?;
+        Ok(ops::add(
+            &ops::multiply(x, cos)?,
+            &ops::multiply(&rot, sin)?,
+        )?)
+    }
+
+    /// The host table of a text position `p` (all three coordinates `p`): `cos`/`sin` of
+    /// `p · inv_freq`, MLX's functions ([`kernels::activations::cos_sin`]). The rotation
+    /// [`Rope::rotate_host`] then computes is this one's: `x₁·c + (−x₂)·s` is `x₁·c − x₂·s`.
+    fn host_table(&self, p: f32) -> (Vec<f32>, Vec<f32>) {
+        let theta: Vec<f32> = self.inv_host.iter().map(|&f| p * f).collect();
+        let n = theta.len();
+        let (mut cos, mut sin) = (vec![0f32; n], vec![0f32; n]);
+        kernels::activations::cos_sin(&theta, &mut cos, &mut sin);
+        (cos, sin)
+    }
+}
+
+/// Where a prompt's positions sit for M-RoPE: explicit (time, height, width) coordinates for
+/// the first `ids.len()` positions (a picture's tokens share a time and spread over its grid),
+/// and `i + delta` on every axis after them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RopePositions {
+    pub ids: Vec<[i64; 3]>,
+    pub delta: i64,
+}
+
+impl RopePositions {
+    pub fn at(&self, i: usize) -> [i64; 3] {
+        match self.ids.get(i) {
+            Some(p) => *p,
+            None => [i as i64 + self.delta; 3],
+        }
     }
 }
 
@@ -526,6 +666,8 @@ pub struct KvCache {
     values: Option<Array>,
     host: Option<HostKv>,
     pub offset: usize,
+    /// The M-RoPE positions of the prompt this cache holds (Qwen2-VL), shared by its layers.
+    pub positions: Option<std::sync::Arc<RopePositions>>,
 }
 
 /// A layer's keys and values on the host: `[heads][cap][d]` each, f32.
@@ -744,6 +886,7 @@ impl KvCache {
             values: Some(values),
             host: None,
             offset,
+            positions: None,
         }
     }
 
@@ -914,8 +1057,9 @@ impl Attention {
         let q = heads(q, self.n_heads, &self.q_norm)?;
         let k = heads(k, self.n_kv_heads, &self.k_norm)?;
         let v = heads(v, self.n_kv_heads, &None)?;
-        let q = self.rope.forward(&q, cache.offset)?;
-        let k = self.rope.forward(&k, cache.offset)?;
+        let positions = cache.positions.as_deref();
+        let q = self.rope.forward_at(&q, cache.offset, positions)?;
+        let k = self.rope.forward_at(&k, cache.offset, positions)?;
         let (k, v) = cache.update_and_fetch(&k, &v)?;
         let out = match self.softcap {
             None => {
@@ -972,7 +1116,16 @@ impl Attention {
             }
         }
         let pos = cache.offset;
-        let (cos, sin) = self.rope.host_table(pos)?;
+        let (cos, sin) = match (&self.rope.mrope, cache.positions.as_deref()) {
+            (Some(m), Some(p)) => {
+                let [t, h, w] = p.at(pos);
+                if t != h || t != w {
+                    return Ok(None);
+                }
+                m.host_table(t as f32)
+            }
+            _ => self.rope.host_table(pos)?,
+        };
         self.rope.rotate_host(&mut qs, d, &cos, &sin)?;
         self.rope.rotate_host(&mut ks, d, &cos, &sin)?;
         let Some(kv) = cache.host_for_step(g, d)? else {
@@ -1154,6 +1307,7 @@ mod tests {
                 base: None,
                 scale: 1.0,
                 freqs: Some(freqs),
+                mrope: None,
             },
         ];
         for (r, rope) in ropes.iter().enumerate() {

@@ -52,6 +52,13 @@ pub fn specs() -> Vec<TinyVlm> {
             resample: 2,
         },
         TinyVlm {
+            name: "qwen2-vl",
+            arch: "qwen2_vl",
+            tower: "qwen2_vl",
+            quantized: None,
+            resample: 3,
+        },
+        TinyVlm {
             name: "llava-q4",
             arch: "llava",
             tower: "clip_vision_model",
@@ -184,10 +191,117 @@ fn smolvlm_tensors(v: &Value, text_hidden: usize, scale: usize) -> Vec<(String, 
     out
 }
 
+/// Qwen2-VL's chat template (its `chat_template.json`): a default system turn, each picture
+/// as `<|vision_start|><|image_pad|><|vision_end|>` where its part stands.
+pub const QWEN2_VL_TEMPLATE: &str = "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}{% for message in messages %}{% if loop.first and message['role'] != 'system' %}<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}<|im_start|>{{ message['role'] }}\n{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n{% else %}{% for content in message['content'] %}{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}{% set image_count.value = image_count.value + 1 %}{% if add_vision_id %}Picture {{ image_count.value }}: {% endif %}<|vision_start|><|image_pad|><|vision_end|>{% elif content['type'] == 'video' or 'video' in content %}{% set video_count.value = video_count.value + 1 %}{% if add_vision_id %}Video {{ video_count.value }}: {% endif %}<|vision_start|><|video_pad|><|vision_end|>{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n{% endif %}{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
+
+/// The tiny Qwen2-VL's specials, in place of the tiny tokenizer's reserved ids 258….
+const QWEN2_VL_SPECIALS: &[&str] = &[
+    "<|image_pad|>",
+    "<|video_pad|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|im_start|>",
+    "<|im_end|>",
+];
+/// `<|im_end|>`: Qwen's end of a turn.
+const IM_END: u32 = 263;
+
+/// The tiny Qwen2-VL: the text fields at the root as on the Hub, M-RoPE sections 2 + 3 + 3 of a
+/// 16-wide head's 8 frequencies; a 2-layer tower of 8 px patches over two frames, merged 2 × 2,
+/// pictures resized to between 1024 and 6400 pixels (8 to 25 tokens).
+fn qwen2_vl_config() -> Value {
+    json!({
+        "model_type": "qwen2_vl",
+        "architectures": ["Qwen2VLForConditionalGeneration"],
+        "hidden_size": 64,
+        "num_hidden_layers": 2,
+        "intermediate_size": 128,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "rms_norm_eps": 1e-6,
+        "vocab_size": VOCAB,
+        "max_position_embeddings": 512,
+        "rope_theta": 1000000.0,
+        "rope_scaling": {"type": "mrope", "mrope_section": [2, 3, 3]},
+        "tie_word_embeddings": false,
+        "bos_token_id": tiny::BOS,
+        "eos_token_id": IM_END,
+        "image_token_id": IMAGE_TOKEN,
+        "video_token_id": IMAGE_TOKEN + 1,
+        "vision_start_token_id": IMAGE_TOKEN + 2,
+        "vision_end_token_id": IMAGE_TOKEN + 3,
+        "vision_config": {
+            "depth": 2,
+            "embed_dim": 32,
+            "hidden_size": 64,
+            "num_heads": 4,
+            "mlp_ratio": 2,
+            "in_channels": 3,
+            "patch_size": 8,
+            "spatial_patch_size": 8,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+        },
+    })
+}
+
+/// The tiny Qwen2-VL's tensors in Hugging Face's names (`model.…`, `lm_head`, `visual.…`).
+fn qwen2_vl_tensors(c: &Value) -> Vec<(String, Vec<usize>, Kind)> {
+    let mut text = c.clone();
+    text["model_type"] = json!("qwen2");
+    text["head_dim"] = json!(16);
+    let mut out = tiny::tensors(&text);
+    let v = &c["vision_config"];
+    let n = |k: &str| v[k].as_u64().expect("tiny vision config") as usize;
+    let (d, p, t) = (n("embed_dim"), n("patch_size"), n("temporal_patch_size"));
+    let f = d * n("mlp_ratio");
+    let merged = d * 4;
+    out.push((
+        "visual.patch_embed.proj.weight".into(),
+        // PyTorch's Conv3d layout.
+        vec![d, 3, t, p, p],
+        Kind::Matrix,
+    ));
+    for i in 0..n("depth") {
+        let b = format!("visual.blocks.{i}");
+        for ln in ["norm1", "norm2"] {
+            out.push((format!("{b}.{ln}.weight"), vec![d], Kind::Norm));
+            out.push((format!("{b}.{ln}.bias"), vec![d], Kind::Bias));
+        }
+        for (name, o, i) in [
+            ("attn.qkv", 3 * d, d),
+            ("attn.proj", d, d),
+            ("mlp.fc1", f, d),
+            ("mlp.fc2", d, f),
+        ] {
+            out.push((format!("{b}.{name}.weight"), vec![o, i], Kind::Matrix));
+            out.push((format!("{b}.{name}.bias"), vec![o], Kind::Bias));
+        }
+    }
+    out.push(("visual.merger.ln_q.weight".into(), vec![d], Kind::Norm));
+    out.push(("visual.merger.ln_q.bias".into(), vec![d], Kind::Bias));
+    for (name, o, i) in [
+        ("mlp.0", merged, merged),
+        ("mlp.2", n("hidden_size"), merged),
+    ] {
+        out.push((
+            format!("visual.merger.{name}.weight"),
+            vec![o, i],
+            Kind::Matrix,
+        ));
+        out.push((format!("visual.merger.{name}.bias"), vec![o], Kind::Bias));
+    }
+    out
+}
+
 /// config.json of `spec`.
 pub fn config(spec: &TinyVlm) -> Value {
     if spec.arch == "smolvlm" {
         return smolvlm_config();
+    }
+    if spec.arch == "qwen2_vl" {
+        return qwen2_vl_config();
     }
     let mut c = json!({
         "model_type": "llava",
@@ -308,22 +422,29 @@ pub fn write(spec: &TinyVlm, dir: &Path) -> Result<String> {
     }
     let mut all: BTreeMap<String, Raw> = BTreeMap::new();
     let is_smol = spec.arch == "smolvlm";
-    let text: Vec<_> = tiny::tensors(&c["text_config"])
-        .into_iter()
-        .map(|(n, s, k)| match (is_smol, n.strip_prefix("model.")) {
-            // Hugging Face's Idefics3 names: model.text_model.…, lm_head.
-            (true, Some(rest)) => (format!("model.text_model.{rest}"), s, k),
-            (true, None) => (n, s, k),
-            (false, _) => (format!("language_model.{n}"), s, k),
-        })
-        .collect();
-    let vision = if is_smol {
+    let is_qwen = spec.arch == "qwen2_vl";
+    let text: Vec<_> = if is_qwen {
+        qwen2_vl_tensors(&c)
+    } else {
+        tiny::tensors(&c["text_config"])
+            .into_iter()
+            .map(|(n, s, k)| match (is_smol, n.strip_prefix("model.")) {
+                // Hugging Face's Idefics3 names: model.text_model.…, lm_head.
+                (true, Some(rest)) => (format!("model.text_model.{rest}"), s, k),
+                (true, None) => (n, s, k),
+                (false, _) => (format!("language_model.{n}"), s, k),
+            })
+            .collect()
+    };
+    let vision = if is_qwen {
+        vec![]
+    } else if is_smol {
         smolvlm_tensors(&c["vision_config"], 64, 2)
     } else {
         vision_tensors(&c["vision_config"], 64)
     };
     for (name, shape, kind) in text.into_iter().chain(vision) {
-        let matrix_shape = if shape.len() == 4 {
+        let matrix_shape = if shape.len() >= 4 {
             vec![shape[0], shape[1..].iter().product()]
         } else {
             shape.clone()
@@ -362,7 +483,11 @@ pub fn write(spec: &TinyVlm, dir: &Path) -> Result<String> {
     std::fs::write(dir.join("model.safetensors"), safetensors(&all, Some("pt"))).map_err(io)?;
     let mut tok = tiny::tokenizer_json();
     let smol = spec.arch == "smolvlm";
-    let specials: &[&str] = if smol { SMOLVLM_SPECIALS } else { &["<image>"] };
+    let specials: &[&str] = match spec.arch {
+        "smolvlm" => SMOLVLM_SPECIALS,
+        "qwen2_vl" => QWEN2_VL_SPECIALS,
+        _ => &["<image>"],
+    };
     for t in tok["added_tokens"].as_array_mut().expect("a list") {
         let id = t["id"].as_u64().expect("an id") as u32;
         if let Some(name) = id
@@ -378,6 +503,10 @@ pub fn write(spec: &TinyVlm, dir: &Path) -> Result<String> {
     )?;
     if smol {
         write_smolvlm_processor(dir, &c)?;
+        return Ok(format!("{:016x}", sum.0));
+    }
+    if is_qwen {
+        write_qwen2_vl_processor(dir)?;
         return Ok(format!("{:016x}", sum.0));
     }
     let tc = json!({"bos_token": "<|bos|>", "eos_token": "<|eos|>", "pad_token": "<|eos|>",
@@ -444,6 +573,40 @@ fn write_smolvlm_processor(dir: &Path, c: &Value) -> Result<()> {
     put(
         "processor_config.json",
         &json!({"processor_class": "SmolVLMProcessor", "image_seq_len": 9}),
+    )?;
+    Ok(())
+}
+
+/// The tiny Qwen2-VL's tokenizer settings, chat template and processor files.
+fn write_qwen2_vl_processor(dir: &Path) -> Result<()> {
+    let io = |e: std::io::Error| InferError::Options(format!("{}: {e}", dir.display()));
+    let put = |file: &str, v: &Value| {
+        std::fs::write(
+            dir.join(file),
+            serde_json::to_string_pretty(v).expect("serializable"),
+        )
+        .map_err(io)
+    };
+    put(
+        "tokenizer_config.json",
+        &json!({"eos_token": "<|im_end|>", "pad_token": "<|eos|>", "add_bos_token": false,
+            "tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": CONTEXT,
+            "processor_class": "Qwen2VLProcessor"}),
+    )?;
+    put(
+        "chat_template.json",
+        &json!({"chat_template": QWEN2_VL_TEMPLATE}),
+    )?;
+    put(
+        "preprocessor_config.json",
+        &json!({"image_processor_type": "Qwen2VLImageProcessor",
+            "processor_class": "Qwen2VLProcessor",
+            "patch_size": 8, "temporal_patch_size": 2, "merge_size": 2,
+            "min_pixels": 1024, "max_pixels": 6400, "resample": 3,
+            "do_rescale": true, "rescale_factor": 1.0 / 255.0, "do_normalize": true,
+            "image_mean": crate::vision::processor::CLIP_MEAN,
+            "image_std": crate::vision::processor::CLIP_STD,
+            "do_convert_rgb": true}),
     )?;
     Ok(())
 }

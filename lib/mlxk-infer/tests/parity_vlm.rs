@@ -1,5 +1,6 @@
 //! Tiny random LLaVA models (CLIP and SigLIP towers, f32 and a 4-bit text model) and a tiny
-//! SmolVLM (tiled pictures, bucketed positions, pixel shuffle) on pictures of several sizes and
+//! SmolVLM (tiled pictures, bucketed positions, pixel shuffle) and a tiny Qwen2-VL (dynamic
+//! resolution, 2-D rotary tower, patch merger, M-RoPE) on pictures of several sizes and
 //! aspect ratios: the processor's pixels, the prompt ids, greedy tokens and the first step's
 //! top-5 log-probabilities equal mlx-vlm's; a text-only prompt through the same model too.
 //! Goldens: tests/reference/goldens/vlm.json, made by tests/reference/vlm_goldens.py on the
@@ -29,9 +30,14 @@ fn ids(v: &Value) -> Vec<u32> {
 const PREFILL_STEP: usize = 2048;
 
 /// Log-probabilities after the prompt, prefilled as the generation loop does.
-fn first_logprobs(model: &VisionModel, prompt: &[u32], embeddings: Option<&Array>) -> Vec<f32> {
+fn first_logprobs(
+    model: &VisionModel,
+    prompt: &[u32],
+    images: &[Prepared],
+    embeddings: Option<&Array>,
+) -> Vec<f32> {
     let d = &model.text.decoder;
-    let mut caches = d.new_cache();
+    let mut caches = model.new_caches(prompt, images).unwrap();
     prefill_embedded(d, &mut caches, prompt, embeddings, 0, PREFILL_STEP).unwrap();
     let x = Array::from_slice(&prompt[prompt.len() - 1..], &[1, 1]);
     let logits = d.logits(&d.hidden(&x, &mut caches).unwrap()).unwrap();
@@ -104,6 +110,15 @@ fn check(name: &str) {
                         vec![n, 3, t, t],
                     )
                 }
+                ImageProcessor::Qwen2Vl(qp) => {
+                    let r = qp.resized(img).unwrap();
+                    assert_eq!(
+                        p.grid.map(|g| g.to_vec()),
+                        Some(ids(&c["grid_thw"]).iter().map(|&x| x as usize).collect()),
+                        "{what}: patch grid"
+                    );
+                    (r.data, vec![1, 3, r.height as u32, r.width as u32])
+                }
             };
             assert_eq!(shape, want_shape, "{what}: pixel shape");
             let want = base64::engine::general_purpose::STANDARD
@@ -133,7 +148,7 @@ fn check(name: &str) {
         } else {
             Some(model.embeddings(&prompt, &prepared).unwrap())
         };
-        let lp = first_logprobs(&model, &prompt, embeddings.as_ref());
+        let lp = first_logprobs(&model, &prompt, &prepared, embeddings.as_ref());
         for pair in c["first_top5"].as_array().unwrap() {
             let (id, want) = (
                 pair[0].as_u64().unwrap() as usize,
@@ -152,7 +167,7 @@ fn check(name: &str) {
             &prompt,
             embeddings.as_ref(),
             opts,
-            model.text.decoder.new_cache(),
+            model.new_caches(&prompt, &prepared).unwrap(),
             0,
         )
         .unwrap();
@@ -193,6 +208,11 @@ fn llava_siglip_matches_mlx_vlm() {
 #[test]
 fn smolvlm_matches_mlx_vlm() {
     check("smolvlm");
+}
+
+#[test]
+fn qwen2_vl_matches_mlx_vlm() {
+    check("qwen2-vl");
 }
 
 #[test]

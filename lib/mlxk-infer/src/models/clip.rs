@@ -334,7 +334,7 @@ impl VisionTower {
 /// on a CPU (queries scaled, `q·kᵀ`, precise softmax, `·v`) — with the softmax through the CPU
 /// kernel: MLX's scalar `exp` over a tile's thousand positions per head is most of a tower's
 /// time otherwise.
-fn attention(q: &Array, k: &Array, v: &Array, scale: f32) -> Result<Array> {
+pub(crate) fn attention(q: &Array, k: &Array, v: &Array, scale: f32) -> Result<Array> {
     if !crate::runtime::default_device_is_cpu() || q.dtype() != mlx_rs::Dtype::Float32 {
         return Ok(fast::scaled_dot_product_attention(
             q, k, v, scale, None, None,

@@ -19,6 +19,7 @@ pub mod llava;
 pub mod mistral;
 pub mod phi3;
 pub mod qwen2;
+pub mod qwen2_vl;
 pub mod qwen3;
 pub mod whisper;
 
@@ -307,6 +308,7 @@ pub(crate) fn rope_for(
             base: None,
             scale: 1.0,
             freqs: Some(freqs),
+            mrope: None,
         });
     }
     Rope::from_scaling(dims, cfg.rope_traditional, base, scaling)

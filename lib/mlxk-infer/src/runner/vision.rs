@@ -85,22 +85,12 @@ impl Runner for VisionRunner {
     fn describe(&self, m: &VisionModel, job: &Job, facts: &mut RunFacts) {
         describe_text_model(Self::TOOL, self.text.verbose, &m.text, job, facts);
         if self.text.verbose {
-            let t = match &m.vision {
-                vision::VisionPart::Llava(l) => &l.tower.config,
-                vision::VisionPart::Idefics3(i) => &i.tower.config,
-            };
             eprintln!(
-                "{}: {}: {} over a {:?} tower ({} layers, hidden {}, {}×{} pictures or tiles, patch {}), {} image tokens each",
+                "{}: {}: {} over {}",
                 Self::TOOL,
                 job.record.id,
                 m.model_type,
-                t.kind,
-                t.num_layers,
-                t.hidden_size,
-                t.image_size,
-                t.image_size,
-                t.patch_size,
-                m.tokens_per_image()
+                m.describe_tower()
             );
         }
     }
@@ -206,7 +196,7 @@ impl VisionRunner {
             job,
             &item.prompt,
             &prompt,
-            model.text.decoder.new_cache(),
+            model.new_caches(&prompt.ids, &prepared)?,
             0,
             out,
             facts,

@@ -4,19 +4,23 @@
 pub mod idefics3;
 pub mod image;
 pub mod processor;
+pub mod qwen2_vl;
 pub mod resample;
 
 use crate::config::ModelConfig;
 use crate::error::{InferError, Result, broken, unsupported};
+use crate::layers::KvCache;
 use crate::loader::{self, TextModel};
 use crate::models::idefics3::{self as idefics3_model, Idefics3};
 use crate::models::llava::{self, Llava};
+use crate::models::qwen2_vl::{self as qwen2_vl_model, Qwen2Vl};
 use crate::tokenizer::TextTokenizer;
 use crate::weights::{self, DtypePolicy, WeightFormat, Weights};
 use idefics3::Idefics3Processor;
 use image::Rgb8;
 use mlx_rs::Array;
 use processor::ClipProcessor;
+use qwen2_vl::Qwen2VlProcessor;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::path::Path;
@@ -33,6 +37,7 @@ pub fn supported_model_types() -> &'static [&'static str] {
 pub enum VisionPart {
     Llava(Llava),
     Idefics3(Idefics3),
+    Qwen2Vl(Qwen2Vl),
 }
 
 /// A model's image processor.
@@ -40,15 +45,18 @@ pub enum VisionPart {
 pub enum ImageProcessor {
     Clip(ClipProcessor),
     Idefics3(Idefics3Processor),
+    Qwen2Vl(Qwen2VlProcessor),
 }
 
 /// One picture, processed: the tower's input for each of its tiles `[n, H, W, 3]` and the grid
-/// the prompt describes (0 × 0 for a single tile).
+/// the prompt describes (0 × 0 for a single tile) — or, for Qwen2-VL, its patches
+/// `[patches, values]` and their grid (frames, rows, columns of patches).
 pub struct Prepared {
     pub pixels: Array,
     pub tiles: usize,
     pub rows: usize,
     pub cols: usize,
+    pub grid: Option<qwen2_vl_model::Grid>,
 }
 
 /// A vision-language model ready to run: the text model (decoder, tokenizer, facts), the
@@ -63,22 +71,43 @@ pub struct VisionModel {
     image_seq_len: usize,
 }
 
-/// The image token's text in the chat template's output.
+/// The image token's text in the chat template's output (Qwen2-VL's is [`QWEN_IMAGE_TOKEN`]).
 const IMAGE_TOKEN: &str = "<image>";
+const QWEN_IMAGE_TOKEN: &str = "<|image_pad|>";
 
 impl VisionModel {
     pub fn image_token(&self) -> u32 {
         match &self.vision {
             VisionPart::Llava(l) => l.image_token,
             VisionPart::Idefics3(m) => m.image_token,
+            VisionPart::Qwen2Vl(m) => m.tokens.image,
         }
     }
 
-    /// Image tokens a single-tile picture stands for in the prompt (a LLaVA picture's all).
-    pub fn tokens_per_image(&self) -> usize {
+    /// The vision half in one line (for `--verbose`).
+    pub fn describe_tower(&self) -> String {
+        let (t, per) = match &self.vision {
+            VisionPart::Llava(l) => (&l.tower.config, l.tokens_per_image()),
+            VisionPart::Idefics3(i) => (&i.tower.config, i.tokens_per_tile()),
+            VisionPart::Qwen2Vl(m) => {
+                let c = &m.config;
+                return format!(
+                    "a Qwen2-VL tower ({} layers, hidden {}, patch {}, {}×{} patches a token), image tokens by picture size",
+                    c.depth, c.embed_dim, c.patch_size, c.merge_size, c.merge_size
+                );
+            }
+        };
+        format!(
+            "a {:?} tower ({} layers, hidden {}, {}×{} pictures or tiles, patch {}), {per} image tokens each",
+            t.kind, t.num_layers, t.hidden_size, t.image_size, t.image_size, t.patch_size
+        )
+    }
+
+    /// The image token's text.
+    fn image_marker(&self) -> &'static str {
         match &self.vision {
-            VisionPart::Llava(l) => l.tokens_per_image(),
-            VisionPart::Idefics3(m) => m.tokens_per_tile(),
+            VisionPart::Qwen2Vl(_) => QWEN_IMAGE_TOKEN,
+            _ => IMAGE_TOKEN,
         }
     }
 
@@ -86,7 +115,7 @@ impl VisionModel {
     /// message format for the architecture).
     pub fn images_first(&self) -> bool {
         match &self.vision {
-            VisionPart::Llava(_) => false,
+            VisionPart::Llava(_) | VisionPart::Qwen2Vl(_) => false,
             VisionPart::Idefics3(_) => true,
         }
     }
@@ -108,6 +137,7 @@ impl VisionModel {
                     tiles: 1,
                     rows: 0,
                     cols: 0,
+                    grid: None,
                 })
             }
             ImageProcessor::Idefics3(p) => {
@@ -118,6 +148,19 @@ impl VisionModel {
                     tiles: t.count,
                     rows: t.rows,
                     cols: t.cols,
+                    grid: None,
+                })
+            }
+            ImageProcessor::Qwen2Vl(p) => {
+                let t = p.process(img)?;
+                let [_, rows, cols] = t.grid;
+                let n = (t.grid.iter().product::<usize>()) as i32;
+                Ok(Prepared {
+                    pixels: Array::from_slice(&t.values, &[n, t.values.len() as i32 / n]),
+                    tiles: 1,
+                    rows,
+                    cols,
+                    grid: Some(t.grid),
                 })
             }
         }
@@ -125,15 +168,39 @@ impl VisionModel {
 
     /// Image tokens `p` stands for in the prompt.
     pub fn image_tokens(&self, p: &Prepared) -> usize {
-        p.tiles * self.tokens_per_image()
+        match &self.vision {
+            VisionPart::Llava(l) => p.tiles * l.tokens_per_image(),
+            VisionPart::Idefics3(m) => p.tiles * m.tokens_per_tile(),
+            VisionPart::Qwen2Vl(m) => {
+                p.grid.map_or(0, |g| g.iter().product::<usize>()) / m.merge_area()
+            }
+        }
     }
 
     /// The text that stands for a picture in the prompt.
     fn image_text(&self, p: &Prepared) -> String {
         match &self.vision {
-            VisionPart::Llava(l) => IMAGE_TOKEN.repeat(l.tokens_per_image()),
+            VisionPart::Llava(_) | VisionPart::Qwen2Vl(_) => {
+                self.image_marker().repeat(self.image_tokens(p))
+            }
             VisionPart::Idefics3(_) => idefics3::prompt_text(p.rows, p.cols, self.image_seq_len),
         }
+    }
+
+    /// Fresh caches for a prompt of `ids` with `images`: Qwen2-VL's carry the prompt's M-RoPE
+    /// positions (a text-only prompt's are the plain ones).
+    pub fn new_caches(&self, ids: &[u32], images: &[Prepared]) -> Result<Vec<KvCache>> {
+        let mut caches = self.text.decoder.new_cache();
+        if let VisionPart::Qwen2Vl(m) = &self.vision
+            && !images.is_empty()
+        {
+            let grids: Vec<_> = images.iter().filter_map(|p| p.grid).collect();
+            let positions = std::sync::Arc::new(m.positions(ids, &grids)?);
+            for c in &mut caches {
+                c.positions = Some(positions.clone());
+            }
+        }
+        Ok(caches)
     }
 
     /// The prompt's embeddings with the pictures' features in place of its image tokens.
@@ -145,6 +212,10 @@ impl VisionModel {
         let features = match &self.vision {
             VisionPart::Llava(l) => l.image_features(&pixels)?,
             VisionPart::Idefics3(m) => m.image_features(&pixels)?,
+            VisionPart::Qwen2Vl(m) => {
+                let grids: Vec<_> = images.iter().filter_map(|p| p.grid).collect();
+                m.image_features(&pixels, &grids)?
+            }
         };
         llava::merge_features(&text, ids, self.image_token(), &features)
     }
@@ -159,10 +230,11 @@ impl VisionModel {
         images: &[Prepared],
     ) -> Result<Vec<u32>> {
         let tok: &TextTokenizer = &self.text.tokenizer;
+        let marker = self.image_marker();
         for (what, text) in [("the prompt", Some(user)), ("the system message", system)] {
-            if text.is_some_and(|t| t.contains(IMAGE_TOKEN)) {
+            if text.is_some_and(|t| t.contains(marker)) {
                 return Err(InferError::Options(format!(
-                    "{what} contains {IMAGE_TOKEN}, which marks where a picture goes; give pictures as files"
+                    "{what} contains {marker}, which marks where a picture goes; give pictures as files"
                 )));
             }
         }
@@ -187,7 +259,7 @@ impl VisionModel {
         messages.push(json!({"role": "user", "content": content}));
         // mlx-vlm renders every template with enable_thinking=False.
         let text = tok.render_chat_values(&messages, Some(false))?;
-        let pieces: Vec<&str> = text.split(IMAGE_TOKEN).collect();
+        let pieces: Vec<&str> = text.split(marker).collect();
         if pieces.len() != images.len() + 1 {
             return Err(InferError::Options(format!(
                 "the chat template wrote {} image tokens for {} images",
@@ -262,8 +334,11 @@ pub fn load(path: &Path, policy: DtypePolicy) -> Result<VisionModel> {
         ));
     }
     let is_idefics3 = idefics3_model::MODEL_TYPES.contains(&model_type.as_str());
+    let is_qwen = qwen2_vl_model::MODEL_TYPES.contains(&model_type.as_str());
     let text_raw = if is_idefics3 {
         idefics3_model::text_config(&cfg_path, &root)?
+    } else if is_qwen {
+        qwen2_vl_model::text_config(&cfg_path, &root)?
     } else {
         llava::text_config(&cfg_path, &root)?
     };
@@ -290,11 +365,17 @@ pub fn load(path: &Path, policy: DtypePolicy) -> Result<VisionModel> {
     }
     let processor = if is_idefics3 {
         ImageProcessor::Idefics3(Idefics3Processor::from_json(&pre_path, &pre)?)
+    } else if is_qwen {
+        ImageProcessor::Qwen2Vl(Qwen2VlProcessor::from_json(&pre_path, &pre)?)
     } else {
         ImageProcessor::Clip(ClipProcessor::from_json(&pre_path, &pre)?)
     };
     let map = weights::load_safetensors_dir(path)?;
-    let (text_map, vision_map) = split_weights(map);
+    let (text_map, vision_map) = if is_qwen {
+        qwen2_vl_model::split_weights(map)
+    } else {
+        split_weights(map)
+    };
     let quant = text_cfg.quantization.clone();
     let mut vw = Weights::new(path.to_path_buf(), vision_map, WeightFormat::Safetensors);
     vw.set_quantization(quant.clone());
@@ -304,6 +385,8 @@ pub fn load(path: &Path, policy: DtypePolicy) -> Result<VisionModel> {
     let hidden = text_cfg.hidden_size;
     let vision = if is_idefics3 {
         VisionPart::Idefics3(Idefics3::build(&cfg_path, &root, hidden, &mut vw)?)
+    } else if is_qwen {
+        VisionPart::Qwen2Vl(Qwen2Vl::build(&cfg_path, &root, hidden, &mut vw)?)
     } else {
         VisionPart::Llava(Llava::build(&cfg_path, &root, hidden, &mut vw)?)
     };
@@ -323,15 +406,16 @@ pub fn load(path: &Path, policy: DtypePolicy) -> Result<VisionModel> {
                 .to_string(),
         );
     }
-    let image_token = match &vision {
-        VisionPart::Llava(l) => l.image_token,
-        VisionPart::Idefics3(m) => m.image_token,
+    let (image_token, marker) = match &vision {
+        VisionPart::Llava(l) => (l.image_token, IMAGE_TOKEN),
+        VisionPart::Idefics3(m) => (m.image_token, IMAGE_TOKEN),
+        VisionPart::Qwen2Vl(m) => (m.tokens.image, QWEN_IMAGE_TOKEN),
     };
-    if tokenizer.encode(IMAGE_TOKEN, false).ok().as_deref() != Some(&[image_token][..]) {
+    if tokenizer.encode(marker, false).ok().as_deref() != Some(&[image_token][..]) {
         return Err(broken(
             path,
             format!(
-                "the tokenizer does not read {IMAGE_TOKEN} as the one token {image_token} the config names (image_token_index)"
+                "the tokenizer does not read {marker} as the one token {image_token} the config names"
             ),
         ));
     }
@@ -357,6 +441,14 @@ pub fn load(path: &Path, policy: DtypePolicy) -> Result<VisionModel> {
     let mut tw = Weights::new(path.to_path_buf(), text_map, WeightFormat::Safetensors);
     tw.set_quantization(quant);
     let mut text = loader::finish_text(path, text_cfg, tw, tokenizer, policy, false)?;
+    if is_qwen {
+        // The qwen2 text model turns its queries and keys by M-RoPE.
+        let d = text.config.head_dim;
+        let section = qwen2_vl_model::mrope_section(&cfg_path, &root, d)?;
+        for b in &mut text.decoder.blocks {
+            b.attn.rope = crate::layers::Rope::multimodal(d, text.config.rope_theta, section)?;
+        }
+    }
     text.weight_bytes += vision_bytes;
     text.load_time_s = start.elapsed().as_secs_f64();
     Ok(VisionModel {
@@ -397,6 +489,7 @@ mod tests {
         let mut built: Vec<&str> = super::llava::MODEL_TYPES
             .iter()
             .chain(super::idefics3_model::MODEL_TYPES)
+            .chain(super::qwen2_vl_model::MODEL_TYPES)
             .copied()
             .collect();
         built.sort();
