@@ -79,7 +79,14 @@ const PROMPT: &str = tiny_vision::PROMPT;
 
 #[test]
 fn a_picture_and_a_prompt_give_mlx_vlms_text() {
-    for name in ["llava-clip", "llava-siglip", "llava-q4", "smolvlm", "qwen2-vl"] {
+    for name in [
+        "llava-clip",
+        "llava-siglip",
+        "llava-q4",
+        "smolvlm",
+        "qwen2-vl",
+        "qwen2.5-vl",
+    ] {
         let r = see(&[&model(name), &picture("wide"), "-p", PROMPT, "-n", "12"]).ok();
         assert_eq!(
             r.stdout,
@@ -173,7 +180,7 @@ fn qwen2_vl_takes_two_pictures_of_their_own_sizes_in_one_prompt() {
 
 #[test]
 fn no_picture_runs_text_only_through_the_vision_model() {
-    for name in ["llava-clip", "qwen2-vl"] {
+    for name in ["llava-clip", "qwen2-vl", "qwen2.5-vl"] {
         let r = see(&[&model(name), "-p", PROMPT, "-n", "12"]).ok();
         assert_eq!(r.stdout, format!("{}\n", golden_text(name, None)), "{name}");
     }

@@ -124,7 +124,7 @@ def main(models_dir, out_path):
                 inputs = processor(images=[image], text=text, return_tensors="np")
                 ids = mx.array(np.asarray(inputs["input_ids"]))
                 tiles = np.asarray(inputs["pixel_values"])          # (1, 3, H, W)
-            elif config["model_type"] == "qwen2_vl":
+            elif config["model_type"] in ("qwen2_vl", "qwen2_5_vl"):
                 # mlx-vlm's input path: patches (patches, 3·T·P·P) and each picture's grid.
                 inputs = prepare_inputs(processor, images=[image], prompts=text)
                 ids = inputs["input_ids"]
@@ -170,7 +170,7 @@ def main(models_dir, out_path):
             ids = mx.array(np.asarray(inputs["input_ids"]))
             tokens, top5 = greedy(model, ids, mx.array(np.asarray(inputs["pixel_values"])), None,
                                   max_tokens, eos)
-        elif config["model_type"] == "qwen2_vl":
+        elif config["model_type"] in ("qwen2_vl", "qwen2_5_vl"):
             inputs = prepare_inputs(processor, images=images, prompts=two)
             ids = inputs["input_ids"]
             tokens, top5 = greedy(model, ids, inputs["pixel_values"], None, max_tokens, eos,

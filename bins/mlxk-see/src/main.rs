@@ -22,8 +22,8 @@ use std::process::ExitCode;
 /// resized, cropped (or tiled) and normalised exactly as the model's preprocessor_config.json
 /// says (Pillow's filters, bit for bit). Models: LLaVA 1.5 (CLIP or SigLIP tower over llama,
 /// mistral or qwen2 text; one picture per prompt), SmolVLM / Idefics3 (pictures split into
-/// tiles plus a global view) and Qwen2-VL (each picture at its own resolution within the
-/// processor's pixel bounds); safetensors, dense or MLX-quantized.
+/// tiles plus a global view) and Qwen2-VL / Qwen2.5-VL (each picture at its own resolution
+/// within the processor's pixel bounds); safetensors, dense or MLX-quantized.
 ///
 /// Text streams to stdout; --json writes JSON Lines records instead (`load`, `delta` with
 /// --stream, `result` with the images and their token count, `unload`).

@@ -59,6 +59,13 @@ pub fn specs() -> Vec<TinyVlm> {
             resample: 3,
         },
         TinyVlm {
+            name: "qwen2.5-vl",
+            arch: "qwen2_5_vl",
+            tower: "qwen2_5_vl",
+            quantized: None,
+            resample: 3,
+        },
+        TinyVlm {
             name: "llava-q4",
             arch: "llava",
             tower: "clip_vision_model",
@@ -209,29 +216,29 @@ const IM_END: u32 = 263;
 
 /// The tiny Qwen2-VL: the text fields at the root as on the Hub, M-RoPE sections 2 + 3 + 3 of a
 /// 16-wide head's 8 frequencies; a 2-layer tower of 8 px patches over two frames, merged 2 × 2,
-/// pictures resized to between 1024 and 6400 pixels (8 to 25 tokens).
-fn qwen2_vl_config() -> Value {
-    json!({
-        "model_type": "qwen2_vl",
-        "architectures": ["Qwen2VLForConditionalGeneration"],
-        "hidden_size": 64,
-        "num_hidden_layers": 2,
-        "intermediate_size": 128,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 2,
-        "rms_norm_eps": 1e-6,
-        "vocab_size": VOCAB,
-        "max_position_embeddings": 512,
-        "rope_theta": 1000000.0,
-        "rope_scaling": {"type": "mrope", "mrope_section": [2, 3, 3]},
-        "tie_word_embeddings": false,
-        "bos_token_id": tiny::BOS,
-        "eos_token_id": IM_END,
-        "image_token_id": IMAGE_TOKEN,
-        "video_token_id": IMAGE_TOKEN + 1,
-        "vision_start_token_id": IMAGE_TOKEN + 2,
-        "vision_end_token_id": IMAGE_TOKEN + 3,
-        "vision_config": {
+/// pictures resized to between 1024 and 6400 pixels (8 to 25 tokens). The tiny Qwen2.5-VL
+/// (`v25`) has a 3-layer RMS-norm SwiGLU tower whose middle block attends over whole pictures
+/// and the others within windows of 2 × 2 merged tokens, and tied embeddings.
+fn qwen2_vl_config(v25: bool) -> Value {
+    let vision = if v25 {
+        json!({
+            "model_type": "qwen2_5_vl",
+            "depth": 3,
+            "hidden_size": 32,
+            "out_hidden_size": 64,
+            "intermediate_size": 64,
+            "num_heads": 4,
+            "in_channels": 3,
+            "patch_size": 8,
+            "spatial_patch_size": 8,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+            "window_size": 32,
+            "fullatt_block_indexes": [1],
+            "tokens_per_second": 2,
+        })
+    } else {
+        json!({
             "depth": 2,
             "embed_dim": 32,
             "hidden_size": 64,
@@ -242,7 +249,29 @@ fn qwen2_vl_config() -> Value {
             "spatial_patch_size": 8,
             "spatial_merge_size": 2,
             "temporal_patch_size": 2,
-        },
+        })
+    };
+    json!({
+        "model_type": if v25 { "qwen2_5_vl" } else { "qwen2_vl" },
+        "architectures": [if v25 { "Qwen2_5_VLForConditionalGeneration" } else { "Qwen2VLForConditionalGeneration" }],
+        "hidden_size": 64,
+        "num_hidden_layers": 2,
+        "intermediate_size": 128,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "rms_norm_eps": 1e-6,
+        "vocab_size": VOCAB,
+        "max_position_embeddings": 512,
+        "rope_theta": 1000000.0,
+        "rope_scaling": {"type": "mrope", "mrope_section": [2, 3, 3]},
+        "tie_word_embeddings": v25,
+        "bos_token_id": tiny::BOS,
+        "eos_token_id": IM_END,
+        "image_token_id": IMAGE_TOKEN,
+        "video_token_id": IMAGE_TOKEN + 1,
+        "vision_start_token_id": IMAGE_TOKEN + 2,
+        "vision_end_token_id": IMAGE_TOKEN + 3,
+        "vision_config": vision,
     })
 }
 
@@ -254,8 +283,21 @@ fn qwen2_vl_tensors(c: &Value) -> Vec<(String, Vec<usize>, Kind)> {
     let mut out = tiny::tensors(&text);
     let v = &c["vision_config"];
     let n = |k: &str| v[k].as_u64().expect("tiny vision config") as usize;
-    let (d, p, t) = (n("embed_dim"), n("patch_size"), n("temporal_patch_size"));
-    let f = d * n("mlp_ratio");
+    let v25 = c["model_type"] == "qwen2_5_vl";
+    let (d, out_dim, f) = if v25 {
+        (
+            n("hidden_size"),
+            n("out_hidden_size"),
+            n("intermediate_size"),
+        )
+    } else {
+        (
+            n("embed_dim"),
+            n("hidden_size"),
+            n("embed_dim") * n("mlp_ratio"),
+        )
+    };
+    let (p, t) = (n("patch_size"), n("temporal_patch_size"));
     let merged = d * 4;
     out.push((
         "visual.patch_embed.proj.weight".into(),
@@ -267,24 +309,32 @@ fn qwen2_vl_tensors(c: &Value) -> Vec<(String, Vec<usize>, Kind)> {
         let b = format!("visual.blocks.{i}");
         for ln in ["norm1", "norm2"] {
             out.push((format!("{b}.{ln}.weight"), vec![d], Kind::Norm));
-            out.push((format!("{b}.{ln}.bias"), vec![d], Kind::Bias));
+            if !v25 {
+                out.push((format!("{b}.{ln}.bias"), vec![d], Kind::Bias));
+            }
         }
-        for (name, o, i) in [
-            ("attn.qkv", 3 * d, d),
-            ("attn.proj", d, d),
-            ("mlp.fc1", f, d),
-            ("mlp.fc2", d, f),
-        ] {
+        let mlp: &[(&str, usize, usize)] = if v25 {
+            &[
+                ("mlp.gate_proj", f, d),
+                ("mlp.up_proj", f, d),
+                ("mlp.down_proj", d, f),
+            ]
+        } else {
+            &[("mlp.fc1", f, d), ("mlp.fc2", d, f)]
+        };
+        for &(name, o, i) in [("attn.qkv", 3 * d, d), ("attn.proj", d, d)]
+            .iter()
+            .chain(mlp)
+        {
             out.push((format!("{b}.{name}.weight"), vec![o, i], Kind::Matrix));
             out.push((format!("{b}.{name}.bias"), vec![o], Kind::Bias));
         }
     }
     out.push(("visual.merger.ln_q.weight".into(), vec![d], Kind::Norm));
-    out.push(("visual.merger.ln_q.bias".into(), vec![d], Kind::Bias));
-    for (name, o, i) in [
-        ("mlp.0", merged, merged),
-        ("mlp.2", n("hidden_size"), merged),
-    ] {
+    if !v25 {
+        out.push(("visual.merger.ln_q.bias".into(), vec![d], Kind::Bias));
+    }
+    for (name, o, i) in [("mlp.0", merged, merged), ("mlp.2", out_dim, merged)] {
         out.push((
             format!("visual.merger.{name}.weight"),
             vec![o, i],
@@ -300,8 +350,8 @@ pub fn config(spec: &TinyVlm) -> Value {
     if spec.arch == "smolvlm" {
         return smolvlm_config();
     }
-    if spec.arch == "qwen2_vl" {
-        return qwen2_vl_config();
+    if spec.arch.starts_with("qwen2") {
+        return qwen2_vl_config(spec.arch == "qwen2_5_vl");
     }
     let mut c = json!({
         "model_type": "llava",
@@ -422,7 +472,7 @@ pub fn write(spec: &TinyVlm, dir: &Path) -> Result<String> {
     }
     let mut all: BTreeMap<String, Raw> = BTreeMap::new();
     let is_smol = spec.arch == "smolvlm";
-    let is_qwen = spec.arch == "qwen2_vl";
+    let is_qwen = spec.arch.starts_with("qwen2");
     let text: Vec<_> = if is_qwen {
         qwen2_vl_tensors(&c)
     } else {
@@ -485,7 +535,7 @@ pub fn write(spec: &TinyVlm, dir: &Path) -> Result<String> {
     let smol = spec.arch == "smolvlm";
     let specials: &[&str] = match spec.arch {
         "smolvlm" => SMOLVLM_SPECIALS,
-        "qwen2_vl" => QWEN2_VL_SPECIALS,
+        "qwen2_vl" | "qwen2_5_vl" => QWEN2_VL_SPECIALS,
         _ => &["<image>"],
     };
     for t in tok["added_tokens"].as_array_mut().expect("a list") {
@@ -506,7 +556,7 @@ pub fn write(spec: &TinyVlm, dir: &Path) -> Result<String> {
         return Ok(format!("{:016x}", sum.0));
     }
     if is_qwen {
-        write_qwen2_vl_processor(dir)?;
+        write_qwen2_vl_processor(dir, spec.arch == "qwen2_5_vl")?;
         return Ok(format!("{:016x}", sum.0));
     }
     let tc = json!({"bos_token": "<|bos|>", "eos_token": "<|eos|>", "pad_token": "<|eos|>",
@@ -578,7 +628,12 @@ fn write_smolvlm_processor(dir: &Path, c: &Value) -> Result<()> {
 }
 
 /// The tiny Qwen2-VL's tokenizer settings, chat template and processor files.
-fn write_qwen2_vl_processor(dir: &Path) -> Result<()> {
+fn write_qwen2_vl_processor(dir: &Path, v25: bool) -> Result<()> {
+    let class = if v25 {
+        "Qwen2_5_VLProcessor"
+    } else {
+        "Qwen2VLProcessor"
+    };
     let io = |e: std::io::Error| InferError::Options(format!("{}: {e}", dir.display()));
     let put = |file: &str, v: &Value| {
         std::fs::write(
@@ -591,7 +646,7 @@ fn write_qwen2_vl_processor(dir: &Path) -> Result<()> {
         "tokenizer_config.json",
         &json!({"eos_token": "<|im_end|>", "pad_token": "<|eos|>", "add_bos_token": false,
             "tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": CONTEXT,
-            "processor_class": "Qwen2VLProcessor"}),
+            "processor_class": class}),
     )?;
     put(
         "chat_template.json",
@@ -600,7 +655,7 @@ fn write_qwen2_vl_processor(dir: &Path) -> Result<()> {
     put(
         "preprocessor_config.json",
         &json!({"image_processor_type": "Qwen2VLImageProcessor",
-            "processor_class": "Qwen2VLProcessor",
+            "processor_class": class,
             "patch_size": 8, "temporal_patch_size": 2, "merge_size": 2,
             "min_pixels": 1024, "max_pixels": 6400, "resample": 3,
             "do_rescale": true, "rescale_factor": 1.0 / 255.0, "do_normalize": true,

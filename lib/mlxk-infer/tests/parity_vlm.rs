@@ -1,6 +1,7 @@
 //! Tiny random LLaVA models (CLIP and SigLIP towers, f32 and a 4-bit text model) and a tiny
-//! SmolVLM (tiled pictures, bucketed positions, pixel shuffle) and a tiny Qwen2-VL (dynamic
-//! resolution, 2-D rotary tower, patch merger, M-RoPE) on pictures of several sizes and
+//! SmolVLM (tiled pictures, bucketed positions, pixel shuffle), a tiny Qwen2-VL (dynamic
+//! resolution, 2-D rotary tower, patch merger, M-RoPE) and a tiny Qwen2.5-VL (window attention,
+//! RMS norms, SwiGLU, tied embeddings) on pictures of several sizes and
 //! aspect ratios: the processor's pixels, the prompt ids, greedy tokens and the first step's
 //! top-5 log-probabilities equal mlx-vlm's; a text-only prompt through the same model too.
 //! Goldens: tests/reference/goldens/vlm.json, made by tests/reference/vlm_goldens.py on the
@@ -213,6 +214,11 @@ fn smolvlm_matches_mlx_vlm() {
 #[test]
 fn qwen2_vl_matches_mlx_vlm() {
     check("qwen2-vl");
+}
+
+#[test]
+fn qwen2_5_vl_matches_mlx_vlm() {
+    check("qwen2.5-vl");
 }
 
 #[test]

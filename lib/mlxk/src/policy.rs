@@ -26,7 +26,7 @@ pub const TEXT_MODEL_TYPES: &[&str] = &[
 /// Vision architectures the vision backend (mlxk-see) runs: the one list of them, equal to
 /// what `mlxk_infer::vision` builds (its tests hold the two together). Other vision models
 /// are recognised by the probe and blocked here with the reason.
-pub const VISION_MODEL_TYPES: &[&str] = &["llava", "idefics3", "smolvlm", "qwen2_vl"];
+pub const VISION_MODEL_TYPES: &[&str] = &["llava", "idefics3", "smolvlm", "qwen2_vl", "qwen2_5_vl"];
 /// Audio architectures the audio backend (mlxk-hear) is built for.
 pub const AUDIO_MODEL_TYPES: &[&str] = &["whisper"];
 

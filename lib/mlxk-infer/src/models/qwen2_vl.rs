@@ -1,11 +1,13 @@
-//! Qwen2-VL: its own vision transformer (a patch embedding over two frames, 2-D rotary
-//! positions, attention within each picture, a 2 × 2 patch merger) and a qwen2 text model
-//! whose RoPE is multimodal (M-RoPE: a picture's tokens share a time and spread over its grid)
-//! — as mlx-vlm's `qwen2_vl` computes it.
+//! Qwen2-VL and Qwen2.5-VL: their own vision transformer (a patch embedding over two frames,
+//! 2-D rotary positions, attention within each picture, a 2 × 2 patch merger) and a qwen2 text
+//! model whose RoPE is multimodal (M-RoPE: a picture's tokens share a time and spread over its
+//! grid) — as mlx-vlm's `qwen2_vl` and `qwen2_5_vl` compute them. Qwen2.5-VL's tower has RMS
+//! norms and a SwiGLU MLP, and attends within windows of merged tokens except in its
+//! full-attention blocks.
 use super::clip;
 use super::llava::{merge_text_config, text_layer_name};
 use crate::error::{Result, broken, unsupported};
-use crate::layers::{LayerNorm, Linear, RopePositions, gelu, gelu_fast};
+use crate::layers::{Activation, LayerNorm, Linear, Mlp, RmsNorm, RopePositions, gelu, gelu_fast};
 use crate::weights::Weights;
 use mlx_rs::{Array, ops};
 use serde_json::{Value, json};
@@ -13,16 +15,29 @@ use std::collections::HashMap;
 use std::path::Path;
 
 /// The `model_type` values this file runs.
-pub const MODEL_TYPES: &[&str] = &["qwen2_vl"];
+pub const MODEL_TYPES: &[&str] = &["qwen2_vl", "qwen2_5_vl"];
 
-/// mlx-vlm's `qwen2_vl.TextConfig` defaults.
-fn text_defaults() -> Value {
-    json!({
-        "num_key_value_heads": 8,
-        "max_position_embeddings": 40960,
-        "rope_theta": 1000000.0,
-        "tie_word_embeddings": false,
-    })
+/// Whether `root` is a Qwen2.5-VL config.
+fn is_25(root: &Value) -> bool {
+    root.get("model_type").and_then(Value::as_str) == Some("qwen2_5_vl")
+}
+
+/// mlx-vlm's `TextConfig` defaults (`qwen2_vl`'s, or `qwen2_5_vl`'s).
+fn text_defaults(v25: bool) -> Value {
+    if v25 {
+        json!({
+            "max_position_embeddings": 128000,
+            "rope_theta": 1000000.0,
+            "tie_word_embeddings": true,
+        })
+    } else {
+        json!({
+            "num_key_value_heads": 8,
+            "max_position_embeddings": 40960,
+            "rope_theta": 1000000.0,
+            "tie_word_embeddings": false,
+        })
+    }
 }
 
 /// The text model's config as a qwen2 checkpoint's: mlx-vlm reads the text fields from the
@@ -54,7 +69,7 @@ pub fn text_config(path: &Path, root: &Value) -> Result<Value> {
     merge_text_config(
         path,
         root,
-        text_defaults(),
+        text_defaults(is_25(root)),
         &given,
         &json!({"model_type": "qwen2"}),
     )
@@ -139,11 +154,13 @@ pub struct Tokens {
     pub vision_start: u32,
 }
 
-/// The vision tower's shape (mlx-vlm's `qwen2_vl.VisionConfig`).
+/// The vision tower's shape (mlx-vlm's `qwen2_vl.VisionConfig` or `qwen2_5_vl`'s, whose
+/// `hidden_size` is the tower's width and `out_hidden_size` the text model's).
 #[derive(Debug, Clone)]
 pub struct VisionConfig {
     pub depth: usize,
     pub embed_dim: usize,
+    /// The merger's output: the text model's width.
     pub hidden_size: usize,
     pub num_heads: usize,
     pub patch_size: usize,
@@ -151,16 +168,20 @@ pub struct VisionConfig {
     pub merge_size: usize,
     pub in_channels: usize,
     pub mlp_hidden: usize,
+    /// Qwen2.5-VL: the attention window's side in pixels, and the blocks that attend over
+    /// whole pictures instead (`None`: Qwen2-VL, every block over whole pictures).
+    pub windows: Option<(usize, Vec<usize>)>,
 }
 
 impl VisionConfig {
-    fn from_json(path: &Path, v: &Value) -> Result<VisionConfig> {
+    fn from_json(path: &Path, v: &Value, v25: bool) -> Result<VisionConfig> {
+        let kind = if v25 { "qwen2_5_vl" } else { "qwen2_vl" };
         if let Some(mt) = v.get("model_type").and_then(Value::as_str)
-            && mt != "qwen2_vl"
+            && mt != kind
         {
             return Err(unsupported(
                 path,
-                format!("a qwen2_vl vision tower of model_type `{mt}` is not supported"),
+                format!("a {kind} vision tower of model_type `{mt}` is not supported"),
             ));
         }
         let n = |k: &str, default: usize| -> Result<usize> {
@@ -178,24 +199,65 @@ impl VisionConfig {
                     }),
             }
         };
-        let embed_dim = n("embed_dim", 1280)?;
-        let ratio = match v.get("mlp_ratio") {
-            None | Some(Value::Null) => 4.0,
-            Some(x) => x.as_f64().filter(|r| *r > 0.0).ok_or_else(|| {
-                broken(path, "vision_config `mlp_ratio` is not a positive number")
-            })?,
+        let (embed_dim, hidden_size, mlp_hidden, windows) = if v25 {
+            let full = match v.get("fullatt_block_indexes") {
+                None | Some(Value::Null) => vec![7, 15, 23, 31],
+                Some(Value::Array(a)) => a
+                    .iter()
+                    .map(|x| x.as_u64().map(|x| x as usize))
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| broken(path, "`fullatt_block_indexes` holds a non-index"))?,
+                Some(o) => {
+                    return Err(broken(
+                        path,
+                        format!("`fullatt_block_indexes` is not a list: {o}"),
+                    ));
+                }
+            };
+            (
+                n("hidden_size", 1280)?,
+                n("out_hidden_size", 1536)?,
+                n("intermediate_size", 3420)?,
+                Some((n("window_size", 112)?, full)),
+            )
+        } else {
+            let embed_dim = n("embed_dim", 1280)?;
+            let ratio = match v.get("mlp_ratio") {
+                None | Some(Value::Null) => 4.0,
+                Some(x) => x.as_f64().filter(|r| *r > 0.0).ok_or_else(|| {
+                    broken(path, "vision_config `mlp_ratio` is not a positive number")
+                })?,
+            };
+            (
+                embed_dim,
+                n("hidden_size", 1536)?,
+                (embed_dim as f64 * ratio) as usize,
+                None,
+            )
         };
         let c = VisionConfig {
             depth: n("depth", 32)?,
             embed_dim,
-            hidden_size: n("hidden_size", 1536)?,
+            hidden_size,
             num_heads: n("num_heads", 16)?,
             patch_size: n("patch_size", 14)?,
             temporal_patch_size: n("temporal_patch_size", 2)?,
             merge_size: n("spatial_merge_size", 2)?,
             in_channels: n("in_channels", 3)?,
-            mlp_hidden: (embed_dim as f64 * ratio) as usize,
+            mlp_hidden,
+            windows,
         };
+        if let Some((w, _)) = &c.windows
+            && *w < c.merge_size * c.patch_size
+        {
+            return Err(broken(
+                path,
+                format!(
+                    "vision_config `window_size` {w} is under a merged token's {} pixels",
+                    c.merge_size * c.patch_size
+                ),
+            ));
+        }
         if !c.embed_dim.is_multiple_of(c.num_heads)
             || !(c.embed_dim / c.num_heads).is_multiple_of(4)
         {
@@ -216,14 +278,44 @@ impl VisionConfig {
     }
 }
 
+/// A tower norm: LayerNorm (Qwen2-VL) or RMSNorm (Qwen2.5-VL), eps 1e-6 either way.
+#[derive(Debug)]
+enum Norm {
+    Layer(LayerNorm),
+    Rms(RmsNorm),
+}
+
+impl Norm {
+    fn take(w: &mut Weights, prefix: &str, dim: usize, rms: bool) -> Result<Norm> {
+        Ok(if rms {
+            Norm::Rms(w.norm(prefix, dim, 1e-6, false)?)
+        } else {
+            Norm::Layer(w.layer_norm(prefix, 1e-6)?)
+        })
+    }
+
+    fn forward(&self, x: &Array) -> Result<Array> {
+        match self {
+            Norm::Layer(n) => n.forward(x),
+            Norm::Rms(n) => n.forward(x),
+        }
+    }
+}
+
+/// A tower MLP: quick-GELU (Qwen2-VL) or SwiGLU with biases (Qwen2.5-VL).
+#[derive(Debug)]
+enum TowerMlp {
+    Gelu { fc1: Linear, fc2: Linear },
+    Swiglu(Mlp),
+}
+
 #[derive(Debug)]
 struct Block {
-    norm1: LayerNorm,
-    norm2: LayerNorm,
+    norm1: Norm,
+    norm2: Norm,
     qkv: Linear,
     proj: Linear,
-    fc1: Linear,
-    fc2: Linear,
+    mlp: TowerMlp,
 }
 
 /// The vision half of a Qwen2-VL model.
@@ -236,7 +328,7 @@ pub struct Qwen2Vl {
     /// `1 / 10000^(2i/(head/2))`: the 2-D rotary frequencies.
     inv_freq: Array,
     blocks: Vec<Block>,
-    ln_q: LayerNorm,
+    ln_q: Norm,
     mlp0: Linear,
     mlp2: Linear,
 }
@@ -253,7 +345,9 @@ impl Qwen2Vl {
         text_hidden: usize,
         w: &mut Weights,
     ) -> Result<Qwen2Vl> {
-        let c = VisionConfig::from_json(path, root.get("vision_config").unwrap_or(&json!({})))?;
+        let v25 = is_25(root);
+        let c =
+            VisionConfig::from_json(path, root.get("vision_config").unwrap_or(&json!({})), v25)?;
         if c.hidden_size != text_hidden {
             return Err(broken(
                 path,
@@ -302,14 +396,26 @@ impl Qwen2Vl {
         let mut blocks = Vec::with_capacity(c.depth);
         for i in 0..c.depth {
             let b = format!("blocks.{i}");
+            let mlp = if v25 {
+                TowerMlp::Swiglu(Mlp::Split {
+                    gate: w.linear(&format!("{b}.mlp.gate_proj"), d, f, true)?,
+                    up: w.linear(&format!("{b}.mlp.up_proj"), d, f, true)?,
+                    down: w.linear(&format!("{b}.mlp.down_proj"), f, d, true)?,
+                    act: Activation::Silu,
+                })
+            } else {
+                TowerMlp::Gelu {
+                    fc1: w.linear(&format!("{b}.mlp.fc1"), d, f, true)?,
+                    fc2: w.linear(&format!("{b}.mlp.fc2"), f, d, true)?,
+                }
+            };
             blocks.push(Block {
                 // mlx-vlm fixes these norms' eps at 1e-6 whatever the config says.
-                norm1: w.layer_norm(&format!("{b}.norm1"), 1e-6)?,
-                norm2: w.layer_norm(&format!("{b}.norm2"), 1e-6)?,
+                norm1: Norm::take(w, &format!("{b}.norm1"), d, v25)?,
+                norm2: Norm::take(w, &format!("{b}.norm2"), d, v25)?,
                 qkv: w.linear(&format!("{b}.attn.qkv"), d, 3 * d, true)?,
                 proj: w.linear(&format!("{b}.attn.proj"), d, d, true)?,
-                fc1: w.linear(&format!("{b}.mlp.fc1"), d, f, true)?,
-                fc2: w.linear(&format!("{b}.mlp.fc2"), f, d, true)?,
+                mlp,
             });
         }
         let merged = d * c.merge_size * c.merge_size;
@@ -325,7 +431,7 @@ impl Qwen2Vl {
             patch,
             inv_freq,
             blocks,
-            ln_q: w.layer_norm("merger.ln_q", 1e-6)?,
+            ln_q: Norm::take(w, "merger.ln_q", d, v25)?,
             mlp0: w.linear("merger.mlp.0", merged, merged, true)?,
             mlp2: w.linear("merger.mlp.2", merged, text_hidden, true)?,
             config: c,
@@ -389,7 +495,7 @@ impl Qwen2Vl {
             .move_axis(1, 4)?;
         let x = ops::conv3d(&x, &self.patch, (t, p, p), None, None, None)?;
         let mut h = x.reshape(&[-1, c.embed_dim as i32])?;
-        let (cos, sin) = self.rotary(grids)?;
+        let (mut cos, mut sin) = self.rotary(grids)?;
         // Attention stays within a frame of a picture.
         let mut bounds = Vec::new();
         let mut at = 0;
@@ -400,13 +506,81 @@ impl Qwen2Vl {
             }
         }
         bounds.pop();
-        for b in &self.blocks {
-            h = self.block(b, &h, &cos, &sin, &bounds)?;
+        // Qwen2.5-VL: merged tokens regrouped window by window (and back after the merger).
+        let mut windows = None;
+        if let Some((side, full)) = &c.windows {
+            let (order, window_bounds) = self.window_order(grids, *side);
+            let area = self.merge_area() as i32;
+            let idx = Array::from_slice(&order, &[order.len() as i32]);
+            let regroup = |a: &Array| -> Result<Array> {
+                let s = a.shape().to_vec();
+                let mut grouped = vec![s[0] / area, area];
+                grouped.extend(&s[1..]);
+                Ok(a.reshape(&grouped)?.take_axis(&idx, 0)?.reshape(&s)?)
+            };
+            h = regroup(&h)?;
+            cos = regroup(&cos)?;
+            sin = regroup(&sin)?;
+            windows = Some((full, window_bounds, order));
+        }
+        for (i, b) in self.blocks.iter().enumerate() {
+            let within = match &windows {
+                Some((full, wb, _)) if !full.contains(&i) => wb.as_slice(),
+                _ => bounds.as_slice(),
+            };
+            h = self.block(b, &h, &cos, &sin, within)?;
         }
         let merged = (c.embed_dim * self.merge_area()) as i32;
         let x = self.ln_q.forward(&h)?.reshape(&[-1, merged])?;
         let x = gelu(&self.mlp0.forward(&x)?)?;
-        self.mlp2.forward(&x)
+        let out = self.mlp2.forward(&x)?;
+        match windows {
+            None => Ok(out),
+            Some((_, _, order)) => {
+                // mlx-vlm: hidden[argsort(window_index)].
+                let mut back = vec![0i32; order.len()];
+                for (i, &o) in order.iter().enumerate() {
+                    back[o as usize] = i as i32;
+                }
+                Ok(out.take_axis(Array::from_slice(&back, &[back.len() as i32]), 0)?)
+            }
+        }
+    }
+
+    /// Qwen2.5-VL's window order (mlx-vlm's `get_window_index`): each picture's merged tokens
+    /// cut into windows of `side` pixels (`side / merge / patch` tokens a side, the last ones
+    /// short), window by window, row by row within; and where each window ends, in patches (the
+    /// empty windows of the padding left out).
+    fn window_order(&self, grids: &[Grid], side: usize) -> (Vec<i32>, Vec<i32>) {
+        let c = &self.config;
+        let m = c.merge_size;
+        let ws = side / m / c.patch_size;
+        let (mut order, mut bounds) = (Vec::new(), Vec::new());
+        let (mut base, mut end) = (0usize, 0i32);
+        for &[t, gh, gw] in grids {
+            let (lh, lw) = (gh / m, gw / m);
+            let (nh, nw) = ((lh + ws - lh % ws) / ws, (lw + ws - lw % ws) / ws);
+            for ti in 0..t {
+                for wh in 0..nh {
+                    for ww in 0..nw {
+                        let mut count = 0;
+                        for i in wh * ws..((wh + 1) * ws).min(lh) {
+                            for j in ww * ws..((ww + 1) * ws).min(lw) {
+                                order.push((base + (ti * lh + i) * lw + j) as i32);
+                                count += 1;
+                            }
+                        }
+                        if count > 0 {
+                            end += (count * m * m) as i32;
+                            bounds.push(end);
+                        }
+                    }
+                }
+            }
+            base += t * lh * lw;
+        }
+        bounds.pop();
+        (order, bounds)
     }
 
     fn block(
@@ -462,8 +636,12 @@ impl Qwen2Vl {
         };
         let out = out.transpose_axes(&[0, 2, 1, 3])?.reshape(&[n, -1])?;
         let x = ops::add(x, &b.proj.forward(&out)?)?;
-        let y = gelu_fast(&b.fc1.forward(&b.norm2.forward(&x)?)?)?;
-        Ok(ops::add(&x, &b.fc2.forward(&y)?)?)
+        let y = b.norm2.forward(&x)?;
+        let y = match &b.mlp {
+            TowerMlp::Gelu { fc1, fc2 } => fc2.forward(&gelu_fast(&fc1.forward(&y)?)?)?,
+            TowerMlp::Swiglu(mlp) => mlp.forward(&y)?,
+        };
+        Ok(ops::add(&x, &y)?)
     }
 
     /// The M-RoPE positions of a prompt (mlx-vlm's `get_rope_index`): text runs on from the
@@ -539,11 +717,14 @@ mod tests {
             merge_size: 2,
             in_channels: 3,
             mlp_hidden: 32,
+            windows: None,
         };
-        let ln = || LayerNorm {
-            weight: Array::from_slice(&[1f32], &[1]),
-            bias: Array::from_slice(&[0f32], &[1]),
-            eps: 1e-6,
+        let ln = || {
+            Norm::Layer(LayerNorm {
+                weight: Array::from_slice(&[1f32], &[1]),
+                bias: Array::from_slice(&[0f32], &[1]),
+                eps: 1e-6,
+            })
         };
         let lin = || Linear::Dense {
             weight: Array::from_slice(&[1f32], &[1, 1]),
@@ -563,6 +744,17 @@ mod tests {
             mlp0: lin(),
             mlp2: lin(),
         }
+    }
+
+    /// `get_window_index` on a 3 × 3 merged grid in windows of 2 × 2: short windows at the
+    /// edges, the padding's empty windows left out, window ends in patches.
+    #[test]
+    fn windows_follow_mlx_vlms_window_index() {
+        let mut q = tower_stub();
+        q.config.patch_size = 1;
+        let (order, ends) = q.window_order(&[[1, 6, 6], [1, 2, 4]], 4);
+        assert_eq!(order, [0, 1, 3, 4, 2, 5, 6, 7, 8, 9, 10]);
+        assert_eq!(ends, [16, 24, 32, 36]);
     }
 
     /// `get_rope_index` of two pictures (2 × 3 and 1 × 2 merged grids) between text.

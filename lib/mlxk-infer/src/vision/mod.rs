@@ -91,8 +91,13 @@ impl VisionModel {
             VisionPart::Idefics3(i) => (&i.tower.config, i.tokens_per_tile()),
             VisionPart::Qwen2Vl(m) => {
                 let c = &m.config;
+                let kind = if c.windows.is_some() {
+                    "Qwen2.5-VL"
+                } else {
+                    "Qwen2-VL"
+                };
                 return format!(
-                    "a Qwen2-VL tower ({} layers, hidden {}, patch {}, {}×{} patches a token), image tokens by picture size",
+                    "a {kind} tower ({} layers, hidden {}, patch {}, {}×{} patches a token), image tokens by picture size",
                     c.depth, c.embed_dim, c.patch_size, c.merge_size, c.merge_size
                 );
             }
@@ -115,8 +120,10 @@ impl VisionModel {
     /// message format for the architecture).
     pub fn images_first(&self) -> bool {
         match &self.vision {
-            VisionPart::Llava(_) | VisionPart::Qwen2Vl(_) => false,
+            VisionPart::Llava(_) => false,
             VisionPart::Idefics3(_) => true,
+            // mlx-vlm: Qwen2-VL lists its pictures after the text, Qwen2.5-VL before.
+            VisionPart::Qwen2Vl(m) => m.config.windows.is_some(),
         }
     }
 
