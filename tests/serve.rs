@@ -1127,3 +1127,62 @@ fn a_client_that_stops_reading_holds_up_no_one() {
     let (code, err) = s.stop();
     assert_eq!(code, 0, "{err}");
 }
+
+/// A vision model over HTTP: pictures as data: URLs give mlxk-see's text for the same prompt and
+/// pictures, so does a text-only chat; a picture that does not decode is a 400 naming its part.
+#[test]
+fn a_vision_model_answers_pictures_over_http_as_mlxk_see_does() {
+    use base64::Engine;
+    use mlxk_infer::tiny_vision;
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("qwen2-vl");
+    tiny_vision::write(&tiny_vision::spec("qwen2-vl").unwrap(), &model).unwrap();
+    let mut urls = Vec::new();
+    let mut files = Vec::new();
+    for name in ["square", "wide"] {
+        let &(_, seed, w, h) = tiny_vision::PICTURES.iter().find(|p| p.0 == name).unwrap();
+        let f = dir.path().join(format!("{name}.png"));
+        tiny_vision::write_png(&tiny_vision::picture(seed, w, h), &f).unwrap();
+        let b64 = base64::engine::general_purpose::STANDARD.encode(std::fs::read(&f).unwrap());
+        urls.push(format!("data:image/png;base64,{b64}"));
+        files.push(f.display().to_string());
+    }
+    let see = |pictures: &[String]| -> String {
+        let r = Run::of(bin("mlxk-see").arg(&model).args(pictures).args([
+            "-p",
+            tiny_vision::PROMPT,
+            "-n",
+            "12",
+        ]))
+        .ok();
+        r.stdout.trim_end_matches('\n').to_string()
+    };
+    let s = Server::start(&model, &[], &[]);
+    let ask = |content: Value| {
+        s.post(
+            "/v1/chat/completions",
+            &json!({"model": "qwen2-vl", "max_tokens": 12, "temperature": 0,
+                "messages": [{"role": "user", "content": content}]}),
+        )
+    };
+    let (st, body) = ask(json!([
+        {"type": "text", "text": tiny_vision::PROMPT},
+        {"type": "image_url", "image_url": {"url": urls[0]}},
+        {"type": "image_url", "image_url": {"url": urls[1]}},
+    ]));
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(body["choices"][0]["message"]["content"], see(&files));
+    // 16 + 12 image tokens in the 110-token prompt mlx-vlm builds.
+    assert_eq!(body["usage"]["prompt_tokens"], 110);
+    let (st, body) = ask(json!(tiny_vision::PROMPT));
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(body["choices"][0]["message"]["content"], see(&[]));
+    let (st, body) = ask(json!([
+        {"type": "text", "text": "x"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+    ]));
+    assert_eq!(st, 400, "{body}");
+    assert_eq!(body["error"]["param"], "messages[0].content[1]");
+    let (code, _) = s.stop();
+    assert_eq!(code, 0);
+}

@@ -3,7 +3,7 @@ complete -c mlxk-serve -l port -d 'Port to listen on (0 picks a free one; the ad
 complete -c mlxk-serve -l api-key -d 'Require `Authorization: Bearer KEY` on every /v1 route' -r
 complete -c mlxk-serve -l queue -d 'Requests that may wait beyond the ones running before new ones get 429' -r
 complete -c mlxk-serve -l parallel -d 'Generations run interleaved on the loaded model: a new request is prefilled at once and its first token does not wait for the others to finish (each holds its own KV cache; 1 serves them one at a time, in order)' -r
-complete -c mlxk-serve -l max-body-bytes -d 'Largest request body accepted (413 above it)' -r
+complete -c mlxk-serve -l max-body-bytes -d 'Largest request body accepted (413 above it; pictures come inline, base64)' -r
 complete -c mlxk-serve -l max-upload-bytes -d 'Largest audio upload the /v1/audio routes accept (413 above it)' -r
 complete -c mlxk-serve -l max-tokens -d 'Tokens generated when a request gives no max_tokens' -r
 complete -c mlxk-serve -l log -d 'Write the per-request JSON log lines to FILE instead of stderr' -r -F

@@ -11,10 +11,11 @@ use std::process::ExitCode;
 ///
 /// Give models (cache names, `org/name[@rev]` or folders) or pipe `model` records from
 /// mlxk-probe | mlxk-gate. Routes: GET /v1/models, GET /health, POST /v1/chat/completions and
-/// /v1/completions (whole or streamed as Server-Sent Events) for text models, POST
+/// /v1/completions (whole or streamed as Server-Sent Events) for text and vision models (a
+/// chat's pictures as `image_url` parts with data: URLs, run as mlxk-see runs them), POST
 /// /v1/audio/transcriptions and /v1/audio/translations (a multipart upload; response_format json,
-/// text, srt, vtt or verbose_json) for Whisper models; image content answers 501 until mlxk-see's
-/// core is in the server, as does a model asked for a route of another kind. A model loads on
+/// text, srt, vtt or verbose_json) for Whisper models; pictures for a text model answer 501, as
+/// does a model asked for a route of another kind. A model loads on
 /// its first request (the memory gate first: 507 when it blocks, 501 for a model no backend
 /// runs) and stays loaded; up to --parallel generations run interleaved on it (a new request's
 /// first token does not wait for the others to finish), more wait in order, and a full queue
@@ -47,8 +48,8 @@ pub struct Cli {
     /// 1 serves them one at a time, in order)
     #[arg(long, default_value_t = 16, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub parallel: u16,
-    /// Largest request body accepted (413 above it)
-    #[arg(long, default_value_t = 4 << 20, value_name = "BYTES")]
+    /// Largest request body accepted (413 above it; pictures come inline, base64)
+    #[arg(long, default_value_t = 20 << 20, value_name = "BYTES")]
     pub max_body_bytes: usize,
     /// Largest audio upload the /v1/audio routes accept (413 above it)
     #[arg(long, default_value_t = 25 << 20, value_name = "BYTES")]

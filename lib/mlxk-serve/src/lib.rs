@@ -111,9 +111,12 @@ impl App {
         let _ = writeln!(out, "{v}").and_then(|_| out.flush());
     }
 
-    /// The served model a request names, and that it serves `backend`'s routes: 404 for an
-    /// unknown name, 501 for a model of another kind (a Whisper model asked to chat).
-    fn model_for(&self, name: &str, backend: &str) -> Result<usize, ApiError> {
+    /// The served model a request names, and that it serves the request (one of `backends`'s
+    /// models: a chat with pictures needs a vision model, text a text or vision one): 404 for an
+    /// unknown name, 501 for a model of another kind (a Whisper model asked to chat, a text
+    /// model given pictures).
+    fn model_for(&self, name: &str, backends: &[&str]) -> Result<usize, ApiError> {
+        let backend = backends[0];
         let Some(i) = self
             .models
             .iter()
@@ -131,8 +134,12 @@ impl App {
         };
         let m = &self.models[i];
         match m.backend.as_deref() {
-            Some(b) if b != backend => {
+            Some(b) if !backends.contains(&b) => {
                 let why = match (b, backend) {
+                    ("text", "vision") => format!(
+                        "model `{}` is a text model; image content needs a vision model",
+                        m.id
+                    ),
                     ("audio", _) => format!(
                         "model `{}` is a speech-to-text model: POST its audio to /v1/audio/transcriptions",
                         m.id
@@ -146,8 +153,13 @@ impl App {
                         m.id
                     ),
                 };
+                let code = if (b, backend) == ("text", "vision") {
+                    "vision_not_supported"
+                } else {
+                    "wrong_backend"
+                };
                 Err(ApiError::new(501, "not_implemented_error", why)
-                    .code("wrong_backend")
+                    .code(code)
                     .param("model"))
             }
             _ => Ok(i),
@@ -427,7 +439,7 @@ async fn hear(
         Err(e) => return l.refuse(e),
     };
     l.model = Some(req.model.clone());
-    let model = match app.model_for(&req.model, "audio") {
+    let model = match app.model_for(&req.model, &["audio"]) {
         Ok(m) => m,
         Err(e) => return l.refuse(e),
     };
@@ -520,10 +532,19 @@ async fn complete(app: Shared, headers: HeaderMap, body: Bytes, chat: bool) -> R
         Err(e) => return l.refuse(e),
     };
     l.model = Some(req.model.clone());
-    let model = match app.model_for(&req.model, "text") {
+    let backends: &[&str] = if req.image_parts.is_empty() {
+        &["text", "vision"]
+    } else {
+        &["vision"]
+    };
+    let model = match app.model_for(&req.model, backends) {
         Ok(m) => m,
         Err(e) => return l.refuse(e),
     };
+    // Pictures are decoded here, before the model thread: a bad one is answered at once.
+    if let Err(e) = wire::decode_pictures(&mut req) {
+        return l.refuse(e);
+    }
     let model_id = app.models[model].id.clone();
     let stream = req.stream;
     let include_usage = req.include_usage;
@@ -531,7 +552,7 @@ async fn complete(app: Shared, headers: HeaderMap, body: Bytes, chat: bool) -> R
         Ok(s) => s,
         Err(e) => return l.refuse(e),
     };
-    let Queued { mut rx, slot } = match app.enqueue(slot, model, Request::Generate(req)).await {
+    let Queued { mut rx, slot } = match app.enqueue(slot, model, Request::Generate(Box::new(req))).await {
         Ok(q) => q,
         Err(e) => return l.refuse(e),
     };

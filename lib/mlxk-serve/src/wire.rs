@@ -5,6 +5,7 @@
 //! 429 for a full queue, 503 while draining, 401 for a wrong API key).
 use mlxk_infer::sampling::Sampling;
 use mlxk_infer::tokenizer::Message;
+use mlxk_infer::vision::image::Rgb8;
 use serde_json::{Map, Value, json};
 
 /// An error as the server answers it: status and an OpenAI-style error object.
@@ -88,6 +89,22 @@ pub struct GenRequest {
     /// The `X-Mlxk-Test` header: the name of the test in `--report` records
     /// (`mlxk-serve::NAME`), for benchmark harnesses that send a prompt set.
     pub test: Option<String>,
+    /// The image parts of a chat's messages (where each is, and the part), in order;
+    /// `pictures[i]` of them belong to message `i` (none for a completion). [`decode_pictures`]
+    /// reads them into `images` once the model is known to take pictures.
+    pub image_parts: Vec<(String, Value)>,
+    pub pictures: Vec<usize>,
+    pub images: Vec<Rgb8>,
+}
+
+/// Decodes a request's image parts into its `images` (a 400 naming the first bad one).
+pub fn decode_pictures(req: &mut GenRequest) -> Result<(), ApiError> {
+    req.images = req
+        .image_parts
+        .iter()
+        .map(|(param, p)| picture(p, param))
+        .collect::<Result<_, _>>()?;
+    Ok(())
 }
 
 /// Fields every completion request may carry; others are refused.
@@ -139,15 +156,74 @@ fn flag(o: &Map<String, Value>, k: &str) -> Result<bool, ApiError> {
     }
 }
 
-/// The text of a message's `content`: a string, or a list of `text` parts. An image part is a
-/// feature of vision models: 501, with why.
-fn content(v: &Value, i: usize) -> Result<String, ApiError> {
+/// A picture of a message: an inline `data:` URL, decoded (an image URL is not fetched; a
+/// picture that does not decode is a 400 naming the part).
+fn picture(p: &Value, param: &str) -> Result<Rgb8, ApiError> {
+    let url = match p.get("image_url") {
+        Some(Value::String(s)) => Some(s.as_str()),
+        Some(Value::Object(o)) => {
+            if let Some(d) = o.get("detail").filter(|d| !d.is_null())
+                && d != "auto"
+            {
+                return Err(ApiError::bad(
+                    "`detail` other than \"auto\" is not supported: pictures are sized as the \
+                     model's processor says; leave it out",
+                )
+                .param(&format!("{param}.image_url.detail")));
+            }
+            if let Some(k) = o.keys().find(|k| !["url", "detail"].contains(&k.as_str())) {
+                return Err(ApiError::bad(format!(
+                    "`image_url.{k}` is not supported by this server; leave it out"
+                ))
+                .param(param));
+            }
+            o.get("url").and_then(Value::as_str)
+        }
+        _ => p.get("image").and_then(Value::as_str),
+    }
+    .ok_or_else(|| {
+        ApiError::bad("an image part needs `image_url.url`, a data: URL of the picture")
+            .param(param)
+    })?;
+    let Some(rest) = url.strip_prefix("data:") else {
+        return Err(ApiError::bad(
+            "image URLs are not fetched: send the picture inline as a data: URL \
+             (data:image/png;base64,…)",
+        )
+        .code("image_url_not_supported")
+        .param(param));
+    };
+    let data = rest
+        .split_once(',')
+        .filter(|(meta, _)| meta.ends_with(";base64"))
+        .map(|(_, d)| d)
+        .ok_or_else(|| {
+            ApiError::bad("a data: URL picture must be base64: data:image/png;base64,…")
+                .code("invalid_image")
+                .param(param)
+        })?;
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(data.trim())
+        .map_err(|e| {
+            ApiError::bad(format!("the picture's data: URL is not valid base64 ({e})"))
+                .code("invalid_image")
+                .param(param)
+        })?;
+    mlxk_infer::vision::image::decode(&bytes, param)
+        .map_err(|e| ApiError::bad(e.message).code(e.code).param(param))
+}
+
+/// The text of a message's `content` (a string, or a list of `text` parts) and its image parts
+/// (for vision models), each with where it is.
+fn content(v: &Value, i: usize) -> Result<(String, Vec<(String, Value)>), ApiError> {
     let param = format!("messages[{i}].content");
     match v {
-        Value::String(s) => Ok(s.clone()),
+        Value::String(s) => Ok((s.clone(), Vec::new())),
         Value::Array(parts) => {
             let mut text = String::new();
-            for p in parts {
+            let mut images = Vec::new();
+            for (j, p) in parts.iter().enumerate() {
                 match p.get("type").and_then(Value::as_str) {
                     Some("text") => {
                         text.push_str(p.get("text").and_then(Value::as_str).ok_or_else(|| {
@@ -155,14 +231,7 @@ fn content(v: &Value, i: usize) -> Result<String, ApiError> {
                         })?)
                     }
                     Some("image_url" | "input_image" | "image") => {
-                        return Err(ApiError::new(
-                            501,
-                            "not_implemented_error",
-                            "image content needs a vision model, and this server runs text and \
-                             Whisper models only (mlxk-see runs vision models); send text parts",
-                        )
-                        .code("vision_not_supported")
-                        .param(&param));
+                        images.push((format!("{param}[{j}]"), p.clone()));
                     }
                     Some("input_audio") => {
                         return Err(ApiError::new(
@@ -182,7 +251,7 @@ fn content(v: &Value, i: usize) -> Result<String, ApiError> {
                     }
                 }
             }
-            Ok(text)
+            Ok((text, images))
         }
         _ => Err(ApiError::bad("`content` must be a string or a list of parts").param(&param)),
     }
@@ -217,6 +286,7 @@ pub fn parse_request(body: &[u8], chat: bool) -> Result<GenRequest, ApiError> {
             );
         }
     };
+    let (mut image_parts, mut pictures) = (Vec::new(), Vec::new());
     let input = if chat {
         let msgs = o
             .get("messages")
@@ -256,7 +326,13 @@ pub fn parse_request(body: &[u8], chat: bool) -> Result<GenRequest, ApiError> {
                 ))
                 .param(&format!("messages[{i}].role")));
             }
-            let text = content(m.get("content").unwrap_or(&Value::Null), i)?;
+            let (text, pics) = content(m.get("content").unwrap_or(&Value::Null), i)?;
+            if !pics.is_empty() && role != "user" {
+                return Err(ApiError::bad("pictures go in user messages")
+                    .param(&format!("messages[{i}].content")));
+            }
+            pictures.push(pics.len());
+            image_parts.extend(pics);
             out.push(Message {
                 role: role.into(),
                 content: text,
@@ -378,6 +454,9 @@ pub fn parse_request(body: &[u8], chat: bool) -> Result<GenRequest, ApiError> {
         include_usage,
         truncate,
         test: None,
+        image_parts,
+        pictures,
+        images: Vec::new(),
     })
 }
 
@@ -513,7 +592,7 @@ mod tests {
     }
 
     #[test]
-    fn bad_requests_are_400_naming_the_field_and_images_501() {
+    fn bad_requests_are_400_naming_the_field_and_pictures_are_read() {
         let status = |b: &str| chat(b).unwrap_err();
         let e = status("{not json");
         assert_eq!(e.status, 400);
@@ -526,10 +605,43 @@ mod tests {
         assert!(e.message.contains("`tools` is not supported"), "{e:?}");
         let e = status(r#"{"messages":[{"role":"user","content":"x"}]}"#);
         assert_eq!(e.param.as_deref(), Some("model"));
-        let e = status(
-            r#"{"model":"m","messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"data:"}}]}]}"#,
+        // Pictures: read with the request, decoded once a vision model takes them.
+        let mut r = chat(
+            r#"{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"a"},
+            {"type":"image_url","image_url":{"url":"data:"}}]},{"role":"assistant","content":"b"},
+            {"role":"user","content":[{"type":"image_url","image_url":"data:image/png;base64,AA=="}]}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (r.image_parts.len(), r.pictures.clone()),
+            (2, vec![1, 0, 1])
         );
-        assert_eq!((e.status, e.code), (501, Some("vision_not_supported")));
+        let e = decode_pictures(&mut r).unwrap_err();
+        assert_eq!(
+            (e.status, e.code, e.param.as_deref()),
+            (400, Some("invalid_image"), Some("messages[0].content[1]"))
+        );
+        let picture_of = |url: &str| {
+            let mut r = chat(&format!(
+                r#"{{"model":"m","messages":[{{"role":"user","content":[{{"type":"image_url","image_url":{url}}}]}}]}}"#
+            ))?;
+            decode_pictures(&mut r).map(|_| r.images.len())
+        };
+        let e = picture_of(r#"{"url":"https://example.com/a.png"}"#).unwrap_err();
+        assert_eq!((e.status, e.code), (400, Some("image_url_not_supported")));
+        let e = picture_of(r#"{"url":"data:image/png;base64,@@","detail":"auto"}"#).unwrap_err();
+        assert!(e.message.contains("base64"), "{e:?}");
+        let e = picture_of(r#"{"url":"data:image/png;base64,AA==","detail":"high"}"#).unwrap_err();
+        assert_eq!(
+            e.param.as_deref(),
+            Some("messages[0].content[0].image_url.detail")
+        );
+        let e = picture_of(r#""data:image/png;base64,AAAA""#).unwrap_err();
+        assert_eq!((e.status, e.code.is_some()), (400, true));
+        let e = status(
+            r#"{"model":"m","messages":[{"role":"assistant","content":[{"type":"image_url","image_url":"data:x"}]}]}"#,
+        );
+        assert!(e.message.contains("user messages"), "{e:?}");
         let e = status(r#"{"model":"m","messages":[{"role":"user","content":"x"}],"top_p":0}"#);
         assert_eq!(e.status, 400);
         assert_eq!(e.body()["error"]["type"], "invalid_request_error");

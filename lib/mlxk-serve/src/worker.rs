@@ -17,6 +17,8 @@ use mlxk_infer::loader::TextModel;
 use mlxk_infer::runner::Runner;
 use mlxk_infer::runner::audio::{AudioModel, AudioRunner, Destination, transcription_facts};
 use mlxk_infer::runner::text::{PromptSpec, TextRunner, assemble_prompt};
+use mlxk_infer::runner::vision::VisionRunner;
+use mlxk_infer::vision::{Prepared, VisionMessage, VisionModel};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
 
@@ -55,7 +57,7 @@ pub struct Transcription {
 
 /// What a queued request asks for.
 pub enum Request {
-    Generate(GenRequest),
+    Generate(Box<GenRequest>),
     Transcribe(Box<Transcription>),
 }
 
@@ -76,9 +78,10 @@ pub struct Work {
     pub events: tokio::sync::mpsc::Sender<Event>,
 }
 
-/// The model in memory: a text model or a Whisper model.
+/// The model in memory: a text model, a vision model or a Whisper model.
 enum Model {
     Text(Box<TextModel>),
+    Vision(Box<VisionModel>),
     Audio(Box<AudioModel>),
 }
 
@@ -156,6 +159,10 @@ fn serve(
     stop: &std::sync::atomic::AtomicBool,
 ) {
     let text = runner(&settings);
+    let vision = VisionRunner {
+        items: Vec::new(),
+        text: text.clone(),
+    };
     let audio = audio_runner();
     let mut current: Option<(usize, Model, f64)> = None;
     // Requests taken from the queue but not started: for the loaded model (`waiting`), and
@@ -191,7 +198,11 @@ fn serve(
                 gate: mlxk::runner::gate_here(&job.record, &SysRoot::from_env()),
             };
             // What the piped gate decided holds (a block stays a block), and so does now's.
-            let backend = w.req.backend();
+            // A chat goes to a vision model's own backend (text only or with pictures).
+            let backend = match (&w.req, job.gate.backend.as_deref()) {
+                (Request::Generate(_), Some(VisionRunner::BACKEND)) => VisionRunner::BACKEND,
+                _ => w.req.backend(),
+            };
             let load = job
                 .admit(backend, "mlxk-serve")
                 .and_then(|_| now.admit(backend, "mlxk-serve"))
@@ -200,6 +211,10 @@ fn serve(
                         audio
                             .load(&now)
                             .map(|(m, t)| (Model::Audio(Box::new(m)), t))
+                    } else if backend == VisionRunner::BACKEND {
+                        vision
+                            .load(&now)
+                            .map(|(m, t)| (Model::Vision(Box::new(m)), t))
                     } else {
                         text.load(&now).map(|(m, t)| (Model::Text(Box::new(m)), t))
                     }
@@ -228,6 +243,20 @@ fn serve(
                         job: &jobs[*i],
                         index: *i,
                         model: m,
+                        vision: None,
+                        load_s: *load_s,
+                    };
+                    waiting.push_front(w);
+                    serve_text(&ctx, &mut waiting, &mut pending, &rx, stop)
+                }
+                (Model::Vision(m), Request::Generate(_)) => {
+                    let ctx = TextContext {
+                        runner: &text,
+                        settings: &settings,
+                        job: &jobs[*i],
+                        index: *i,
+                        model: &m.text,
+                        vision: Some(m),
                         load_s: *load_s,
                     };
                     waiting.push_front(w);
@@ -278,6 +307,8 @@ struct TextContext<'a> {
     job: &'a Job,
     index: usize,
     model: &'a TextModel,
+    /// A vision model's vision half (its text model is `model`): chats go through it.
+    vision: Option<&'a VisionModel>,
     load_s: f64,
 }
 
@@ -443,6 +474,9 @@ fn start_generation<'m>(ctx: &TextContext<'m>, w: Work) -> Option<Active<'m>> {
         deliver(&w.events, Event::Failed(e));
         None
     };
+    if let (Some(v), Input::Chat(messages)) = (ctx.vision, &req.input) {
+        return start_vision(ctx, v, messages, &req, w.events);
+    }
     let spec = match &req.input {
         Input::Chat(m) => PromptSpec {
             messages: m.clone(),
@@ -507,6 +541,134 @@ fn start_generation<'m>(ctx: &TextContext<'m>, w: Work) -> Option<Active<'m>> {
         }),
         Err(e) => {
             fail_run(ctx.settings, &mut facts, &w.events, e);
+            None
+        }
+    }
+}
+
+/// A chat with a vision model: its pictures processed, the conversation rendered with them
+/// (as mlxk-see renders a prompt), the tower's features in place, then the prefill; a picture
+/// or a prompt the model cannot take is answered here (400; nothing is cut to fit).
+fn start_vision<'m>(
+    ctx: &TextContext<'m>,
+    v: &'m VisionModel,
+    messages: &[mlxk_infer::tokenizer::Message],
+    req: &GenRequest,
+    events: tokio::sync::mpsc::Sender<Event>,
+) -> Option<Active<'m>> {
+    let fail = |e: ApiError| {
+        deliver(&events, Event::Failed(e));
+        None
+    };
+    let started = std::time::Instant::now();
+    let mut prepared: Vec<Prepared> = Vec::with_capacity(req.images.len());
+    for (n, img) in req.images.iter().enumerate() {
+        match v.prepare(img) {
+            Ok(p) => prepared.push(p),
+            Err(why) => {
+                return fail(
+                    ApiError::bad(format!("picture {}: {why}", n + 1))
+                        .code("invalid_image")
+                        .param("messages"),
+                );
+            }
+        }
+    }
+    let chat: Vec<VisionMessage> = messages
+        .iter()
+        .zip(req.pictures.iter().chain(std::iter::repeat(&0)))
+        .enumerate()
+        .map(|(i, (m, &images))| VisionMessage {
+            role: m.role.clone(),
+            text: m.content.clone(),
+            images,
+            what: format!("messages[{i}]"),
+        })
+        .collect();
+    let ids = match v.chat_ids(&chat, &prepared) {
+        Ok(ids) => ids,
+        Err(
+            mlxk_infer::error::InferError::Options(m) | mlxk_infer::error::InferError::Tokenizer(m),
+        ) => {
+            return fail(ApiError::bad(m).param("messages"));
+        }
+        Err(e) => return fail(ApiError::from_failure(&e.failure())),
+    };
+    let model = ctx.model;
+    let context = model.context_length();
+    if let Some(c) = context
+        && ids.len() >= c
+    {
+        let image_tokens: usize = prepared.iter().map(|p| v.image_tokens(p)).sum();
+        return fail(
+            ApiError::bad(format!(
+                "the prompt is {} tokens ({image_tokens} of them the pictures') and the model's \
+                 context is {c}; shorten it or send fewer or smaller pictures (a prompt with \
+                 pictures is never cut)",
+                ids.len()
+            ))
+            .code("context_length_exceeded"),
+        );
+    }
+    if !deliver(&events, Event::Started) {
+        return None;
+    }
+    let mut facts = mlxk_infer::runner::job_facts("mlxk-serve", VisionRunner::BACKEND, ctx.job);
+    if let Some(t) = req.test.as_deref() {
+        facts.tool = format!("mlxk-serve::{t}");
+    }
+    facts.load_time_s = Some(ctx.load_s);
+    ctx.runner.describe(model, ctx.job, &mut facts);
+    let embeddings = if prepared.is_empty() {
+        None
+    } else {
+        match v.embeddings(&ids, &prepared).and_then(|e| {
+            e.eval()?;
+            Ok(e)
+        }) {
+            Ok(e) => Some(e),
+            Err(e) => {
+                fail_run(ctx.settings, &mut facts, &events, e);
+                return None;
+            }
+        }
+    };
+    facts
+        .extra
+        .push(("image_encode_s".into(), started.elapsed().as_secs_f64()));
+    let caches = match v.new_caches(&ids, &prepared) {
+        Ok(c) => c,
+        Err(e) => {
+            fail_run(ctx.settings, &mut facts, &events, e);
+            return None;
+        }
+    };
+    let opts = GenerateOptions {
+        max_tokens: req.max_tokens.unwrap_or(ctx.settings.default_max_tokens),
+        sampling: req.sampling.clone(),
+        stop_strings: req.stop.clone(),
+        prefill_step: ctx.settings.prefill_step,
+        context_length: context,
+        cancel: None,
+    };
+    match Stepper::start_embedded(
+        &model.decoder,
+        &model.tokenizer,
+        &ids,
+        embeddings.as_ref(),
+        opts,
+        caches,
+        0,
+    ) {
+        Ok(stepper) => Some(Active {
+            events: events.clone(),
+            stepper,
+            split: Some(mlxk_infer::reasoning::ReasoningSplitter::new(false)),
+            facts,
+            stalled_since: None,
+        }),
+        Err(e) => {
+            fail_run(ctx.settings, &mut facts, &events, e);
             None
         }
     }

@@ -71,6 +71,16 @@ pub struct VisionModel {
     image_seq_len: usize,
 }
 
+/// One message of a conversation with a vision model: its role and text, how many of the
+/// conversation's pictures it carries (in order), and what to call it in an error.
+#[derive(Debug, Clone)]
+pub struct VisionMessage {
+    pub role: String,
+    pub text: String,
+    pub images: usize,
+    pub what: String,
+}
+
 /// The image token's text in the chat template's output (Qwen2-VL's is [`QWEN_IMAGE_TOKEN`]).
 const IMAGE_TOKEN: &str = "<image>";
 const QWEN_IMAGE_TOKEN: &str = "<|image_pad|>";
@@ -236,14 +246,43 @@ impl VisionModel {
         user: &str,
         images: &[Prepared],
     ) -> Result<Vec<u32>> {
+        let mut messages = Vec::new();
+        if let Some(s) = system {
+            messages.push(VisionMessage {
+                role: "system".into(),
+                text: s.into(),
+                images: 0,
+                what: "the system message".into(),
+            });
+        }
+        messages.push(VisionMessage {
+            role: "user".into(),
+            text: user.into(),
+            images: images.len(),
+            what: "the prompt".into(),
+        });
+        self.chat_ids(&messages, images)
+    }
+
+    /// [`VisionModel::prompt_ids`] of a conversation: each message's text with its pictures
+    /// (taken from `images` in order) as mlx-vlm lists them for the model.
+    pub fn chat_ids(&self, chat: &[VisionMessage], images: &[Prepared]) -> Result<Vec<u32>> {
         let tok: &TextTokenizer = &self.text.tokenizer;
         let marker = self.image_marker();
-        for (what, text) in [("the prompt", Some(user)), ("the system message", system)] {
-            if text.is_some_and(|t| t.contains(marker)) {
+        for m in chat {
+            if m.text.contains(marker) {
                 return Err(InferError::Options(format!(
-                    "{what} contains {marker}, which marks where a picture goes; give pictures as files"
+                    "{} contains {marker}, which marks where a picture goes; give pictures as files",
+                    m.what
                 )));
             }
+        }
+        if chat.iter().map(|m| m.images).sum::<usize>() != images.len() {
+            return Err(InferError::Options(format!(
+                "the messages place {} pictures for {} given",
+                chat.iter().map(|m| m.images).sum::<usize>(),
+                images.len()
+            )));
         }
         if tok.chat_template.is_none() {
             return Err(InferError::Options(
@@ -253,18 +292,16 @@ impl VisionModel {
         // mlx-vlm's message parts: text under both keys, images as {"type": "image"}.
         let part = |t: &str| json!({"type": "text", "text": t, "content": t});
         let mut messages = Vec::new();
-        if let Some(s) = system {
-            messages.push(json!({"role": "system", "content": [part(s)]}));
+        for m in chat {
+            let mut content = vec![part(&m.text)];
+            let parts = vec![json!({"type": "image"}); m.images];
+            if self.images_first() {
+                content.splice(0..0, parts);
+            } else {
+                content.extend(parts);
+            }
+            messages.push(json!({"role": m.role, "content": content}));
         }
-        let mut content = vec![part(user)];
-        let parts = vec![json!({"type": "image"}); images.len()];
-        if self.images_first() {
-            content.splice(0..0, parts);
-        } else {
-            content.extend(parts);
-        }
-        messages.push(json!({"role": "user", "content": content}));
-        // mlx-vlm renders every template with enable_thinking=False.
         let text = tok.render_chat_values(&messages, Some(false))?;
         let pieces: Vec<&str> = text.split(marker).collect();
         if pieces.len() != images.len() + 1 {
