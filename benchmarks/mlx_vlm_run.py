@@ -29,9 +29,12 @@ def main(model_dir, image_path, prompt, n):
         if model.config.model_type == "llava":
             x = processor(images=[image], text=text, return_tensors="np")
             return mx.array(x["input_ids"]), mx.array(x["pixel_values"]), {}
+        # SmolVLM (pixel_attention_mask) and Qwen2-VL (image_grid_thw) through mlx-vlm's own
+        # input path.
         x = prepare_inputs(processor, images=[image], prompts=text,
-                           image_token_index=model.config.image_token_index)
-        return x["input_ids"], x["pixel_values"], {"pixel_attention_mask": x["pixel_attention_mask"]}
+                           image_token_index=getattr(model.config, "image_token_index", None))
+        keys = ("pixel_attention_mask", "image_grid_thw")
+        return x["input_ids"], x["pixel_values"], {k: x[k] for k in keys if k in x}
 
     # The encode alone first, cold as ours is (this is the reported encode time).
     t0 = time.perf_counter()

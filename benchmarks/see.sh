@@ -8,7 +8,9 @@
 # only); LLaVA-1.5-shaped ones from benchmarks/make_llava.py (a random CLIP ViT-L/14-336 tower
 # and projector over the real SmolLM2-135M-Instruct, its text model 4-bit and f32); and
 # SmolVLM-256M-shaped ones from benchmarks/make_smolvlm.py (a random SigLIP on 512 px tiles
-# over the same SmolLM2, 4-bit and f32; the picture becomes 12 tiles and the global view).
+# over the same SmolLM2, 4-bit and f32; the picture becomes 12 tiles and the global view); and a
+# Qwen2-VL-2B-shaped one from benchmarks/make_qwen2vl.py (random weights at its dimensions, the
+# text model 4-bit; the picture becomes 12 × 18 patches, 54 tokens).
 # Needs .deps/venv-vlm (pip install mlx==0.32.2 mlx-cpu==0.32.2 mlx-vlm==0.7.6
 # 'transformers<=5.17.0') and .deps/ref/smollm2-{q4,f32} (benchmarks/gen.sh converts them).
 set -euo pipefail
@@ -27,6 +29,7 @@ for m in q4 f32; do
 done
 [ -d "$models/smolvlm-256m-q4" ] || "$py" benchmarks/make_smolvlm.py .deps/ref/smollm2-f32 "$models/smolvlm-256m-q4" --q4 >/dev/null
 [ -d "$models/smolvlm-256m-f32" ] || "$py" benchmarks/make_smolvlm.py .deps/ref/smollm2-f32 "$models/smolvlm-256m-f32" >/dev/null
+[ -d "$models/qwen2vl-2b-q4" ] || "$py" benchmarks/make_qwen2vl.py .deps/ref/smollm2-f32 "$models/qwen2vl-2b-q4" >/dev/null
 cargo build -q --release -p mlxk-see
 picture=benchmarks/fixtures/picture.png
 prompt="Describe this picture."
@@ -34,7 +37,7 @@ out=$(mktemp -d); trap 'rm -rf "$out"' EXIT
 blas=/usr/lib/x86_64-linux-gnu/libopenblas.so.0
 echo "mlxk-see vs mlx-vlm: $picture, \"$prompt\", $n new tokens, median of $runs alternating runs"
 printf '%-20s %-8s %8s %9s %12s %12s\n' model tool load_s encode_s prefill_t/s decode_t/s
-for m in ${MODELS:-llava-tiny llava-smollm2-q4 llava-smollm2-f32 smolvlm-256m-q4 smolvlm-256m-f32}; do
+for m in ${MODELS:-llava-tiny llava-smollm2-q4 llava-smollm2-f32 smolvlm-256m-q4 smolvlm-256m-f32 qwen2vl-2b-q4}; do
   dir=$models/$m
   : > "$out/ours"; : > "$out/theirs"
   for r in $(seq 1 "$runs"); do

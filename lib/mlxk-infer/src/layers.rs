@@ -563,15 +563,8 @@ impl MRope {
         Ok((ops::cos(&emb)?, ops::sin(&emb)?))
     }
 
-    /// `x·cos + rotate_half(x)·sin`, `rotate_half(x) = [−x₂, x₁]`.
     fn rotate(&self, x: &Array, cos: &Array, sin: &Array) -> Result<Array> {
-        let half = self.inv_host.len() as i32;
-        let parts = x.split_at_indices(&[half], -1)?;
-        let rot = ops::concatenate(&[&ops::negative(&parts[1])?, &parts[0]], -1)?;
-        Ok(ops::add(
-            &ops::multiply(x, cos)?,
-            &ops::multiply(&rot, sin)?,
-        )?)
+        rotate_half_rope(x, cos, sin)
     }
 
     /// The host table of a text position `p` (all three coordinates `p`): `cos`/`sin` of
@@ -584,6 +577,18 @@ impl MRope {
         kernels::activations::cos_sin(&theta, &mut cos, &mut sin);
         (cos, sin)
     }
+}
+
+/// RoPE from tables as the Hugging Face ports compute it: `x·cos + rotate_half(x)·sin`, with
+/// `rotate_half(x) = [−x₂, x₁]` over the last axis, each operation rounded on its own.
+pub fn rotate_half_rope(x: &Array, cos: &Array, sin: &Array) -> Result<Array> {
+    let half = *x.shape().last().unwrap_or(&0) / 2;
+    let parts = x.split_at_indices(&[half], -1)?;
+    let rot = ops::concatenate(&[&ops::negative(&parts[1])?, &parts[0]], -1)?;
+    Ok(ops::add(
+        &ops::multiply(x, cos)?,
+        &ops::multiply(&rot, sin)?,
+    )?)
 }
 
 /// Where a prompt's positions sit for M-RoPE: explicit (time, height, width) coordinates for

@@ -541,10 +541,7 @@ async fn complete(app: Shared, headers: HeaderMap, body: Bytes, chat: bool) -> R
         Ok(m) => m,
         Err(e) => return l.refuse(e),
     };
-    // Pictures are decoded here, before the model thread: a bad one is answered at once.
-    if let Err(e) = wire::decode_pictures(&mut req) {
-        return l.refuse(e);
-    }
+
     let model_id = app.models[model].id.clone();
     let stream = req.stream;
     let include_usage = req.include_usage;
@@ -552,7 +549,30 @@ async fn complete(app: Shared, headers: HeaderMap, body: Bytes, chat: bool) -> R
         Ok(s) => s,
         Err(e) => return l.refuse(e),
     };
-    let Queued { mut rx, slot } = match app.enqueue(slot, model, Request::Generate(Box::new(req))).await {
+    // Pictures are decoded once the request holds a place, off the async threads and before
+    // the model thread: a bad one is answered at once.
+    if !req.image_parts.is_empty() {
+        let decoded = tokio::task::spawn_blocking(move || {
+            let r = wire::decode_pictures(&mut req);
+            r.map(|_| req)
+        })
+        .await;
+        req = match decoded {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => return l.refuse(e),
+            Err(_) => {
+                return l.refuse(ApiError::new(
+                    500,
+                    "server_error",
+                    "decoding the pictures failed unexpectedly (a bug; please report it)",
+                ));
+            }
+        };
+    }
+    let Queued { mut rx, slot } = match app
+        .enqueue(slot, model, Request::Generate(Box::new(req)))
+        .await
+    {
         Ok(q) => q,
         Err(e) => return l.refuse(e),
     };

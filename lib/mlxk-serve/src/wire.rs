@@ -89,21 +89,26 @@ pub struct GenRequest {
     /// The `X-Mlxk-Test` header: the name of the test in `--report` records
     /// (`mlxk-serve::NAME`), for benchmark harnesses that send a prompt set.
     pub test: Option<String>,
-    /// The image parts of a chat's messages (where each is, and the part), in order;
-    /// `pictures[i]` of them belong to message `i` (none for a completion). [`decode_pictures`]
-    /// reads them into `images` once the model is known to take pictures.
+    /// The image parts of a chat's messages (where each is, and the part), in order (none for
+    /// a completion). [`decode_pictures`] reads them into `images` once the model is known to
+    /// take pictures.
     pub image_parts: Vec<(String, Value)>,
-    pub pictures: Vec<usize>,
     pub images: Vec<Rgb8>,
+    /// Each chat message's parts in the order sent: text, or `None` for a picture.
+    pub parts: Vec<Vec<Option<String>>>,
 }
 
-/// Decodes a request's image parts into its `images` (a 400 naming the first bad one).
+/// Decodes a request's image parts into its `images` (a 400 naming the first bad one); the
+/// parts' data is dropped, their places kept.
 pub fn decode_pictures(req: &mut GenRequest) -> Result<(), ApiError> {
     req.images = req
         .image_parts
         .iter()
         .map(|(param, p)| picture(p, param))
         .collect::<Result<_, _>>()?;
+    for (_, p) in &mut req.image_parts {
+        *p = Value::Null;
+    }
     Ok(())
 }
 
@@ -159,6 +164,15 @@ fn flag(o: &Map<String, Value>, k: &str) -> Result<bool, ApiError> {
 /// A picture of a message: an inline `data:` URL, decoded (an image URL is not fetched; a
 /// picture that does not decode is a 400 naming the part).
 fn picture(p: &Value, param: &str) -> Result<Rgb8, ApiError> {
+    if let Some(d) = p.get("detail").filter(|d| !d.is_null())
+        && d != "auto"
+    {
+        return Err(ApiError::bad(
+            "`detail` other than \"auto\" is not supported: pictures are sized as the \
+             model's processor says; leave it out",
+        )
+        .param(&format!("{param}.detail")));
+    }
     let url = match p.get("image_url") {
         Some(Value::String(s)) => Some(s.as_str()),
         Some(Value::Object(o)) => {
@@ -214,24 +228,31 @@ fn picture(p: &Value, param: &str) -> Result<Rgb8, ApiError> {
         .map_err(|e| ApiError::bad(e.message).code(e.code).param(param))
 }
 
-/// The text of a message's `content` (a string, or a list of `text` parts) and its image parts
-/// (for vision models), each with where it is.
-fn content(v: &Value, i: usize) -> Result<(String, Vec<(String, Value)>), ApiError> {
+/// A message's `content` read: its text (a string, or its `text` parts joined), its image
+/// parts (for vision models) with where each is, and its parts in order (text, or `None`
+/// for a picture).
+type Content = (String, Vec<(String, Value)>, Vec<Option<String>>);
+
+fn content(v: &Value, i: usize) -> Result<Content, ApiError> {
     let param = format!("messages[{i}].content");
     match v {
-        Value::String(s) => Ok((s.clone(), Vec::new())),
+        Value::String(s) => Ok((s.clone(), Vec::new(), vec![Some(s.clone())])),
         Value::Array(parts) => {
             let mut text = String::new();
             let mut images = Vec::new();
+            let mut order = Vec::new();
             for (j, p) in parts.iter().enumerate() {
                 match p.get("type").and_then(Value::as_str) {
                     Some("text") => {
-                        text.push_str(p.get("text").and_then(Value::as_str).ok_or_else(|| {
+                        let t = p.get("text").and_then(Value::as_str).ok_or_else(|| {
                             ApiError::bad("a text part needs a string `text`").param(&param)
-                        })?)
+                        })?;
+                        text.push_str(t);
+                        order.push(Some(t.to_string()));
                     }
                     Some("image_url" | "input_image" | "image") => {
                         images.push((format!("{param}[{j}]"), p.clone()));
+                        order.push(None);
                     }
                     Some("input_audio") => {
                         return Err(ApiError::new(
@@ -251,7 +272,7 @@ fn content(v: &Value, i: usize) -> Result<(String, Vec<(String, Value)>), ApiErr
                     }
                 }
             }
-            Ok((text, images))
+            Ok((text, images, order))
         }
         _ => Err(ApiError::bad("`content` must be a string or a list of parts").param(&param)),
     }
@@ -286,7 +307,7 @@ pub fn parse_request(body: &[u8], chat: bool) -> Result<GenRequest, ApiError> {
             );
         }
     };
-    let (mut image_parts, mut pictures) = (Vec::new(), Vec::new());
+    let (mut image_parts, mut parts) = (Vec::new(), Vec::new());
     let input = if chat {
         let msgs = o
             .get("messages")
@@ -326,12 +347,13 @@ pub fn parse_request(body: &[u8], chat: bool) -> Result<GenRequest, ApiError> {
                 ))
                 .param(&format!("messages[{i}].role")));
             }
-            let (text, pics) = content(m.get("content").unwrap_or(&Value::Null), i)?;
+            let (text, pics, order) = content(m.get("content").unwrap_or(&Value::Null), i)?;
+            parts.push(order);
+
             if !pics.is_empty() && role != "user" {
                 return Err(ApiError::bad("pictures go in user messages")
                     .param(&format!("messages[{i}].content")));
             }
-            pictures.push(pics.len());
             image_parts.extend(pics);
             out.push(Message {
                 role: role.into(),
@@ -455,8 +477,8 @@ pub fn parse_request(body: &[u8], chat: bool) -> Result<GenRequest, ApiError> {
         truncate,
         test: None,
         image_parts,
-        pictures,
         images: Vec::new(),
+        parts,
     })
 }
 
@@ -612,9 +634,14 @@ mod tests {
             {"role":"user","content":[{"type":"image_url","image_url":"data:image/png;base64,AA=="}]}]}"#,
         )
         .unwrap();
+        assert_eq!(r.image_parts.len(), 2);
         assert_eq!(
-            (r.image_parts.len(), r.pictures.clone()),
-            (2, vec![1, 0, 1])
+            r.parts,
+            [
+                vec![Some("a".to_string()), None],
+                vec![Some("b".to_string())],
+                vec![None]
+            ]
         );
         let e = decode_pictures(&mut r).unwrap_err();
         assert_eq!(

@@ -18,7 +18,7 @@ use mlxk_infer::runner::Runner;
 use mlxk_infer::runner::audio::{AudioModel, AudioRunner, Destination, transcription_facts};
 use mlxk_infer::runner::text::{PromptSpec, TextRunner, assemble_prompt};
 use mlxk_infer::runner::vision::VisionRunner;
-use mlxk_infer::vision::{Prepared, VisionMessage, VisionModel};
+use mlxk_infer::vision::{Prepared, Segment, VisionMessage, VisionModel};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
 
@@ -562,26 +562,34 @@ fn start_vision<'m>(
     };
     let started = std::time::Instant::now();
     let mut prepared: Vec<Prepared> = Vec::with_capacity(req.images.len());
-    for (n, img) in req.images.iter().enumerate() {
+    for ((param, _), img) in req.image_parts.iter().zip(&req.images) {
         match v.prepare(img) {
             Ok(p) => prepared.push(p),
             Err(why) => {
                 return fail(
-                    ApiError::bad(format!("picture {}: {why}", n + 1))
+                    ApiError::bad(format!("{param}: {why}"))
                         .code("invalid_image")
-                        .param("messages"),
+                        .param(param),
                 );
             }
         }
     }
+    // Each message's parts in the order the client sent them.
     let chat: Vec<VisionMessage> = messages
         .iter()
-        .zip(req.pictures.iter().chain(std::iter::repeat(&0)))
         .enumerate()
-        .map(|(i, (m, &images))| VisionMessage {
+        .map(|(i, m)| VisionMessage {
             role: m.role.clone(),
-            text: m.content.clone(),
-            images,
+            parts: match req.parts.get(i) {
+                Some(ps) => ps
+                    .iter()
+                    .map(|p| match p {
+                        Some(t) => Segment::Text(t.clone()),
+                        None => Segment::Picture,
+                    })
+                    .collect(),
+                None => vec![Segment::Text(m.content.clone())],
+            },
             what: format!("messages[{i}]"),
         })
         .collect();
@@ -600,11 +608,17 @@ fn start_vision<'m>(
         && ids.len() >= c
     {
         let image_tokens: usize = prepared.iter().map(|p| v.image_tokens(p)).sum();
+        let why = if prepared.is_empty() {
+            "shorten it".to_string()
+        } else {
+            format!(
+                "{image_tokens} of them the pictures'; shorten it or send fewer or smaller pictures"
+            )
+        };
         return fail(
             ApiError::bad(format!(
-                "the prompt is {} tokens ({image_tokens} of them the pictures') and the model's \
-                 context is {c}; shorten it or send fewer or smaller pictures (a prompt with \
-                 pictures is never cut)",
+                "the prompt is {} tokens and the model's context is {c}: {why} (a vision \
+                 model's chat is never cut, \"truncation\": \"auto\" or not)",
                 ids.len()
             ))
             .code("context_length_exceeded"),

@@ -7,7 +7,9 @@
 use super::clip;
 use super::llava::{merge_text_config, text_layer_name};
 use crate::error::{Result, broken, unsupported};
-use crate::layers::{Activation, LayerNorm, Linear, Mlp, RmsNorm, RopePositions, gelu, gelu_fast};
+use crate::layers::{
+    Activation, LayerNorm, Linear, Mlp, RmsNorm, RopePositions, gelu, gelu_fast, rotate_half_rope,
+};
 use crate::weights::Weights;
 use mlx_rs::{Array, ops};
 use serde_json::{Value, json};
@@ -76,11 +78,20 @@ pub fn text_config(path: &Path, root: &Value) -> Result<Value> {
 }
 
 /// The frequencies (of `head_dim / 2`) that turn by the time, height and width positions:
-/// `rope_scaling.mrope_section` (or `rope_parameters`'), mlx-vlm's default otherwise.
+/// `rope_scaling.mrope_section` as mlx-vlm reads it (a `rope_scaling` without one is refused, as
+/// mlx-vlm refuses it); without `rope_scaling`, transformers 5's `rope_parameters.mrope_section`
+/// (mlx-vlm 0.7.6 ignores it and takes its default, which is wrong for Qwen2-VL-2B's heads);
+/// without either, mlx-vlm's default 24 + 20 + 20.
 pub fn mrope_section(path: &Path, root: &Value, head_dim: usize) -> Result<[usize; 3]> {
-    let given = ["rope_parameters", "rope_scaling"]
-        .iter()
-        .find_map(|k| root.get(*k).and_then(|v| v.get("mrope_section")));
+    let scaling = root.get("rope_scaling").filter(|v| !v.is_null());
+    if let Some(s) = scaling
+        && s.get("mrope_section").is_none()
+    {
+        return Err(broken(path, "`rope_scaling` has no `mrope_section`"));
+    }
+    let given = scaling
+        .or_else(|| root.get("rope_parameters"))
+        .and_then(|v| v.get("mrope_section"));
     if let Some(kind) = root
         .get("rope_scaling")
         .and_then(|v| v.get("type").or_else(|| v.get("rope_type")))
@@ -602,15 +613,7 @@ impl Qwen2Vl {
             use mlx_rs::ops::indexing::IndexOp;
             Ok(qkv.index((.., i, .., ..)))
         };
-        let rope = |a: Array| -> Result<Array> {
-            let half = a.shape()[2] / 2;
-            let s = a.split_at_indices(&[half], -1)?;
-            let rot = ops::concatenate(&[&ops::negative(&s[1])?, &s[0]], -1)?;
-            Ok(ops::add(
-                &ops::multiply(&a, cos)?,
-                &ops::multiply(&rot, sin)?,
-            )?)
-        };
+        let rope = |a: Array| rotate_half_rope(&a, cos, sin);
         // [patches, heads, head] → [1, heads, patches, head]
         let arrange =
             |a: Array| -> Result<Array> { Ok(a.transpose_axes(&[1, 0, 2])?.expand_dims(0)?) };

@@ -71,13 +71,19 @@ pub struct VisionModel {
     image_seq_len: usize,
 }
 
-/// One message of a conversation with a vision model: its role and text, how many of the
-/// conversation's pictures it carries (in order), and what to call it in an error.
+/// A piece of a message's content: text, or the conversation's next picture.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Segment {
+    Text(String),
+    Picture,
+}
+
+/// One message of a conversation with a vision model: its role, its content in order, and
+/// what to call it in an error.
 #[derive(Debug, Clone)]
 pub struct VisionMessage {
     pub role: String,
-    pub text: String,
-    pub images: usize,
+    pub parts: Vec<Segment>,
     pub what: String,
 }
 
@@ -169,6 +175,24 @@ impl VisionModel {
                 })
             }
             ImageProcessor::Qwen2Vl(p) => {
+                if let VisionPart::Qwen2Vl(m) = &self.vision {
+                    let (w, h) = p.resized_size(img.width, img.height)?;
+                    let patches = (w / p.patch) as u64 * (h / p.patch) as u64;
+                    // The tower's attention holds each head's patches × patches scores (and
+                    // their softmax) at once: refuse a picture whose scores would not fit.
+                    let bytes = 2 * 4 * m.config.num_heads as u64 * patches * patches;
+                    let room = mlxk::sys::SysRoot::from_env()
+                        .memory()
+                        .map_or(16 << 30, |s| s.total_bytes / 2);
+                    if bytes > room {
+                        return Err(format!(
+                            "{}×{} pixels would be resized to {w}×{h}, {patches} patches, whose attention needs {:.1} GB; resize the picture or lower max_pixels in preprocessor_config.json",
+                            img.width,
+                            img.height,
+                            bytes as f64 / 1e9
+                        ));
+                    }
+                }
                 let t = p.process(img)?;
                 let [_, rows, cols] = t.grid;
                 let n = (t.grid.iter().product::<usize>()) as i32;
@@ -250,37 +274,49 @@ impl VisionModel {
         if let Some(s) = system {
             messages.push(VisionMessage {
                 role: "system".into(),
-                text: s.into(),
-                images: 0,
+                parts: vec![Segment::Text(s.into())],
                 what: "the system message".into(),
             });
         }
+        // mlx-vlm's message format for the architecture: pictures before or after the text.
+        let mut parts = vec![Segment::Text(user.into())];
+        let pictures = vec![Segment::Picture; images.len()];
+        if self.images_first() {
+            parts.splice(0..0, pictures);
+        } else {
+            parts.extend(pictures);
+        }
         messages.push(VisionMessage {
             role: "user".into(),
-            text: user.into(),
-            images: images.len(),
+            parts,
             what: "the prompt".into(),
         });
         self.chat_ids(&messages, images)
     }
 
-    /// [`VisionModel::prompt_ids`] of a conversation: each message's text with its pictures
-    /// (taken from `images` in order) as mlx-vlm lists them for the model.
+    /// [`VisionModel::prompt_ids`] of a conversation: each message's parts in their order, its
+    /// pictures taken from `images` in turn.
     pub fn chat_ids(&self, chat: &[VisionMessage], images: &[Prepared]) -> Result<Vec<u32>> {
         let tok: &TextTokenizer = &self.text.tokenizer;
         let marker = self.image_marker();
+        let mut placed = 0;
         for m in chat {
-            if m.text.contains(marker) {
-                return Err(InferError::Options(format!(
-                    "{} contains {marker}, which marks where a picture goes; give pictures as files",
-                    m.what
-                )));
+            for p in &m.parts {
+                match p {
+                    Segment::Text(t) if t.contains(marker) => {
+                        return Err(InferError::Options(format!(
+                            "{} contains {marker}, which marks where a picture goes; give pictures as files",
+                            m.what
+                        )));
+                    }
+                    Segment::Text(_) => {}
+                    Segment::Picture => placed += 1,
+                }
             }
         }
-        if chat.iter().map(|m| m.images).sum::<usize>() != images.len() {
+        if placed != images.len() {
             return Err(InferError::Options(format!(
-                "the messages place {} pictures for {} given",
-                chat.iter().map(|m| m.images).sum::<usize>(),
+                "the messages place {placed} pictures for {} given",
                 images.len()
             )));
         }
@@ -293,13 +329,14 @@ impl VisionModel {
         let part = |t: &str| json!({"type": "text", "text": t, "content": t});
         let mut messages = Vec::new();
         for m in chat {
-            let mut content = vec![part(&m.text)];
-            let parts = vec![json!({"type": "image"}); m.images];
-            if self.images_first() {
-                content.splice(0..0, parts);
-            } else {
-                content.extend(parts);
-            }
+            let content: Vec<Value> = m
+                .parts
+                .iter()
+                .map(|p| match p {
+                    Segment::Text(t) => part(t),
+                    Segment::Picture => json!({"type": "image"}),
+                })
+                .collect();
             messages.push(json!({"role": m.role, "content": content}));
         }
         let text = tok.render_chat_values(&messages, Some(false))?;
@@ -462,6 +499,34 @@ pub fn load(path: &Path, policy: DtypePolicy) -> Result<VisionModel> {
                 "the tokenizer does not read {marker} as the one token {image_token} the config names"
             ),
         ));
+    }
+    if let (VisionPart::Qwen2Vl(m), ImageProcessor::Qwen2Vl(p)) = (&vision, &processor) {
+        let c = &m.config;
+        if (p.patch, p.temporal, p.merge) != (c.patch_size, c.temporal_patch_size, c.merge_size) {
+            return Err(broken(
+                path,
+                format!(
+                    "preprocessor_config.json cuts {}-pixel patches over {} frames merged {}×{}; the vision tower takes {}, {} and {}×{}",
+                    p.patch,
+                    p.temporal,
+                    p.merge,
+                    p.merge,
+                    c.patch_size,
+                    c.temporal_patch_size,
+                    c.merge_size,
+                    c.merge_size
+                ),
+            ));
+        }
+        let start = m.tokens.vision_start;
+        if tokenizer.encode("<|vision_start|>", false).ok().as_deref() != Some(&[start][..]) {
+            return Err(broken(
+                path,
+                format!(
+                    "the tokenizer does not read <|vision_start|> as the one token {start} the config names (vision_start_token_id)"
+                ),
+            ));
+        }
     }
     let mut image_seq_len = 0;
     if let VisionPart::Idefics3(m) = &vision {
