@@ -130,10 +130,11 @@ fn json_records_name_the_images_and_their_tokens() {
     assert_eq!(deltas, res["text"].as_str().unwrap());
 }
 
-#[test]
-fn smolvlm_takes_two_pictures_in_one_prompt() {
+/// The `result` record of `name` on the square and the wide picture in one prompt, its text
+/// checked against mlx-vlm's.
+fn square_and_wide(name: &str) -> Value {
     let r = see(&[
-        &model("smolvlm"),
+        &model(name),
         &picture("square"),
         &picture("wide"),
         "-p",
@@ -148,7 +149,17 @@ fn smolvlm_takes_two_pictures_in_one_prompt() {
         .into_iter()
         .find(|r| r["type"] == "result")
         .unwrap();
-    assert_eq!(res["text"], golden_text("smolvlm", Some("square+wide")));
+    assert_eq!(
+        res["text"],
+        golden_text(name, Some("square+wide")),
+        "{name}"
+    );
+    res
+}
+
+#[test]
+fn smolvlm_takes_two_pictures_in_one_prompt() {
+    let res = square_and_wide("smolvlm");
     // 2 × 2 tiles and the global view, then 1 × 2 and the global view, 9 tokens each.
     assert_eq!(res["image_tokens"], (5 + 3) * 9);
     assert_eq!(res["prompt_tokens"], 134);
@@ -156,23 +167,7 @@ fn smolvlm_takes_two_pictures_in_one_prompt() {
 
 #[test]
 fn qwen2_vl_takes_two_pictures_of_their_own_sizes_in_one_prompt() {
-    let r = see(&[
-        &model("qwen2-vl"),
-        &picture("square"),
-        &picture("wide"),
-        "-p",
-        PROMPT,
-        "-n",
-        "12",
-        "--json",
-    ])
-    .ok();
-    let res = r
-        .records()
-        .into_iter()
-        .find(|r| r["type"] == "result")
-        .unwrap();
-    assert_eq!(res["text"], golden_text("qwen2-vl", Some("square+wide")));
+    let res = square_and_wide("qwen2-vl");
     // 56×56 → 64×64: 8 × 8 patches, 16 tokens; 96×40 → 96×32: 4 × 12 patches, 12 tokens.
     assert_eq!(res["image_tokens"], 16 + 12);
     assert_eq!(res["prompt_tokens"], 110);

@@ -589,16 +589,18 @@ pub fn write(spec: &TinyVlm, dir: &Path) -> Result<String> {
     Ok(format!("{:016x}", sum.0))
 }
 
+/// Writes `v` as `dir/file`, pretty-printed.
+fn put_json(dir: &Path, file: &str, v: &Value) -> Result<()> {
+    std::fs::write(
+        dir.join(file),
+        serde_json::to_string_pretty(v).expect("serializable"),
+    )
+    .map_err(|e| InferError::Options(format!("{}: {e}", dir.join(file).display())))
+}
+
 /// The tiny SmolVLM's tokenizer settings, chat template and processor files.
 fn write_smolvlm_processor(dir: &Path, c: &Value) -> Result<()> {
-    let io = |e: std::io::Error| InferError::Options(format!("{}: {e}", dir.display()));
-    let put = |file: &str, v: &Value| {
-        std::fs::write(
-            dir.join(file),
-            serde_json::to_string_pretty(v).expect("serializable"),
-        )
-        .map_err(io)
-    };
+    let put = |file: &str, v: &Value| put_json(dir, file, v);
     put(
         "tokenizer_config.json",
         &json!({"bos_token": "<|im_start|>", "eos_token": "<end_of_utterance>",
@@ -634,14 +636,7 @@ fn write_qwen2_vl_processor(dir: &Path, v25: bool) -> Result<()> {
     } else {
         "Qwen2VLProcessor"
     };
-    let io = |e: std::io::Error| InferError::Options(format!("{}: {e}", dir.display()));
-    let put = |file: &str, v: &Value| {
-        std::fs::write(
-            dir.join(file),
-            serde_json::to_string_pretty(v).expect("serializable"),
-        )
-        .map_err(io)
-    };
+    let put = |file: &str, v: &Value| put_json(dir, file, v);
     put(
         "tokenizer_config.json",
         &json!({"eos_token": "<|im_end|>", "pad_token": "<|eos|>", "add_bos_token": false,

@@ -161,30 +161,27 @@ fn flag(o: &Map<String, Value>, k: &str) -> Result<bool, ApiError> {
     }
 }
 
-/// A picture of a message: an inline `data:` URL, decoded (an image URL is not fetched; a
-/// picture that does not decode is a 400 naming the part).
-fn picture(p: &Value, param: &str) -> Result<Rgb8, ApiError> {
-    if let Some(d) = p.get("detail").filter(|d| !d.is_null())
-        && d != "auto"
-    {
-        return Err(ApiError::bad(
+/// OpenAI's `detail` (how finely to look) is not ours to choose: only `auto` is taken.
+fn only_auto_detail(part: &Value, param: &str) -> Result<(), ApiError> {
+    match part.get("detail") {
+        None | Some(Value::Null) => Ok(()),
+        Some(d) if d == "auto" => Ok(()),
+        Some(_) => Err(ApiError::bad(
             "`detail` other than \"auto\" is not supported: pictures are sized as the \
              model's processor says; leave it out",
         )
-        .param(&format!("{param}.detail")));
+        .param(param)),
     }
+}
+
+/// A picture of a message: an inline `data:` URL, decoded (an image URL is not fetched; a
+/// picture that does not decode is a 400 naming the part).
+fn picture(p: &Value, param: &str) -> Result<Rgb8, ApiError> {
+    only_auto_detail(p, &format!("{param}.detail"))?;
     let url = match p.get("image_url") {
         Some(Value::String(s)) => Some(s.as_str()),
         Some(Value::Object(o)) => {
-            if let Some(d) = o.get("detail").filter(|d| !d.is_null())
-                && d != "auto"
-            {
-                return Err(ApiError::bad(
-                    "`detail` other than \"auto\" is not supported: pictures are sized as the \
-                     model's processor says; leave it out",
-                )
-                .param(&format!("{param}.image_url.detail")));
-            }
+            only_auto_detail(&p["image_url"], &format!("{param}.image_url.detail"))?;
             if let Some(k) = o.keys().find(|k| !["url", "detail"].contains(&k.as_str())) {
                 return Err(ApiError::bad(format!(
                     "`image_url.{k}` is not supported by this server; leave it out"

@@ -633,30 +633,16 @@ fn start_vision<'m>(
     }
     facts.load_time_s = Some(ctx.load_s);
     ctx.runner.describe(model, ctx.job, &mut facts);
-    let embeddings = if prepared.is_empty() {
-        None
-    } else {
-        match v.embeddings(&ids, &prepared).and_then(|e| {
-            e.eval()?;
-            Ok(e)
-        }) {
-            Ok(e) => Some(e),
-            Err(e) => {
-                fail_run(ctx.settings, &mut facts, &events, e);
-                return None;
-            }
-        }
-    };
-    facts
-        .extra
-        .push(("image_encode_s".into(), started.elapsed().as_secs_f64()));
-    let caches = match v.new_caches(&ids, &prepared) {
-        Ok(c) => c,
+    let (embeddings, caches) = match v.ready(&ids, &prepared) {
+        Ok(r) => r,
         Err(e) => {
             fail_run(ctx.settings, &mut facts, &events, e);
             return None;
         }
     };
+    facts
+        .extra
+        .push(("image_encode_s".into(), started.elapsed().as_secs_f64()));
     let opts = GenerateOptions {
         max_tokens: req.max_tokens.unwrap_or(ctx.settings.default_max_tokens),
         sampling: req.sampling.clone(),

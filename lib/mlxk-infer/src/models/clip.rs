@@ -58,21 +58,7 @@ impl TowerConfig {
         eps_default: f64,
     ) -> Result<TowerConfig> {
         let get = |k: &str| v.get(k).filter(|x| !x.is_null());
-        let n = |k: &str, d: usize| -> Result<usize> {
-            match get(k) {
-                None => Ok(d),
-                Some(x) => x
-                    .as_u64()
-                    .filter(|&x| x > 0)
-                    .map(|x| x as usize)
-                    .ok_or_else(|| {
-                        broken(
-                            path,
-                            format!("`vision_config.{k}` is not a positive whole number"),
-                        )
-                    }),
-            }
-        };
+        let n = |k: &str, d: usize| vision_count(path, v, k, d);
         let kind = match get("model_type").and_then(Value::as_str) {
             None | Some("clip_vision_model") => TowerKind::Clip,
             Some(s) if siglip_names.contains(&s) => TowerKind::Siglip,
@@ -347,6 +333,23 @@ pub(crate) fn attention(q: &Array, k: &Array, v: &Array, scale: f32) -> Result<A
         None => ops::softmax_axis(&scores, -1, true)?,
     };
     Ok(ops::matmul(&w, v)?)
+}
+
+/// A positive whole number of `vision_config` (`default` when absent or null).
+pub(crate) fn vision_count(path: &Path, v: &Value, k: &str, default: usize) -> Result<usize> {
+    match v.get(k).filter(|x| !x.is_null()) {
+        None => Ok(default),
+        Some(x) => x
+            .as_u64()
+            .filter(|&x| x > 0)
+            .map(|x| x as usize)
+            .ok_or_else(|| {
+                broken(
+                    path,
+                    format!("`vision_config.{k}` is not a positive whole number"),
+                )
+            }),
+    }
 }
 
 /// The patch convolution's weight in MLX's layout `[out, kh, kw, in]`, from PyTorch's

@@ -195,21 +195,7 @@ impl VisionConfig {
                 format!("a {kind} vision tower of model_type `{mt}` is not supported"),
             ));
         }
-        let n = |k: &str, default: usize| -> Result<usize> {
-            match v.get(k) {
-                None | Some(Value::Null) => Ok(default),
-                Some(x) => x
-                    .as_u64()
-                    .filter(|&x| x > 0)
-                    .map(|x| x as usize)
-                    .ok_or_else(|| {
-                        broken(
-                            path,
-                            format!("vision_config `{k}` is not a positive whole number"),
-                        )
-                    }),
-            }
-        };
+        let n = |k: &str, default: usize| clip::vision_count(path, v, k, default);
         let (embed_dim, hidden_size, mlp_hidden, windows) = if v25 {
             let full = match v.get("fullatt_block_indexes") {
                 None | Some(Value::Null) => vec![7, 15, 23, 31],

@@ -6,7 +6,6 @@ use super::text::{
     prompt_fields, read_json_lines,
 };
 use super::{Runner, Runs};
-use crate::error::InferError;
 use crate::vision::{self, VisionModel, image};
 use crate::weights::DtypePolicy;
 use mlxk::cli::{Exit, Failure};
@@ -163,13 +162,7 @@ impl VisionRunner {
                 ids.len()
             )));
         }
-        let embeddings = if images.is_empty() {
-            None
-        } else {
-            let e = model.embeddings(&ids, &prepared)?;
-            e.eval().map_err(InferError::from)?;
-            Some(e)
-        };
+        let (embeddings, caches) = model.ready(&ids, &prepared)?;
         let encode_s = start.elapsed().as_secs_f64();
         let names: Vec<String> = item
             .images
@@ -196,7 +189,7 @@ impl VisionRunner {
             job,
             &item.prompt,
             &prompt,
-            model.new_caches(&prompt.ids, &prepared)?,
+            caches,
             0,
             out,
             facts,

@@ -228,6 +228,19 @@ impl VisionModel {
         }
     }
 
+    /// A prompt with its pictures made ready to generate from: its embeddings with the
+    /// pictures' features in place (evaluated; none without pictures) and fresh caches.
+    pub fn ready(&self, ids: &[u32], images: &[Prepared]) -> Result<(Option<Array>, Vec<KvCache>)> {
+        let embeddings = if images.is_empty() {
+            None
+        } else {
+            let e = self.embeddings(ids, images)?;
+            e.eval()?;
+            Some(e)
+        };
+        Ok((embeddings, self.new_caches(ids, images)?))
+    }
+
     /// Fresh caches for a prompt of `ids` with `images`: Qwen2-VL's carry the prompt's M-RoPE
     /// positions (a text-only prompt's are the plain ones).
     pub fn new_caches(&self, ids: &[u32], images: &[Prepared]) -> Result<Vec<KvCache>> {

@@ -4,6 +4,7 @@
 //! (`smart_resize`); rescaled and normalised in f32; cut into patches, merge windows row by row,
 //! each patch's values channel, frame (the picture twice), row, column.
 use super::image::Rgb8;
+use super::processor::Normalize;
 use super::resample::{Filter, resize};
 use crate::error::{Result, broken};
 use serde_json::Value;
@@ -51,29 +52,6 @@ impl Qwen2VlProcessor {
                 )),
             }
         };
-        let flag = |k: &str| -> Result<bool> {
-            match v.get(k) {
-                None | Some(Value::Null) => Ok(true),
-                Some(Value::Bool(b)) => Ok(*b),
-                Some(o) => Err(broken(path, format!("`{k}` is not true/false: {o}"))),
-            }
-        };
-        let triple = |k: &str| -> Result<[f32; 3]> {
-            match v.get(k) {
-                None | Some(Value::Null) => Ok([0.5; 3]),
-                Some(Value::Array(a)) if a.len() == 3 => {
-                    let mut out = [0f32; 3];
-                    for (o, x) in out.iter_mut().zip(a) {
-                        *o = x
-                            .as_f64()
-                            .ok_or_else(|| broken(path, format!("`{k}` holds a non-number")))?
-                            as f32;
-                    }
-                    Ok(out)
-                }
-                Some(o) => Err(broken(path, format!("`{k}` must be three numbers: {o}"))),
-            }
-        };
         let size = v.get("size");
         let edge = |k: &str| size.and_then(|s| s.get(k)).and_then(Value::as_u64);
         let mut min_pixels = edge("shortest_edge").unwrap_or(56 * 56);
@@ -86,28 +64,19 @@ impl Qwen2VlProcessor {
                 format!("min_pixels {min_pixels} is over max_pixels {max_pixels}"),
             ));
         }
-        let rescale = if flag("do_rescale")? {
-            Some(num("rescale_factor")?.unwrap_or(1.0 / 255.0) as f32)
-        } else {
-            None
-        };
-        let mean_std = if flag("do_normalize")? {
-            let std = triple("image_std")?;
-            if std.contains(&0.0) {
-                return Err(broken(path, "`image_std` has a 0"));
-            }
-            Some((triple("image_mean")?, std))
-        } else {
-            None
-        };
+        // numpy's defaults: mean and std 0.5 where the file gives none.
+        let obj = v
+            .as_object()
+            .ok_or_else(|| broken(path, "not a JSON object"))?;
+        let n = Normalize::from_json(path, obj, ([0.5; 3], [0.5; 3]))?;
         Ok(Qwen2VlProcessor {
             patch: whole("patch_size", 14)? as usize,
             temporal: whole("temporal_patch_size", 2)? as usize,
             merge: whole("merge_size", 2)? as usize,
             min_pixels,
             max_pixels,
-            rescale,
-            mean_std,
+            rescale: n.rescale.map(|r| r as f32),
+            mean_std: n.mean_std,
         })
     }
 
