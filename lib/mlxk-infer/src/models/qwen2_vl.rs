@@ -157,6 +157,26 @@ pub fn split_weights(
     (text, vision)
 }
 
+/// The quantization of the tower's layers: the config's `quantization` (or
+/// `quantization_config`) with per-layer entries named as [`split_weights`] names the tower's
+/// tensors (without `visual.`, `model.visual.` or `vision_tower.`).
+pub fn vision_quantization(root: &Value) -> Option<crate::config::Quantization> {
+    let q = ["quantization", "quantization_config"]
+        .iter()
+        .find_map(|k| root.get(*k).and_then(Value::as_object))?;
+    let renamed: serde_json::Map<String, Value> = q
+        .iter()
+        .map(|(k, v)| {
+            let short = ["visual.", "model.visual.", "vision_tower."]
+                .iter()
+                .find_map(|p| k.strip_prefix(p))
+                .unwrap_or(k);
+            (short.to_string(), v.clone())
+        })
+        .collect();
+    crate::config::Quantization::from_json(&Value::Object(renamed))
+}
+
 /// The special tokens the prompt marks pictures with.
 #[derive(Debug, Clone, Copy)]
 pub struct Tokens {
@@ -733,6 +753,19 @@ mod tests {
             mlp0: lin(),
             mlp2: lin(),
         }
+    }
+
+    /// Per-layer quantization entries reach the tower's layers under its short names.
+    #[test]
+    fn the_towers_quantization_entries_lose_their_prefix() {
+        let root = json!({"quantization": {"group_size": 64, "bits": 4,
+            "vision_tower.blocks.0.attn.qkv": {"group_size": 32, "bits": 8},
+            "visual.blocks.1.mlp.fc1": false}});
+        let q = vision_quantization(&root).unwrap();
+        let spec = q.for_layer("blocks.0.attn.qkv").unwrap();
+        assert_eq!((spec.group_size, spec.bits), (32, 8));
+        assert!(q.for_layer("blocks.1.mlp.fc1").is_none());
+        assert_eq!(q.for_layer("blocks.2.attn.proj").map(|s| s.bits), Some(4));
     }
 
     /// `get_window_index` on a 3 × 3 merged grid in windows of 2 × 2: short windows at the

@@ -472,7 +472,11 @@ pub fn load(path: &Path, policy: DtypePolicy) -> Result<VisionModel> {
     };
     let quant = text_cfg.quantization.clone();
     let mut vw = Weights::new(path.to_path_buf(), vision_map, WeightFormat::Safetensors);
-    vw.set_quantization(quant.clone());
+    vw.set_quantization(if is_qwen {
+        qwen2_vl_model::vision_quantization(&root)
+    } else {
+        quant.clone()
+    });
     vw.apply_policy(policy)?;
     vw.materialize()?;
     let vision_bytes = vw.nbytes();
