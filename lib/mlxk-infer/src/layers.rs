@@ -482,10 +482,15 @@ impl Rope {
         let Some(m) = &self.mrope else {
             return self.forward(x, offset);
         };
+        // A cache without the prompt's positions (one restored from a snapshot, say) would
+        // turn later positions by `i` instead of `i + delta`: refused, not guessed.
+        let p = positions.ok_or_else(|| {
+            crate::error::InferError::Mlx(
+                "M-RoPE needs the prompt's positions in the cache (VisionModel::new_caches)".into(),
+            )
+        })?;
         let l = x.shape()[2] as usize;
-        let pos: Vec<[i64; 3]> = (offset..offset + l)
-            .map(|i| positions.map_or([i as i64; 3], |p| p.at(i)))
-            .collect();
+        let pos: Vec<[i64; 3]> = (offset..offset + l).map(|i| p.at(i)).collect();
         let (cos, sin) = m.tables(&pos)?;
         m.rotate(x, &cos, &sin)
     }
@@ -1129,6 +1134,8 @@ impl Attention {
                 }
                 m.host_table(t as f32)
             }
+            // No positions: MLX's path says why.
+            (Some(_), None) => return Ok(None),
             _ => self.rope.host_table(pos)?,
         };
         self.rope.rotate_host(&mut qs, d, &cos, &sin)?;
@@ -1292,6 +1299,37 @@ mod tests {
             .map(|i| (i as f32 * 0.37 + seed).sin() * 0.5)
             .collect();
         Array::from_slice(&v, shape)
+    }
+
+    /// M-RoPE of a text position on the host equals its MLX form bit for bit (the decode step
+    /// takes it), and a cache without the prompt's positions is refused rather than guessed.
+    #[test]
+    fn host_mrope_is_the_mlx_form_and_needs_positions() {
+        let rope = Rope::multimodal(16, 1_000_000.0, [2, 3, 3]).unwrap();
+        let m = rope.mrope.as_ref().unwrap();
+        let positions = RopePositions {
+            ids: vec![[0; 3], [1, 1, 2], [3; 3]],
+            delta: -2,
+        };
+        for offset in [3usize, 40, 5000] {
+            let x = ramp(&[1, 2, 1, 16], offset as f32);
+            let want = rope.forward_at(&x, offset, Some(&positions)).unwrap();
+            want.eval().unwrap();
+            let mut got = x.as_slice::<f32>().to_vec();
+            let [t, _, _] = positions.at(offset);
+            assert_eq!(t, offset as i64 - 2);
+            let (cos, sin) = m.host_table(t as f32);
+            rope.rotate_host(&mut got, 16, &cos, &sin).unwrap();
+            for (i, (g, w)) in got.iter().zip(want.as_slice::<f32>()).enumerate() {
+                assert_eq!(
+                    g.to_bits(),
+                    w.to_bits(),
+                    "offset {offset} [{i}]: {g} vs {w}"
+                );
+            }
+        }
+        let x = ramp(&[1, 2, 1, 16], 0.5);
+        assert!(rope.forward_at(&x, 3, None).is_err());
     }
 
     /// RoPE of one position on the host is MLX's CPU `fast::rope` bit for bit: plain and

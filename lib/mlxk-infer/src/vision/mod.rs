@@ -242,12 +242,10 @@ impl VisionModel {
     }
 
     /// Fresh caches for a prompt of `ids` with `images`: Qwen2-VL's carry the prompt's M-RoPE
-    /// positions (a text-only prompt's are the plain ones).
+    /// positions (a text-only prompt's are the plain ones, delta 0).
     pub fn new_caches(&self, ids: &[u32], images: &[Prepared]) -> Result<Vec<KvCache>> {
         let mut caches = self.text.decoder.new_cache();
-        if let VisionPart::Qwen2Vl(m) = &self.vision
-            && !images.is_empty()
-        {
+        if let VisionPart::Qwen2Vl(m) = &self.vision {
             let grids: Vec<_> = images.iter().filter_map(|p| p.grid).collect();
             let positions = std::sync::Arc::new(m.positions(ids, &grids)?);
             for c in &mut caches {
