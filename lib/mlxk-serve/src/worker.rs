@@ -256,7 +256,7 @@ fn serve(
                         job: &jobs[*i],
                         index: *i,
                         model: &m.text,
-                        vision: Some(m),
+                        vision: Some((&vision, m)),
                         load_s: *load_s,
                     };
                     waiting.push_front(w);
@@ -307,8 +307,8 @@ struct TextContext<'a> {
     job: &'a Job,
     index: usize,
     model: &'a TextModel,
-    /// A vision model's vision half (its text model is `model`): chats go through it.
-    vision: Option<&'a VisionModel>,
+    /// A vision model (its text model is `model`) and its runner: chats go through them.
+    vision: Option<(&'a VisionRunner, &'a VisionModel)>,
     load_s: f64,
 }
 
@@ -474,8 +474,8 @@ fn start_generation<'m>(ctx: &TextContext<'m>, w: Work) -> Option<Active<'m>> {
         deliver(&w.events, Event::Failed(e));
         None
     };
-    if let (Some(v), Input::Chat(messages)) = (ctx.vision, &req.input) {
-        return start_vision(ctx, v, messages, &req, w.events);
+    if let (Some((vr, v)), Input::Chat(messages)) = (ctx.vision, &req.input) {
+        return start_vision(ctx, vr, v, messages, &req, w.events);
     }
     let spec = match &req.input {
         Input::Chat(m) => PromptSpec {
@@ -551,6 +551,7 @@ fn start_generation<'m>(ctx: &TextContext<'m>, w: Work) -> Option<Active<'m>> {
 /// or a prompt the model cannot take is answered here (400; nothing is cut to fit).
 fn start_vision<'m>(
     ctx: &TextContext<'m>,
+    vr: &VisionRunner,
     v: &'m VisionModel,
     messages: &[mlxk_infer::tokenizer::Message],
     req: &GenRequest,
@@ -627,12 +628,7 @@ fn start_vision<'m>(
     if !deliver(&events, Event::Started) {
         return None;
     }
-    let mut facts = mlxk_infer::runner::job_facts("mlxk-serve", VisionRunner::BACKEND, ctx.job);
-    if let Some(t) = req.test.as_deref() {
-        facts.tool = format!("mlxk-serve::{t}");
-    }
-    facts.load_time_s = Some(ctx.load_s);
-    ctx.runner.describe(model, ctx.job, &mut facts);
+    let mut facts = request_facts(vr, v, ctx.job, ctx.load_s, req.test.as_deref());
     let (embeddings, caches) = match v.ready(&ids, &prepared) {
         Ok(r) => r,
         Err(e) => {
